@@ -1,0 +1,33 @@
+# Two commands on a fresh clone:  make run  (the whole pipeline)  and  make test  (the test suite).
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: setup data run test lint ui
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed data
+
+data: $(VENV)/.installed
+	bash scripts/get_data.sh
+
+run: setup
+	$(PYTHON) tools/run_pipeline.py
+
+test: setup
+	$(PYTHON) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+ui: $(VENV)/.installed
+	$(VENV)/bin/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
+	  --backend-store-uri sqlite:///$(CURDIR)/mlflow.db

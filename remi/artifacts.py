@@ -1,0 +1,50 @@
+"""Model files on disk: weights plus what is needed to rebuild the network."""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from remi.attacks import AttackModel
+from remi.io import atomic_write
+from remi.nets import build_network
+
+MODEL_FILE = "model.pt"
+
+
+def save_model(directory: Path, model: nn.Module, model_params: dict[str, Any], num_classes: int) -> None:
+    payload = {"model_params": model_params, "num_classes": num_classes,
+               "state_dict": model.state_dict()}
+    atomic_write(Path(directory) / MODEL_FILE, lambda tmp: torch.save(payload, tmp))
+
+
+def load_model(directory: str | Path) -> nn.Module:
+    """Rebuild a saved classifier (target, shadow or unlearned) in eval mode."""
+    payload = torch.load(Path(directory) / MODEL_FILE, weights_only=True)
+    model = build_network(payload["model_params"], payload["num_classes"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()
+
+
+def save_attack(directory: Path, attack: AttackModel) -> None:
+    num_features = attack.feature_mean.shape[0]
+    hidden_units = attack.mlp[0].out_features
+    payload = {"num_features": num_features, "hidden_units": hidden_units,
+               "state_dict": attack.state_dict()}
+    atomic_write(Path(directory) / "attack.pt", lambda tmp: torch.save(payload, tmp))
+
+
+def load_attack(directory: str | Path) -> AttackModel:
+    payload = torch.load(Path(directory) / "attack.pt", weights_only=True)
+    attack = AttackModel(payload["num_features"], payload["hidden_units"])
+    attack.load_state_dict(payload["state_dict"])
+    attack.eval()
+    for parameter in attack.parameters():
+        parameter.requires_grad_(False)
+    return attack
+
+
+def load_shadow_outputs(directory: str | Path) -> dict[str, torch.Tensor]:
+    """A shadow's logits on its whole pool, with labels and the membership mask."""
+    return torch.load(Path(directory) / "outputs.pt", weights_only=True)

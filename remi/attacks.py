@@ -1,0 +1,65 @@
+"""Membership attacks: the shadow-trained attack model and the loss-threshold baseline."""
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from remi.signals import attack_features
+
+
+class AttackModel(nn.Module):
+    """A small MLP over phi(logits, label) returning the member log-odds.
+
+    The feature standardisation is stored with the weights, so the model is self-contained and,
+    frozen, stays differentiable w.r.t. the audited model's logits (ReMI needs that).
+    """
+
+    def __init__(self, num_features: int, hidden_units: int) -> None:
+        super().__init__()
+        self.register_buffer("feature_mean", torch.zeros(num_features))
+        self.register_buffer("feature_std", torch.ones(num_features))
+        self.mlp = nn.Sequential(
+            nn.Linear(num_features, hidden_units), nn.ReLU(),
+            nn.Linear(hidden_units, hidden_units), nn.ReLU(),
+            nn.Linear(hidden_units, 1),
+        )
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        features = (attack_features(logits, labels) - self.feature_mean) / self.feature_std
+        return self.mlp(features).squeeze(1)
+
+
+def train_attack_model(logits: torch.Tensor, labels: torch.Tensor, is_member: torch.Tensor,
+                       attack_params: dict[str, Any]) -> AttackModel:
+    """Fit the attack on shadow outputs with known membership."""
+    torch.manual_seed(attack_params["seed"])
+    features = attack_features(logits, labels)
+    model = AttackModel(features.shape[1], attack_params["hidden_units"])
+    model.feature_mean.copy_(features.mean(0))
+    model.feature_std.copy_(features.std(0).clamp_min(1e-6))
+    optimizer = torch.optim.Adam(model.mlp.parameters(), lr=attack_params["lr"])
+    target = is_member.float()
+    generator = torch.Generator().manual_seed(attack_params["seed"])
+    for _ in range(attack_params["epochs"]):
+        for batch in torch.randperm(len(labels), generator=generator).split(attack_params["batch_size"]):
+            loss = F.binary_cross_entropy_with_logits(model(logits[batch], labels[batch]), target[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def attack_scores(attack: AttackModel, logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    return attack(logits, labels).numpy()
+
+
+def loss_scores(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Loss-threshold attack (Yeom et al.): lower loss = more member-like, so the score is -loss."""
+    return (-F.cross_entropy(logits, labels, reduction="none")).detach().numpy()

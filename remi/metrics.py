@@ -1,0 +1,29 @@
+"""Membership-inference metrics: higher score = "member"."""
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+def membership_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray,
+                       low_fpr: float) -> dict[str, float]:
+    """AUC, balanced accuracy at the best threshold, and TPR at `low_fpr` (with the FPR reached)."""
+    truth = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
+    scores = np.r_[member_scores, nonmember_scores]
+    fpr, tpr, _ = roc_curve(truth, scores)
+    within = fpr <= low_fpr
+    best = int(np.flatnonzero(within)[np.argmax(tpr[within])])
+    return {
+        "auc": float(roc_auc_score(truth, scores)),
+        "balanced_accuracy": float(np.max((tpr + 1 - fpr) / 2)),
+        "tpr_at_low_fpr": float(tpr[best]),
+        "fpr_reached": float(fpr[best]),
+    }
+
+
+def roc_points(member_scores: np.ndarray, nonmember_scores: np.ndarray,
+               max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) thinned to at most `max_points`, for plots."""
+    truth = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
+    fpr, tpr, _ = roc_curve(truth, np.r_[member_scores, nonmember_scores])
+    keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+    return fpr[keep], tpr[keep]

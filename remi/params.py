@@ -1,0 +1,148 @@
+"""Load params.yaml and reject bad values before any training starts."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from remi.errors import ParamsError
+
+Check = Callable[[Any], bool]
+
+
+def positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def non_negative_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def non_negative_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def open_unit_interval(value: Any) -> bool:
+    return positive_number(value) and value < 1
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> bool:
+        return value in choices
+
+    check.__doc__ = f"one of {list(choices)}"
+    return check
+
+
+def unit_interval(value: Any) -> bool:
+    return non_negative_number(value) and value <= 1
+
+
+GOALS = ("min_target_attack_auc", "max_auc_gap", "max_forget_accuracy_gap",
+         "max_test_accuracy_drop", "max_seconds_ratio")
+
+# section -> key -> (check, what a valid value is)
+SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
+    "data": {"dataset": (lambda v: isinstance(v, str), "a dataset name"),
+             "raw_dir": (lambda v: isinstance(v, str), "a path")},
+    "splits": {key: (positive_int, "an integer > 0") for key in
+               ("target_train", "out", "audit_holdout", "test", "shadow_pool")}
+    | {"seed": (non_negative_int, "an integer >= 0")},
+    "forget": {"mode": (one_of("random", "class", "requests"), "random, class or requests"),
+               "fraction": (open_unit_interval, "a number in (0, 1)"),
+               "class_label": (non_negative_int, "a class index >= 0"),
+               "seed": (non_negative_int, "an integer >= 0")},
+    "model": {"arch": (lambda v: isinstance(v, str), "a network name"),
+              "conv1_channels": (positive_int, "an integer > 0"),
+              "conv2_channels": (positive_int, "an integer > 0"),
+              "hidden_units": (positive_int, "an integer > 0")},
+    "train": {"epochs": (positive_int, "an integer > 0"),
+              "batch_size": (positive_int, "an integer > 0"),
+              "max_lr": (positive_number, "a number > 0"),
+              "seed": (non_negative_int, "an integer >= 0")},
+    "shadows": {"count": (lambda v: positive_int(v) and v >= 2, "an integer >= 2"),
+                "seed": (non_negative_int, "an integer >= 0")},
+    "attack": {"hidden_units": (positive_int, "an integer > 0"),
+               "epochs": (positive_int, "an integer > 0"),
+               "batch_size": (positive_int, "an integer > 0"),
+               "lr": (positive_number, "a number > 0"),
+               "holdout_shadows": (positive_int, "an integer > 0"),
+               "seed": (non_negative_int, "an integer >= 0")},
+    "unlearn": {"methods": (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list")},
+    "retrain": {"seed": (non_negative_int, "an integer >= 0")},
+    "remi": {"lr": (positive_number, "a number > 0"),
+             "trainable_layers": (non_negative_int, "an integer >= 0"),
+             "max_steps": (positive_int, "an integer > 0"),
+             "batch_size": (positive_int, "an integer > 0"),
+             "lambda_distill": (non_negative_number, "a number >= 0"),
+             "lambda_ce": (non_negative_number, "a number >= 0"),
+             "lambda_mi": (non_negative_number, "a number >= 0"),
+             "lambda_kl": (non_negative_number, "a number >= 0"),
+             "check_every": (positive_int, "an integer > 0"),
+             "target_auc": (unit_interval, "a number in [0, 1]"),
+             "auc_tolerance": (unit_interval, "a number in [0, 1]"),
+             "seed": (non_negative_int, "an integer >= 0")},
+    "audit": {"low_fpr": (open_unit_interval, "a number in (0, 1)"),
+              "goals": (lambda v: isinstance(v, dict) and set(v) == set(GOALS)
+                        and all(non_negative_number(x) for x in v.values()),
+                        f"a mapping of {', '.join(GOALS)} to numbers >= 0")},
+}
+
+
+def validate(params: dict[str, Any]) -> None:
+    """Raise ParamsError listing every missing, unknown or out-of-range key."""
+    problems = []
+    for section, keys in SCHEMA.items():
+        values = params.get(section)
+        if not isinstance(values, dict):
+            problems.append(f"section `{section}` is missing")
+            continue
+        for key, (check, expected) in keys.items():
+            if key not in values:
+                problems.append(f"{section}.{key} is missing (expected {expected})")
+            elif not check(values[key]):
+                problems.append(f"{section}.{key} = {values[key]!r}: expected {expected}")
+        problems += [f"{section}.{key} is not a known key" for key in values if key not in keys]
+    problems += _cross_checks(params) if not problems else []
+    if problems:
+        raise ParamsError("Invalid params.yaml:\n  - " + "\n  - ".join(problems))
+
+
+def _cross_checks(params: dict[str, Any]) -> list[str]:
+    # Imported here because the registries import torch; plain key checks should stay cheap.
+    from remi.nets import NETWORKS
+    from remi.unlearning import METHODS
+
+    problems = []
+    unknown = [m for m in params["unlearn"]["methods"] if m not in METHODS]
+    if unknown:
+        problems.append(f"unlearn.methods: unknown {unknown}; known: {sorted(METHODS)}")
+    if len(set(params["unlearn"]["methods"])) != len(params["unlearn"]["methods"]):
+        problems.append("unlearn.methods lists a method twice")
+    if "retrain" not in params["unlearn"]["methods"]:
+        problems.append("unlearn.methods must include retrain: every audit gap is measured to it")
+    if params["model"]["arch"] not in NETWORKS:
+        problems.append(f"model.arch: unknown {params['model']['arch']!r}; known: {sorted(NETWORKS)}")
+    if params["attack"]["holdout_shadows"] >= params["shadows"]["count"]:
+        problems.append("attack.holdout_shadows must be smaller than shadows.count")
+    return problems
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read and validate the whole params file (every stage does, so a bad value stops the run early)."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise ParamsError(f"{path} not found: run from the repository root.") from error
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path} must hold a mapping of sections.")
+    validate(params)
+    return params

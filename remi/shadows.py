@@ -1,0 +1,54 @@
+"""Shadow models: the owner's stand-ins for the target, each trained on a random half of a pool.
+
+Shadow i depends only on (shadows.seed, i), the recipe and the pool, so adding shadows keeps the
+existing ones: a fingerprint of exactly those inputs decides whether a saved shadow can be reused.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from remi.datasets import Dataset
+from remi.nets import build_network
+from remi.training import predict_logits, seeded_network, train_classifier
+
+# Library files whose code shapes a shadow; editing one invalidates every saved shadow.
+_RECIPE_SOURCES = ("nets.py", "training.py", "shadows.py")
+
+
+def shadow_seed(base_seed: int, shadow_id: int) -> int:
+    return base_seed * 10_000 + shadow_id
+
+
+def shadow_membership(pool_count: int, base_seed: int, shadow_id: int) -> torch.Tensor:
+    """Boolean mask over the pool: the random half shadow `shadow_id` trains on."""
+    generator = torch.Generator().manual_seed(shadow_seed(base_seed, shadow_id))
+    is_member = torch.zeros(pool_count, dtype=torch.bool)
+    is_member[torch.randperm(pool_count, generator=generator)[: pool_count // 2]] = True
+    return is_member
+
+
+def shadow_fingerprint(shadow_id: int, params: dict[str, Any], pool_md5: str, data_digest: str) -> str:
+    library = Path(__file__).parent
+    recipe = {
+        "shadow_id": shadow_id, "seed": params["shadows"]["seed"], "model": params["model"],
+        "train": params["train"], "pool_md5": pool_md5, "data_digest": data_digest,
+        "code": [hashlib.md5((library / name).read_bytes()).hexdigest() for name in _RECIPE_SOURCES],
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def train_shadow(dataset: Dataset, pool: torch.Tensor, shadow_id: int,
+                 params: dict[str, Any]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Train one shadow; return it and its outputs on the whole pool with the membership mask."""
+    seed = shadow_seed(params["shadows"]["seed"], shadow_id)
+    is_member = shadow_membership(len(pool), params["shadows"]["seed"], shadow_id)
+    model = seeded_network(lambda: build_network(params["model"], dataset.num_classes), seed)
+    train_classifier(model, *dataset.subset(pool[is_member]), params["train"], seed)
+    outputs = {"sample_ids": pool, "logits": predict_logits(model, dataset.inputs[pool]),
+               "labels": dataset.labels[pool], "is_member": is_member}
+    return model, outputs

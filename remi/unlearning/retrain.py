@@ -1,0 +1,13 @@
+"""Retraining from scratch on the retain set: the gold standard every audit gap is measured to."""
+
+from torch import nn
+
+from remi.training import seeded_network, train_classifier
+from remi.unlearning.base import UnlearningTask
+
+
+def retrain(task: UnlearningTask) -> nn.Module:
+    seed = task.method_params["seed"]
+    model = seeded_network(task.new_network, seed)
+    return train_classifier(model, *task.retain, task.train_params, seed,
+                            on_epoch=lambda epoch, values: task.log(epoch, values))

@@ -1,0 +1,42 @@
+"""Stage prepare: validated, disjoint sample-ID splits and the forget set, one file per consumer."""
+
+from remi import tracking
+from remi.datasets import load_dataset
+from remi.io import write_json
+from remi.layout import REQUESTS_DIR, SPLITS_DIR, metrics_path, split_path
+from remi.params import load_params
+from remi.splits import SPLIT_NAMES, make_splits, read_requests, select_forget, split_record
+from remi.stage_main import stage_main
+from remi.validation import validate_forget, validate_requests, validate_split_index
+
+
+def main() -> None:
+    params = load_params()
+    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    splits = make_splits(len(dataset), params["splits"], params["splits"]["seed"])
+    validate_split_index(splits, dataset.labels, dataset.num_classes)
+    requests = read_requests(REQUESTS_DIR) if params["forget"]["mode"] == "requests" else []
+    if requests:
+        validate_requests(requests, splits["target_train"], dataset.name, dataset.digest)
+    forget = select_forget(splits["target_train"], dataset.labels, params["forget"], requests)
+    validate_forget(forget, splits["target_train"])
+
+    # Everything is validated before the first write: a rejected request leaves old outputs intact.
+    sections = {key: params[key] for key in ("data", "splits", "forget")}
+    with tracking.stage_run("prepare", "prepare", sections) as run:
+        for name in SPLIT_NAMES:
+            write_json(split_path(name), split_record(dataset.name, dataset.digest, name, splits[name]))
+        write_json(split_path("forget"), split_record(
+            dataset.name, dataset.digest, "forget", forget, mode=params["forget"]["mode"],
+            requests=[request.request_id for request in requests]))
+        tracking.write_run_record(SPLITS_DIR, run)
+        metrics = {f"{name}_count": len(ids) for name, ids in splits.items()} | {
+            "forget_count": len(forget), "request_count": len(requests)}
+        write_json(metrics_path("prepare"), metrics)
+        tracking.log_metrics(metrics)
+        for name in (*SPLIT_NAMES, "forget"):
+            tracking.log_data_input(split_path(name), context=name)
+
+
+if __name__ == "__main__":
+    stage_main(main)

@@ -1,0 +1,58 @@
+"""Stage train_attack: the membership attack model, trained on shadow outputs of known membership."""
+
+import torch
+
+from remi import tracking
+from remi.artifacts import load_model, load_shadow_outputs, save_attack
+from remi.attacks import attack_scores, train_attack_model
+from remi.datasets import load_dataset
+from remi.io import replace_dir, write_json
+from remi.layout import ATTACK_DIR, SHADOWS_DIR, TARGET_DIR, metrics_path, shadow_dir, split_path
+from remi.metrics import membership_metrics
+from remi.params import load_params
+from remi.splits import load_split
+from remi.stage_main import stage_main
+from remi.training import predict_logits
+
+
+def main() -> None:
+    params = load_params()
+    count, held_out = params["shadows"]["count"], params["attack"]["holdout_shadows"]
+    outputs = [load_shadow_outputs(shadow_dir(i)) for i in range(count)]
+    fit, held = outputs[: count - held_out], outputs[count - held_out :]
+    low_fpr = params["audit"]["low_fpr"]
+    sections = {"attack": params["attack"], "shadows": params["shadows"]}
+    upstream = {"shadows": SHADOWS_DIR, "target": TARGET_DIR}
+    with tracking.stage_run("train_attack", "attack", sections, upstream) as run:
+        attack = train_attack_model(*(torch.cat([o[key] for o in fit])
+                                      for key in ("logits", "labels", "is_member")), params["attack"])
+        held_logits, held_labels, held_member = (torch.cat([o[key] for o in held])
+                                                 for key in ("logits", "labels", "is_member"))
+        scores = attack_scores(attack, held_logits, held_labels)
+        on_shadows = membership_metrics(scores[held_member.numpy()], scores[~held_member.numpy()], low_fpr)
+        on_target = _target_metrics(attack, params, low_fpr)
+
+        def fill(directory):
+            save_attack(directory, attack)
+            tracking.write_run_record(directory, run)
+
+        replace_dir(ATTACK_DIR, fill)
+        metrics = ({f"shadow_holdout_{k}": v for k, v in on_shadows.items()}
+                   | {f"target_{k}": v for k, v in on_target.items()})
+        write_json(metrics_path("train_attack"), metrics)
+        tracking.log_metrics(metrics)
+
+
+def _target_metrics(attack, params, low_fpr: float) -> dict[str, float]:
+    """The attack on the real target: its members (target_train) vs audit_holdout."""
+    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    target = load_model(TARGET_DIR)
+    scores = {}
+    for name in ("target_train", "audit_holdout"):
+        ids = load_split(split_path(name))
+        scores[name] = attack_scores(attack, predict_logits(target, dataset.inputs[ids]), dataset.labels[ids])
+    return membership_metrics(scores["target_train"], scores["audit_holdout"], low_fpr)
+
+
+if __name__ == "__main__":
+    stage_main(main)

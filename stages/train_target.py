@@ -1,0 +1,51 @@
+"""Stage train_target: the model whose training samples will later be forgotten."""
+
+import time
+
+from remi import tracking
+from remi.artifacts import save_model
+from remi.datasets import load_dataset
+from remi.io import replace_dir, write_json
+from remi.layout import SPLITS_DIR, TARGET_DIR, metrics_path, split_path
+from remi.nets import build_network
+from remi.params import load_params
+from remi.splits import load_split
+from remi.stage_main import stage_main
+from remi.training import seeded_network, split_accuracies, train_classifier
+
+
+def main() -> None:
+    params = load_params()
+    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    ids = {name: load_split(split_path(name)) for name in ("target_train", "audit_holdout", "test")}
+    sections = {key: params[key] for key in ("model", "train")}
+    with tracking.stage_run("train_target", "target", sections, {"prepare": SPLITS_DIR}) as run:
+        for name in ids:
+            tracking.log_data_input(split_path(name), context=name)
+        seed = params["train"]["seed"]
+        model = seeded_network(lambda: build_network(params["model"], dataset.num_classes), seed)
+        started = time.perf_counter()
+        train_classifier(model, *dataset.subset(ids["target_train"]), params["train"], seed,
+                         on_epoch=lambda epoch, values: tracking.log_metrics(values, step=epoch))
+        seconds = time.perf_counter() - started
+        accuracies = split_accuracies(model, dataset.inputs, dataset.labels, ids)
+        metrics = {
+            "train_accuracy": accuracies["target_train_accuracy"],
+            "holdout_accuracy": accuracies["audit_holdout_accuracy"],
+            "test_accuracy": accuracies["test_accuracy"],
+            "generalisation_gap": accuracies["target_train_accuracy"] - accuracies["test_accuracy"],
+            "train_seconds": seconds,
+        }
+
+        def fill(directory):
+            save_model(directory, model, params["model"], dataset.num_classes)
+            tracking.write_run_record(directory, run)
+
+        replace_dir(TARGET_DIR, fill)
+        write_json(metrics_path("train_target"), metrics)
+        tracking.log_metrics(metrics)
+        tracking.log_torch_model(model, "target_model")
+
+
+if __name__ == "__main__":
+    stage_main(main)

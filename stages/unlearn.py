@@ -1,0 +1,70 @@
+"""Stage unlearn@<method>: one unlearning method, timed, in its own model directory.
+
+    python -m stages.unlearn --method remi
+"""
+
+import argparse
+import os
+import platform
+
+import torch
+
+from remi import tracking
+from remi.artifacts import load_attack, load_model, save_model
+from remi.datasets import load_dataset
+from remi.io import replace_dir, write_json
+from remi.layout import ATTACK_DIR, SPLITS_DIR, TARGET_DIR, metrics_path, split_path, unlearned_dir
+from remi.nets import build_network
+from remi.params import load_params
+from remi.splits import load_split, retain_ids
+from remi.stage_main import stage_main
+from remi.unlearning import UnlearningTask, run_method
+
+
+def device_name() -> str:
+    return f"cpu:{platform.processor() or platform.machine()} x{len(os.sched_getaffinity(0))}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--method", required=True)
+    method = parser.parse_args().method
+    params = load_params()
+    if method not in params["unlearn"]["methods"]:
+        parser.error(f"--method {method!r} is not listed in params.yaml unlearn.methods")
+    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    target_train, forget = load_split(split_path("target_train")), load_split(split_path("forget"))
+    sections = {"method": method, "train": params["train"], "model": params["model"],
+                method: params[method]}
+    upstream = {"prepare": SPLITS_DIR, "target": TARGET_DIR, "attack": ATTACK_DIR}
+    with tracking.stage_run("unlearn", method, sections, upstream) as run:
+        for name in ("target_train", "forget", "out"):
+            tracking.log_data_input(split_path(name), context=name)
+        task = UnlearningTask(
+            original=load_model(TARGET_DIR),
+            retain=dataset.subset(retain_ids(target_train, forget)),
+            forget=dataset.subset(forget),
+            out=dataset.subset(load_split(split_path("out"))),
+            attack=load_attack(ATTACK_DIR),
+            new_network=lambda: build_network(params["model"], dataset.num_classes),
+            train_params=params["train"],
+            method_params=params[method],
+            on_step=lambda step, values: tracking.log_metrics(values, step=step),
+        )
+        model, seconds = run_method(method, task)
+        metrics = {"unlearn_seconds": seconds, "threads": torch.get_num_threads()}
+
+        def fill(directory):
+            save_model(directory, model, params["model"], dataset.num_classes)
+            write_json(directory / "timing.json", metrics | {"device": device_name()})
+            tracking.write_run_record(directory, run)
+
+        replace_dir(unlearned_dir(method), fill)
+        write_json(metrics_path(f"unlearn_{method}"), metrics)
+        tracking.log_metrics(metrics)
+        tracking.set_tags({"device": device_name()})
+        tracking.log_torch_model(model, f"{method}_model")
+
+
+if __name__ == "__main__":
+    stage_main(main)
