@@ -86,6 +86,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
              "check_every": (positive_int, "an integer > 0"),
              "target_auc": (unit_interval, "a number in [0, 1]"),
              "auc_tolerance": (unit_interval, "a number in [0, 1]"),
+             "accuracy_tolerance": (unit_interval, "a number in [0, 1]"),
              "seed": (non_negative_int, "an integer >= 0")},
     "audit": {"low_fpr": (open_unit_interval, "a number in (0, 1)"),
               "goals": (lambda v: isinstance(v, dict) and set(v) == set(GOALS)

@@ -84,7 +84,7 @@ def stage_run(stage: str, role: str, params: dict[str, Any],
     tags = {"stage": stage, "role": role, **code_identity(), **upstream_tags(upstream or {})}
     with mlflow.start_run(run_name=f"{stage}:{role}" if role != stage else stage,
                           parent_run_id=parent_run_id or os.environ.get(PARENT_RUN_ENV),
-                          tags=tags) as run:
+                          nested=parent_run_id is not None, tags=tags) as run:
         mlflow.log_params(flatten(params))
         yield run
 
@@ -118,13 +118,13 @@ def log_artifacts(path: Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path)
 
 
-def log_torch_model(model: Any, name: str) -> str:
-    """Log a network as an MLflow model; returns its model URI."""
+def log_torch_model(model: Any, name: str, input_example: Any) -> str:
+    """Log a network as an MLflow model (with the signature of `input_example`); returns its URI."""
     mlflow = _mlflow()
     import torch
 
     # Explicit requirements: inferring them re-imports the model and costs seconds per stage.
-    info = mlflow.pytorch.log_model(model, name=name,
+    info = mlflow.pytorch.log_model(model, name=name, input_example=input_example,
                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     return info.model_uri
 

@@ -25,7 +25,10 @@ def _gx():
 def run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> None:
     """Validate `frame` against `expectations`; raise ValidationFailed with a report if any break."""
     gx = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas(name).add_dataframe_asset(name)
     batch = asset.add_batch_definition_whole_dataframe(name).get_batch(
         batch_parameters={"dataframe": frame}

@@ -44,7 +44,7 @@ def main() -> None:
         replace_dir(TARGET_DIR, fill)
         write_json(metrics_path("train_target"), metrics)
         tracking.log_metrics(metrics)
-        tracking.log_torch_model(model, "target_model")
+        tracking.log_torch_model(model, "target_model", dataset.inputs[:2].numpy())
 
 
 if __name__ == "__main__":

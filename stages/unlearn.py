@@ -63,7 +63,7 @@ def main() -> None:
         write_json(metrics_path(f"unlearn_{method}"), metrics)
         tracking.log_metrics(metrics)
         tracking.set_tags({"device": device_name()})
-        tracking.log_torch_model(model, f"{method}_model")
+        tracking.log_torch_model(model, f"{method}_model", dataset.inputs[:2].numpy())
 
 
 if __name__ == "__main__":
