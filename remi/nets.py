@@ -5,6 +5,9 @@ from typing import Any
 
 from torch import nn
 
+from remi import catalog
+from remi.catalog import check_registry
+
 
 def small_cnn(num_classes: int, conv1_channels: int, conv2_channels: int, hidden_units: int) -> nn.Module:
     """Two stride-2 3x3 convs (28 -> 14 -> 7) and one hidden layer: fast on a 2-core CPU.
@@ -21,6 +24,7 @@ def small_cnn(num_classes: int, conv1_channels: int, conv2_channels: int, hidden
 
 
 NETWORKS: dict[str, Callable[..., nn.Module]] = {"small_cnn": small_cnn}
+check_registry("network", NETWORKS, catalog.NETWORKS)
 
 
 def build_network(model_params: dict[str, Any], num_classes: int) -> nn.Module:

@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from remi.catalog import DATASETS, NETWORKS, UNLEARNING_METHODS
 from remi.errors import ParamsError
 
 Check = Callable[[Any], bool]
@@ -115,18 +116,16 @@ def validate(params: dict[str, Any]) -> None:
 
 
 def _cross_checks(params: dict[str, Any]) -> list[str]:
-    # Imported here because the registries import torch; plain key checks should stay cheap.
-    from remi.nets import NETWORKS
-    from remi.unlearning import METHODS
-
     problems = []
-    unknown = [m for m in params["unlearn"]["methods"] if m not in METHODS]
+    unknown = [m for m in params["unlearn"]["methods"] if m not in UNLEARNING_METHODS]
     if unknown:
-        problems.append(f"unlearn.methods: unknown {unknown}; known: {sorted(METHODS)}")
+        problems.append(f"unlearn.methods: unknown {unknown}; known: {sorted(UNLEARNING_METHODS)}")
     if len(set(params["unlearn"]["methods"])) != len(params["unlearn"]["methods"]):
         problems.append("unlearn.methods lists a method twice")
     if "retrain" not in params["unlearn"]["methods"]:
         problems.append("unlearn.methods must include retrain: every audit gap is measured to it")
+    if params["data"]["dataset"] not in DATASETS:
+        problems.append(f"data.dataset: unknown {params['data']['dataset']!r}; known: {sorted(DATASETS)}")
     if params["model"]["arch"] not in NETWORKS:
         problems.append(f"model.arch: unknown {params['model']['arch']!r}; known: {sorted(NETWORKS)}")
     if params["attack"]["holdout_shadows"] >= params["shadows"]["count"]:
@@ -147,3 +146,18 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamsError(f"{path} must hold a mapping of sections.")
     validate(params)
     return params
+
+
+def overlay(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, section by section (nested dicts merge, values replace)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = overlay(base[key], value) if isinstance(value, dict) and key in base else value
+    return merged
+
+
+def apply_profile(params_path: Path, overrides: dict[str, Any]) -> None:
+    """Rewrite a params file with a profile overlaid; the result is validated first."""
+    merged = overlay(yaml.safe_load(params_path.read_text()), overrides)
+    validate(merged)
+    params_path.write_text(yaml.safe_dump(merged, sort_keys=False))

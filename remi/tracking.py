@@ -9,6 +9,7 @@ lineage (which run made which artifact) survives DVC cache restores.
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,6 +109,20 @@ def log_data_input(path: Path, context: str) -> None:
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     _mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_curves(curves: list[tuple[int, dict[str, float]]]) -> None:
+    """Log buffered per-step values in batches (one sqlite transaction per 1000 points)."""
+    mlflow = _mlflow()
+    from mlflow.entities import Metric
+
+    run_id = mlflow.active_run().info.run_id
+    stamp = int(time.time() * 1000)
+    points = [Metric(key, float(value), stamp, step)
+              for step, values in curves for key, value in values.items()]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(points), 1000):
+        client.log_batch(run_id, metrics=points[start : start + 1000])
 
 
 def log_artifacts(path: Path, artifact_path: str | None = None) -> None:

@@ -49,9 +49,12 @@ def main() -> None:
             new_network=lambda: build_network(params["model"], dataset.num_classes),
             train_params=params["train"],
             method_params=params[method],
-            on_step=lambda step, values: tracking.log_metrics(values, step=step),
+            # Curves are buffered and logged after the clock stops: tracking I/O is not unlearning.
+            on_step=lambda step, values: curves.append((step, values)),
         )
+        curves: list[tuple[int, dict[str, float]]] = []
         model, seconds = run_method(method, task)
+        tracking.log_curves(curves)
         metrics = {"unlearn_seconds": seconds, "threads": torch.get_num_threads()}
 
         def fill(directory):

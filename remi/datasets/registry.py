@@ -3,11 +3,14 @@
 from collections.abc import Callable
 from pathlib import Path
 
+from remi import catalog
+from remi.catalog import check_registry
 from remi.datasets import fashion_mnist
 from remi.datasets.base import Dataset
 from remi.errors import ParamsError
 
 DATASETS: dict[str, Callable[[Path], Dataset]] = {"fashion_mnist": fashion_mnist.load}
+check_registry("dataset", DATASETS, catalog.DATASETS)
 
 
 def load_dataset(name: str, raw_dir: str | Path) -> Dataset:

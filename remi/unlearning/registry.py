@@ -6,11 +6,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from remi.catalog import UNLEARNING_METHODS, check_registry
 from remi.unlearning.base import UnlearningTask
 from remi.unlearning.remi import remi
 from remi.unlearning.retrain import retrain
 
 METHODS: dict[str, Callable[[UnlearningTask], nn.Module]] = {"retrain": retrain, "remi": remi}
+check_registry("unlearning method", METHODS, UNLEARNING_METHODS)
 
 
 def _load_lazy_modules() -> None:

@@ -1,0 +1,15 @@
+"""Names of everything selectable in params.yaml, without importing the implementations.
+
+params.py validates against these, so every stage can reject an unknown name before any training
+without depending on (and re-running for every edit of) the modules that implement them. Each
+registry checks at import time that it implements exactly these names.
+"""
+
+DATASETS = ("fashion_mnist",)
+NETWORKS = ("small_cnn",)
+UNLEARNING_METHODS = ("retrain", "remi")
+
+
+def check_registry(kind: str, implemented: dict, names: tuple[str, ...]) -> None:
+    if set(implemented) != set(names):
+        raise RuntimeError(f"{kind} registry {sorted(implemented)} != remi/catalog.py {sorted(names)}")

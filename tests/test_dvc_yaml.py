@@ -1,0 +1,73 @@
+"""Static checks that dvc.yaml tells the truth about what each stage reads."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def local_imports(module_file: Path, seen: set[Path] | None = None) -> set[Path]:
+    """Repository files a module imports, transitively (package __init__ files included)."""
+    seen = set() if seen is None else seen
+    for node in ast.walk(ast.parse(module_file.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+        for name in names:
+            parts = name.split(".")
+            if parts[0] not in ("remi", "stages"):
+                continue
+            for depth in range(1, len(parts) + 1):
+                base = REPO.joinpath(*parts[:depth])
+                for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                    if candidate.exists() and candidate not in seen:
+                        seen.add(candidate)
+                        local_imports(candidate, seen)
+    return seen
+
+
+def stages():
+    for name, stage in DVC["stages"].items():
+        if "foreach" in stage:
+            for item in PARAMS["unlearn"]["methods"]:
+                text = yaml.safe_dump(stage["do"]).replace("${item}", item)
+                yield f"{name}@{item}", yaml.safe_load(text)
+        else:
+            yield name, stage
+
+
+@pytest.mark.parametrize(("name", "stage"), list(stages()))
+def test_stage_deps_cover_every_module_it_imports(name, stage):
+    script = REPO / stage["cmd"].split()[2].replace(".", "/")
+    script = script.with_suffix(".py")
+    deps = [REPO / d for d in stage["deps"]]
+    assert script in deps, f"{name}: its own script {script.name} is not a dep"
+    for module in local_imports(script):
+        if module.name == "__init__.py" and module.parent == REPO / "stages":
+            continue
+        assert any(module == d or d in module.parents for d in deps), (
+            f"{name} imports {module.relative_to(REPO)} but dvc.yaml does not list it in deps")
+
+
+@pytest.mark.parametrize(("name", "stage"), list(stages()))
+def test_stage_params_exist_in_params_yaml(name, stage):
+    for entry in stage.get("params", []):
+        node = PARAMS
+        for part in entry.split("."):
+            assert isinstance(node, dict) and part in node, f"{name}: params `{entry}` not in params.yaml"
+            node = node[part]
+
+
+def test_no_param_key_is_named_size_or_nfiles():
+    def keys(node):
+        for key, value in node.items():
+            yield key
+            if isinstance(value, dict):
+                yield from keys(value)
+
+    assert not {"size", "nfiles"} & set(keys(PARAMS))

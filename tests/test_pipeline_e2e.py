@@ -1,0 +1,139 @@
+"""The real pipeline (`dvc repro` through tools/run_pipeline.py) on the tiny profile, in a copy."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import RAW_DIR, REPO
+
+pytestmark = pytest.mark.slow
+STAGES = {"prepare", "train_target", "train_shadows", "train_attack", "unlearn@retrain", "unlearn@remi",
+          "audit"}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A git+DVC copy of the repository with the tiny profile applied and its own MLflow store."""
+    work = tmp_path_factory.mktemp("pipeline") / "repo"
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        if (REPO / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, work / name)
+    shutil.copytree(RAW_DIR, work / "data/raw/fashion_mnist")
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+                        "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    run = lambda *cmd: subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)  # noqa: E731
+    run(sys.executable, "tools/use_profile.py", "profiles/tiny.yaml")
+    for cmd in (("git", "init", "-q"), ("git", "add", "-A"),
+                ("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")):
+        assert run(*cmd).returncode == 0
+    return work, run
+
+
+def repro(run):
+    result = run(sys.executable, "tools/run_pipeline.py")
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    return result, ran
+
+
+def set_params(work, **sections):
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_full_run_outputs_metrics_and_the_attack_sees_forgetting(pipeline):
+    work, run = pipeline
+    result, ran = repro(run)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ran == STAGES
+    for path in ("models/target/model.pt", "models/attack/attack.pt", "models/shadows/shadow_002/outputs.pt",
+                 "models/unlearned/remi/model.pt", "models/unlearned/retrain/model.pt",
+                 "reports/audit.md", "reports/roc.png", "reports/membership_scores.csv"):
+        assert (work / path).stat().st_size > 0, path
+    audit = json.loads((work / "metrics/audit.json").read_text())
+    # The attack separates members before unlearning, and clearly less after.
+    assert audit["target/shadow_attack_auc"] > 0.6
+    assert audit["target/shadow_attack_auc"] - audit["remi/shadow_attack_auc"] > 0.05
+    assert abs(audit["remi/shadow_attack_auc"] - audit["retrain/shadow_attack_auc"]) < 0.1
+    assert audit["target/forget_accuracy"] > audit["remi/forget_accuracy"]
+    assert "| test accuracy |" in (work / "reports/audit.md").read_text()
+
+
+def test_mlflow_run_tree_and_lineage(pipeline):
+    from mlflow import MlflowClient
+
+    work, _ = pipeline
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("remi-unlearning")
+    runs = client.search_runs([experiment.experiment_id], max_results=500)
+    parents = [r for r in runs if r.data.tags.get("stage") == "pipeline"]
+    parent = min(parents, key=lambda r: r.info.start_time)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert {r.data.tags["stage"] for r in children} == {
+        "prepare", "train_target", "train_shadows", "train_attack", "unlearn", "audit"}
+    shadows_run = next(r for r in children if r.data.tags["stage"] == "train_shadows")
+    shadow_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == shadows_run.info.run_id]
+    assert len(shadow_runs) == 3
+    remi_run = next(r for r in children if r.data.tags.get("role") == "remi")
+    target_record = json.loads((work / "models/target/mlflow_run.json").read_text())
+    assert remi_run.data.tags["upstream.target"] == target_record["run_id"]
+    assert len(remi_run.data.tags["git_commit"]) == 40
+    assert "remi.lr" in remi_run.data.params and "unlearn_seconds" in remi_run.data.metrics
+    assert client.get_metric_history(remi_run.info.run_id, "signal_auc")  # the per-step curve
+    assert any(m.name == "remi_model" for m in client.search_logged_models([experiment.experiment_id]))
+
+
+def test_second_repro_runs_nothing(pipeline):
+    _, run = pipeline
+    result, ran = repro(run)
+    assert result.returncode == 0 and ran == set()
+
+
+def test_adding_a_shadow_trains_only_that_shadow(pipeline):
+    work, run = pipeline
+    set_params(work, shadows={"count": 4})
+    result, ran = repro(run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train_target" not in ran and "train_shadows" in ran
+    shadows = json.loads((work / "metrics/train_shadows.json").read_text())
+    assert (shadows["shadows_trained"], shadows["shadows_reused"]) == (1, 3)
+
+
+def test_new_erasure_request_reruns_only_prepare_unlearn_and_audit(pipeline):
+    work, run = pipeline
+    target_train = json.loads((work / "data/splits/target_train.json").read_text())
+    request = {"request_id": "req-001", "dataset": "fashion_mnist",
+               "dataset_digest": target_train["dataset_digest"],
+               "sample_ids": target_train["sample_ids"][:50]}
+    (work / "data/requests/req-001.json").write_text(json.dumps(request))
+    set_params(work, forget={"mode": "requests"})
+    result, ran = repro(run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ran == {"prepare", "unlearn@retrain", "unlearn@remi", "audit"}
+    forget = json.loads((work / "data/splits/forget.json").read_text())
+    assert forget["sample_ids"] == sorted(request["sample_ids"]) and forget["requests"] == ["req-001"]
+
+
+def test_bad_erasure_request_fails_with_report_and_keeps_previous_outputs(pipeline):
+    work, run = pipeline
+    before = {p: (work / p).read_bytes() for p in ("data/splits/forget.json", "dvc.lock",
+                                                    "models/unlearned/remi/model.pt")}
+    digest = json.loads((work / "data/splits/target_train.json").read_text())["dataset_digest"]
+    (work / "data/requests/req-002.json").write_text(json.dumps(
+        {"request_id": "req-002", "dataset": "fashion_mnist", "dataset_digest": digest,
+         "sample_ids": [99_999_999, 7, 7]}))
+    result, ran = repro(run)
+    assert result.returncode != 0 and ran == {"prepare"}
+    assert "Great Expectations suite `erasure_requests` failed" in result.stderr
+    assert "99999999" in result.stderr
+    assert all((work / p).read_bytes() == content for p, content in before.items())
+    (work / "data/requests/req-002.json").unlink()

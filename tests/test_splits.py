@@ -1,0 +1,87 @@
+import json
+
+import pytest
+import torch
+
+from remi.errors import UserError, ValidationFailed
+from remi.splits import SPLIT_NAMES, make_splits, read_request, retain_ids, select_forget
+from remi.validation import validate_forget, validate_requests, validate_split_index
+
+SIZES = {"target_train": 300, "out": 100, "audit_holdout": 100, "test": 200, "shadow_pool": 400}
+
+
+def test_splits_are_disjoint_and_reproducible_from_the_seed():
+    first, again, other = (make_splits(2000, SIZES, seed) for seed in (0, 0, 1))
+    all_ids = torch.cat([first[name] for name in SPLIT_NAMES])
+    assert len(all_ids.unique()) == len(all_ids) == sum(SIZES.values())
+    assert all(torch.equal(first[n], again[n]) for n in SPLIT_NAMES)
+    assert not torch.equal(first["target_train"], other["target_train"])
+
+
+def test_splits_larger_than_the_dataset_are_rejected():
+    with pytest.raises(UserError, match="dataset has 500"):
+        make_splits(500, SIZES, 0)
+
+
+def test_forget_modes_select_inside_target_train():
+    labels = torch.arange(2000) % 10
+    target = make_splits(2000, SIZES, 0)["target_train"]
+    random_forget = select_forget(target, labels, {"mode": "random", "fraction": 0.1, "seed": 3}, [])
+    assert len(random_forget) == 30 and torch.isin(random_forget, target).all()
+    class_forget = select_forget(target, labels, {"mode": "class", "class_label": 4}, [])
+    assert (labels[class_forget] == 4).all()
+    assert len(class_forget) == (labels[target] == 4).sum()
+    assert len(retain_ids(target, class_forget)) == len(target) - len(class_forget)
+
+
+def test_split_index_suite_passes_on_real_splits(fashion_mnist):
+    splits = make_splits(len(fashion_mnist), SIZES | {"target_train": 2000}, 0)
+    validate_split_index(splits, fashion_mnist.labels, fashion_mnist.num_classes)
+
+
+def test_split_index_suite_reports_overlapping_splits(fashion_mnist):
+    splits = make_splits(len(fashion_mnist), SIZES | {"target_train": 2000}, 0)
+    splits["test"] = torch.cat([splits["test"], splits["target_train"][:5]])
+    with pytest.raises(ValidationFailed, match="expect_column_values_to_be_unique"):
+        validate_split_index(splits, fashion_mnist.labels, fashion_mnist.num_classes)
+
+
+def _request(tmp_path, ids, digest="abc", name="r1.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps({"request_id": name, "dataset": "fashion_mnist",
+                                "dataset_digest": digest, "sample_ids": ids}))
+    return read_request(path)
+
+
+@pytest.mark.parametrize(("ids", "broken"), [
+    ([5, 5], "compound_columns_to_be_unique"),          # duplicate
+    ([5, 1999], "to_be_in_set"),                        # not a target_train member
+    ([5, 10**7], "to_be_in_set"),                       # unknown sample
+    ([5, "x7"], "match_regex"),                         # not an integer ID
+])
+def test_bad_erasure_requests_fail_with_a_report(tmp_path, ids, broken):
+    target = torch.arange(0, 1000)
+    with pytest.raises(ValidationFailed) as error:
+        validate_requests([_request(tmp_path, ids)], target, "fashion_mnist", "abc")
+    assert broken in str(error.value)
+
+
+def test_request_for_another_data_version_is_rejected(tmp_path):
+    with pytest.raises(ValidationFailed, match="exact data version"):
+        validate_requests([_request(tmp_path, [1, 2], digest="old")], torch.arange(10),
+                          "fashion_mnist", "new")
+
+
+def test_malformed_request_file_says_what_is_expected(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UserError, match="not readable JSON"):
+        read_request(tmp_path / "bad.json")
+    (tmp_path / "shape.json").write_text(json.dumps({"sample_ids": "1,2"}))
+    with pytest.raises(UserError, match="`request_id` must be a str"):
+        read_request(tmp_path / "shape.json")
+
+
+def test_forget_set_must_leave_a_retain_set():
+    target = torch.arange(10)
+    with pytest.raises(ValidationFailed, match="table_row_count"):
+        validate_forget(target, target)
