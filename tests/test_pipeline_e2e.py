@@ -137,3 +137,18 @@ def test_bad_erasure_request_fails_with_report_and_keeps_previous_outputs(pipeli
     assert "99999999" in result.stderr
     assert all((work / p).read_bytes() == content for p, content in before.items())
     (work / "data/requests/req-002.json").unlink()
+
+
+def test_reviewer_loads_a_model_and_a_split_in_three_lines(pipeline, monkeypatch):
+    import torch
+
+    from remi.api import load_model, load_samples
+
+    work, _ = pipeline
+    monkeypatch.chdir(work)
+    model = load_model("remi")
+    inputs, labels = load_samples("forget")
+    forget = json.loads((work / "data/splits/forget.json").read_text())
+    assert len(inputs) == len(labels) == len(forget["sample_ids"])
+    with torch.no_grad():
+        assert (model(inputs).argmax(1) == labels).float().mean() > 0.5

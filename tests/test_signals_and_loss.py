@@ -5,7 +5,6 @@ import torch
 from remi.attacks import AttackModel
 from remi.nets import small_cnn
 from remi.signals import gaussian_kl, logit_scaled_confidence
-from remi.unlearning.base import UnlearningTask
 from remi.unlearning.remi import loss_terms, split_head
 
 
@@ -36,11 +35,10 @@ def test_remi_loss_gradients_reach_every_weight_of_the_target():
     model = small_cnn(10, 4, 8, 16)
     _, head = split_head(model, 0)
     attack = AttackModel(num_features=16, hidden_units=8).requires_grad_(False)
-    data = (torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,)))
-    task = UnlearningTask(original=model, retain=data, forget=data, out=data, attack=attack,
-                          new_network=lambda: small_cnn(10, 4, 8, 16), train_params={},
-                          method_params={"batch_size": 16})
-    terms = loss_terms(head, copy.deepcopy(head), task, (data, data, data), torch.Generator().manual_seed(0))
+    x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
+    teacher = torch.log_softmax(copy.deepcopy(head)(x), dim=1).detach()
+    out_signal = logit_scaled_confidence(head(torch.randn(40, 1, 28, 28)), y).detach()
+    terms = loss_terms(head, attack, retain=(x, y, teacher), forget=(x, y), out_signal=out_signal)
     for name in ("mi", "kl"):  # the two unlearning terms, each on its own
         model.zero_grad()
         terms[name].backward(retain_graph=True)

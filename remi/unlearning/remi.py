@@ -1,16 +1,19 @@
 """ReMI: fine-tune with retain-set fidelity + a membership-inference loss + a Gaussian KL term.
 
 Our reconstruction of Sula et al. (arXiv 2407.00866); see DESIGN.md section 2 and the README.
-Per step, on one batch each of retain, forget and out samples:
+Per step, on one batch each of retain and forget samples:
 
     loss = lambda_ce * CE(f(x_r), y_r) + lambda_distill * KL(f0(x_r) || f(x_r))     # fidelity
          + lambda_mi * mean softplus(A(f(x_f)))      # frozen attack: forget looks like non-member
          + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal
 
-The signal is the logit-scaled true-class confidence. The out statistics are detached: they are the
-target the forget distribution is moved to, not something to move. Training stops once the attack
-and the signal rank forget no higher than out (AUC at most `target_auc` + `auc_tolerance`) and the
-forget accuracy is at most `accuracy_tolerance` above the out accuracy.
+The signal s is the logit-scaled true-class confidence. (mu_o, var_o) are detached: they are the
+target the forget distribution moves to, not something to move. They are refreshed at every
+stopping check from CHECK_SAMPLES out samples: a better estimate than one batch, and cheaper.
+
+Stop rule: the attack and the signal rank forget no higher than out (AUC at most `target_auc` +
+`auc_tolerance`) and forget accuracy is at most `accuracy_tolerance` above out accuracy; or the
+step budget runs out.
 
 Only the last `trainable_layers` layers are fine-tuned: membership leaks mostly through the head,
 and a frozen feature extractor keeps test accuracy. Its outputs are then computed once per sample
@@ -37,20 +40,27 @@ def remi(task: UnlearningTask) -> nn.Module:
     generator = torch.Generator().manual_seed(p["seed"])
     model = copy.deepcopy(task.original).eval()
     frozen, head = split_head(model, p["trainable_layers"])
-    teacher_head = copy.deepcopy(head).requires_grad_(False)
     with torch.no_grad():
-        retain, forget, out = ((_features(frozen, x), y) for x, y in (task.retain, task.forget, task.out))
-    check_forget, check_out = _subsample(forget, generator), _subsample(out, generator)
+        retain, forget, check_out = ((_features(frozen, x), y) for x, y in (
+            task.retain, task.forget, _subsample(task.out, generator)))
+        teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
+    check_forget = _subsample(forget, generator)
     optimizer = torch.optim.Adam(head.parameters(), lr=p["lr"])
     for step in range(p["max_steps"] + 1):
         if step % p["check_every"] == 0 or step == p["max_steps"]:
-            separation = distinguishability(head, task, check_forget, check_out)
+            separation, out_signal = distinguishability(head, task, check_forget, check_out)
             task.log(step, separation)
             if _looks_unseen(separation, p):
                 break
         if step == p["max_steps"]:
             break
-        terms = loss_terms(head, teacher_head, task, (retain, forget, out), generator)
+        retain_batch = _batch(len(retain[1]), p["batch_size"], generator)
+        forget_batch = _batch(len(forget[1]), p["batch_size"], generator)
+        terms = loss_terms(head, task.attack,
+                           retain=(retain[0][retain_batch], retain[1][retain_batch],
+                                   teacher_log_probs[retain_batch]),
+                           forget=(forget[0][forget_batch], forget[1][forget_batch]),
+                           out_signal=out_signal)
         loss = (p["lambda_ce"] * terms["ce"] + p["lambda_distill"] * terms["distill"]
                 + p["lambda_mi"] * terms["mi"] + p["lambda_kl"] * terms["kl"])
         optimizer.zero_grad(set_to_none=True)
@@ -93,21 +103,21 @@ def _features(frozen: nn.Module, inputs: torch.Tensor, chunk: int = 2048) -> tor
 
 @torch.no_grad()
 def distinguishability(head: nn.Module, task: UnlearningTask, forget: Samples,
-                       out: Samples) -> dict[str, float]:
+                       out: Samples) -> tuple[dict[str, float], torch.Tensor]:
     """How well the signal and the frozen attack separate forget from out under the current head,
-    and how much more accurate the head is on forget than on out."""
+    how much more accurate the head is on forget than on out; and the out signal itself."""
     forget_logits, out_logits = head(forget[0]), head(out[0])
-    return {
+    out_signal = logit_scaled_confidence(out_logits, out[1])
+    separation = {
         "accuracy_gap": accuracy(forget_logits, forget[1]) - accuracy(out_logits, out[1]),
-        "signal_auc": rank_auc(logit_scaled_confidence(forget_logits, forget[1]),
-                           logit_scaled_confidence(out_logits, out[1])),
+        "signal_auc": rank_auc(logit_scaled_confidence(forget_logits, forget[1]), out_signal),
         "attack_auc": rank_auc(task.attack(forget_logits, forget[1]), task.attack(out_logits, out[1])),
     }
+    return separation, out_signal
 
 
-def _batch(samples: Samples, batch_size: int, generator: torch.Generator) -> Samples:
-    picked = torch.randint(len(samples[1]), (batch_size,), generator=generator)
-    return samples[0][picked], samples[1][picked]
+def _batch(count: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(count, (batch_size,), generator=generator)
 
 
 def _subsample(samples: Samples, generator: torch.Generator) -> Samples:
@@ -115,22 +125,20 @@ def _subsample(samples: Samples, generator: torch.Generator) -> Samples:
     return samples[0][picked], samples[1][picked]
 
 
-def loss_terms(head: nn.Module, teacher_head: nn.Module, task: UnlearningTask,
-               sets: tuple[Samples, Samples, Samples], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The four loss terms on one batch each of (retain, forget, out) features."""
-    batch_size = task.method_params["batch_size"]
-    (retain_x, retain_y), (forget_x, forget_y), (out_x, out_y) = (
-        _batch(samples, batch_size, generator) for samples in sets)
-    retain_logits, forget_logits = head(torch.cat([retain_x, forget_x])).split(batch_size)
-    with torch.no_grad():
-        teacher_log_probs = F.log_softmax(teacher_head(retain_x), dim=1)
-        out_signal = logit_scaled_confidence(head(out_x), out_y)
+def loss_terms(head: nn.Module, attack: nn.Module,
+               retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+               forget: Samples, out_signal: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The four loss terms on one batch of retain (features, labels, original log-probs) and
+    forget (features, labels); `out_signal` is the target distribution, from the last check."""
+    retain_x, retain_y, teacher_log_probs = retain
+    forget_x, forget_y = forget
+    # One forward pass for retain and forget: a bigger batch is cheaper than two small ones.
+    retain_logits, forget_logits = head(torch.cat([retain_x, forget_x])).split([len(retain_x), len(forget_x)])
     forget_signal = logit_scaled_confidence(forget_logits, forget_y)
     return {
         "ce": F.cross_entropy(retain_logits, retain_y),
         "distill": F.kl_div(F.log_softmax(retain_logits, dim=1), teacher_log_probs,
                             log_target=True, reduction="batchmean"),
-        "mi": F.softplus(task.attack(forget_logits, forget_y)).mean(),
-        "kl": gaussian_kl(forget_signal.mean(), forget_signal.var(),
-                          out_signal.mean(), out_signal.var()),
+        "mi": F.softplus(attack(forget_logits, forget_y)).mean(),
+        "kl": gaussian_kl(forget_signal.mean(), forget_signal.var(), out_signal.mean(), out_signal.var()),
     }
