@@ -54,10 +54,14 @@ def main() -> None:
 
 
 def _write_reports(per_model, checks, scores, sets, run, params) -> None:
-    timing = read_json(unlearned_dir(REFERENCE) / "timing.json")
+    timings = [read_json(unlearned_dir(m) / "timing.json") for m in params["unlearn"]["methods"]]
+    same_run = len({t["pipeline_run_id"] for t in timings}) == 1 and timings[0]["pipeline_run_id"] != "none"
     context = {"dataset": params["data"]["dataset"], "forget samples": str(len(sets.forget)),
                "audit_holdout samples": str(len(sets.audit_holdout)),
-               "low FPR": str(params["audit"]["low_fpr"]), "timing device": timing["device"],
+               "low FPR": str(params["audit"]["low_fpr"]),
+               "timing devices": ", ".join(sorted({t["device"] for t in timings})),
+               "all methods timed in the same pipeline run": "yes" if same_run else
+               "NO: run `dvc repro -s -f unlearn` then `dvc repro` to compare seconds",
                "MLflow run": run.info.run_id, **tracking.code_identity()}
     REPORTS_DIR.mkdir(exist_ok=True)
     text = markdown(per_model, checks, context)

@@ -59,7 +59,8 @@ def main() -> None:
 
         def fill(directory):
             save_model(directory, model, params["model"], dataset.num_classes)
-            write_json(directory / "timing.json", metrics | {"device": device_name()})
+            write_json(directory / "timing.json", metrics | {
+                "device": device_name(), "pipeline_run_id": os.environ.get(tracking.PARENT_RUN_ENV, "none")})
             tracking.write_run_record(directory, run)
 
         replace_dir(unlearned_dir(method), fill)
