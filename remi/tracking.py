@@ -51,7 +51,9 @@ def code_identity(root: Path = REPO_ROOT) -> dict[str, str]:
     lock = root / "dvc.lock"
     return {
         "git_commit": git("rev-parse", "HEAD") or "unknown",
-        "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower(),
+        # Pipeline outputs committed to git (dvc.lock, metrics, reports) do not make the code dirty.
+        "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  ":!dvc.lock", ":!metrics", ":!reports", ":!**/.gitignore"))).lower(),
         "dvc_lock_md5": file_md5(lock) if lock.exists() else "none",
     }
 

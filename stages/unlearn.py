@@ -10,15 +10,14 @@ import platform
 import torch
 
 from remi import tracking
-from remi.artifacts import load_attack, load_model, save_model
+from remi.artifacts import save_model
 from remi.datasets import load_dataset
 from remi.io import replace_dir, write_json
 from remi.layout import ATTACK_DIR, SPLITS_DIR, TARGET_DIR, metrics_path, split_path, unlearned_dir
-from remi.nets import build_network
 from remi.params import load_params
-from remi.splits import load_split, retain_ids
 from remi.stage_main import stage_main
-from remi.unlearning import UnlearningTask, run_method
+from remi.tasks import load_task
+from remi.unlearning import run_method
 
 
 def device_name() -> str:
@@ -33,26 +32,15 @@ def main() -> None:
     if method not in params["unlearn"]["methods"]:
         parser.error(f"--method {method!r} is not listed in params.yaml unlearn.methods")
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
-    target_train, forget = load_split(split_path("target_train")), load_split(split_path("forget"))
     sections = {"method": method, "train": params["train"], "model": params["model"],
                 method: params[method]}
     upstream = {"prepare": SPLITS_DIR, "target": TARGET_DIR, "attack": ATTACK_DIR}
     with tracking.stage_run("unlearn", method, sections, upstream) as run:
         for name in ("target_train", "forget", "out"):
             tracking.log_data_input(split_path(name), context=name)
-        task = UnlearningTask(
-            original=load_model(TARGET_DIR),
-            retain=dataset.subset(retain_ids(target_train, forget)),
-            forget=dataset.subset(forget),
-            out=dataset.subset(load_split(split_path("out"))),
-            attack=load_attack(ATTACK_DIR),
-            new_network=lambda: build_network(params["model"], dataset.num_classes),
-            train_params=params["train"],
-            method_params=params[method],
-            # Curves are buffered and logged after the clock stops: tracking I/O is not unlearning.
-            on_step=lambda step, values: curves.append((step, values)),
-        )
         curves: list[tuple[int, dict[str, float]]] = []
+        # Curves are buffered and logged after the clock stops: tracking I/O is not unlearning.
+        task = load_task(params, dataset, method, on_step=lambda step, values: curves.append((step, values)))
         model, seconds = run_method(method, task)
         tracking.log_curves(curves)
         metrics = {"unlearn_seconds": seconds, "threads": torch.get_num_threads()}
