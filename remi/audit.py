@@ -73,11 +73,11 @@ def goal_checks(per_model: dict[str, dict[str, float]], goals: dict[str, float],
     rows = [("target shadow-attack AUC (forget vs holdout) >=", target["shadow_attack_auc"],
              goals["min_target_attack_auc"], ">=")]
     for attack in ATTACKS:
-        rows.append((f"|{attack} AUC({method}) - AUC(retrain)| <=",
+        rows.append((f"abs({attack} AUC of {method} - retrain's) <=",
                      abs(unlearned[f"{attack}_auc"] - retrain[f"{attack}_auc"]),
                      goals["max_auc_gap"], "<="))
     rows += [
-        (f"|forget accuracy({method}) - retrain's| <=",
+        (f"abs(forget accuracy of {method} - retrain's) <=",
          abs(unlearned["forget_accuracy"] - retrain["forget_accuracy"]),
          goals["max_forget_accuracy_gap"], "<="),
         (f"test accuracy drop of {method} from target <=",
