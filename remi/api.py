@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from remi import artifacts
+from remi.catalog import UNLEARNING_METHODS
 from remi.datasets import load_dataset
 from remi.layout import TARGET_DIR, split_path, unlearned_dir
 from remi.params import load_params
@@ -19,9 +20,11 @@ from remi.splits import load_split, retain_ids
 
 def load_model(name: str | Path) -> nn.Module:
     """`target`, an unlearning method's name (`retrain`, `remi`, ...), or a model directory."""
-    if Path(name).is_dir():
-        return artifacts.load_model(name)
-    return artifacts.load_model(TARGET_DIR if name == "target" else unlearned_dir(str(name)))
+    if name == "target":
+        return artifacts.load_model(TARGET_DIR)
+    if name in UNLEARNING_METHODS:
+        return artifacts.load_model(unlearned_dir(str(name)))
+    return artifacts.load_model(name)
 
 
 def load_samples(split: str, params_path: str | Path = "params.yaml") -> tuple[torch.Tensor, torch.Tensor]:

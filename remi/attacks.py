@@ -61,5 +61,9 @@ def attack_scores(attack: AttackModel, logits: torch.Tensor, labels: torch.Tenso
 
 
 def loss_scores(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """Loss-threshold attack (Yeom et al.): lower loss = more member-like, so the score is -loss."""
-    return (-F.cross_entropy(logits, labels, reduction="none")).detach().numpy()
+    """Loss-threshold attack (Yeom et al.): lower loss = more member-like, so the score is -loss.
+
+    In float64: in float32 every loss below ~1e-7 rounds to exactly 0, and those ties (most of a
+    memorised training set) would hide the ranking among confident members.
+    """
+    return (-F.cross_entropy(logits.double(), labels, reduction="none")).detach().numpy()

@@ -6,7 +6,6 @@ on its own becomes a top-level run. Every output directory gets a `mlflow_run.js
 lineage (which run made which artifact) survives DVC cache restores.
 """
 
-import hashlib
 import os
 import subprocess
 import time
@@ -145,9 +144,6 @@ def log_torch_model(model: Any, name: str, input_example: Any) -> str:
                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     return info.model_uri
 
-
-def params_digest(params: dict[str, Any]) -> str:
-    return hashlib.md5(repr(sorted(flatten(params).items())).encode()).hexdigest()
 
 
 def set_tags(tags: dict[str, str]) -> None:
