@@ -23,6 +23,7 @@ run: setup
 	$(PYTHON) tools/run_pipeline.py
 
 test: setup
+	bash scripts/get_chromium.sh
 	$(PYTHON) -m pytest
 
 lint: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""Membership attacks: the shadow-trained attack model and the loss-threshold baseline."""
+"""The shadow-trained membership attack model (the audit's other attacks: membership_attacks.py)."""
 
 from typing import Any
 
@@ -59,11 +59,3 @@ def train_attack_model(logits: torch.Tensor, labels: torch.Tensor, is_member: to
 def attack_scores(attack: AttackModel, logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     return attack(logits, labels).numpy()
 
-
-def loss_scores(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """Loss-threshold attack (Yeom et al.): lower loss = more member-like, so the score is -loss.
-
-    In float64: in float32 every loss below ~1e-7 rounds to exactly 0, and those ties (most of a
-    memorised training set) would hide the ranking among confident members.
-    """
-    return (-F.cross_entropy(logits.double(), labels, reduction="none")).detach().numpy()

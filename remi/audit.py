@@ -1,5 +1,6 @@
 """The audit: accuracy and membership-inference metrics per model, gaps to retraining, goal checks."""
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -7,85 +8,119 @@ import numpy as np
 import torch
 from torch import nn
 
-from remi.attacks import AttackModel, attack_scores, loss_scores
 from remi.datasets import Dataset
-from remi.metrics import membership_metrics
+from remi.membership_attacks import ATTACKS, MIA_EFFICACY_THRESHOLD, AttackInputs, Scores
+from remi.metrics import fpr_label, membership_metrics
 from remi.training import accuracy, predict_logits
 
-ATTACKS = ("shadow_attack", "loss_attack")
 REFERENCE = "retrain"
 
 
 @dataclass
 class AuditSets:
-    """Sample IDs the audit scores every model on. Members: forget; non-members: audit_holdout."""
+    """Sample IDs per part. Members: forget; non-members: audit_holdout. `retain` is a sample of the
+    retain set (scored for histograms); `retain_all` gives retain accuracy; `fit_members` and
+    `fit_nonmembers` (retain and test samples) fit MIA-efficacy; `population` (test samples) serves
+    RMIA. All parts that are scored or fitted on are disjoint."""
 
     forget: torch.Tensor
     retain: torch.Tensor
-    test: torch.Tensor
     audit_holdout: torch.Tensor
+    retain_all: torch.Tensor
+    test: torch.Tensor
+    fit_members: torch.Tensor
+    fit_nonmembers: torch.Tensor
+    population: torch.Tensor
+
+    @classmethod
+    def draw(cls, forget: torch.Tensor, retain_all: torch.Tensor, audit_holdout: torch.Tensor,
+             test: torch.Tensor, audit_params: dict[str, Any]) -> "AuditSets":
+        generator = torch.Generator().manual_seed(audit_params["seed"])
+        retain_order = retain_all[torch.randperm(len(retain_all), generator=generator)]
+        test_order = test[torch.randperm(len(test), generator=generator)]
+        scored, fitted = audit_params["retain_samples"], audit_params["fit_samples"]
+        return cls(forget=forget, retain=retain_order[:scored], audit_holdout=audit_holdout,
+                   retain_all=retain_all, test=test,
+                   fit_members=retain_order[scored : scored + fitted],
+                   fit_nonmembers=test_order[:fitted],
+                   population=test_order[fitted : fitted + audit_params["population_samples"]])
+
+    def attack_parts(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in
+                ("forget", "retain", "audit_holdout", "fit_members", "fit_nonmembers", "population")}
 
 
-def score_model(model: nn.Module, dataset: Dataset, sets: AuditSets, attack: AttackModel,
-                ) -> dict[str, dict[str, np.ndarray]]:
-    """Per-example membership scores (higher = member) on forget and audit_holdout, per attack."""
-    scores: dict[str, dict[str, np.ndarray]] = {name: {} for name in ATTACKS}
-    for part in ("forget", "audit_holdout"):
-        ids = getattr(sets, part)
-        logits, labels = predict_logits(model, dataset.inputs[ids]), dataset.labels[ids]
-        scores["shadow_attack"][part] = attack_scores(attack, logits, labels)
-        scores["loss_attack"][part] = loss_scores(logits, labels)
-    return scores
+def attack_inputs(dataset: Dataset, sets: AuditSets, references: list[nn.Module], attack_model: nn.Module,
+                  audit_params: dict[str, Any]) -> AttackInputs:
+    parts = sets.attack_parts()
+    return AttackInputs(
+        labels={p: dataset.labels[ids] for p, ids in parts.items()},
+        reference_logits={p: torch.stack([predict_logits(r, dataset.inputs[ids]) for r in references])
+                          for p, ids in parts.items()},
+        attack_model=attack_model, rmia_offline_a=audit_params["rmia_offline_a"])
 
 
-def model_metrics(model: nn.Module, dataset: Dataset, sets: AuditSets,
-                  scores: dict[str, dict[str, np.ndarray]], low_fpr: float) -> dict[str, float]:
+def score_model(model: nn.Module, dataset: Dataset, sets: AuditSets, inputs: AttackInputs,
+                attacks: list[str]) -> dict[str, Scores]:
+    """attack -> scored part -> per-example scores (higher = member)."""
+    logits = {p: predict_logits(model, dataset.inputs[ids]) for p, ids in sets.attack_parts().items()}
+    return {name: ATTACKS[name](logits, inputs) for name in attacks}
+
+
+def model_metrics(model: nn.Module, dataset: Dataset, sets: AuditSets, scores: dict[str, Scores],
+                  low_fprs: list[float]) -> dict[str, float]:
     metrics = {}
-    for part in ("forget", "retain", "test"):
-        ids = getattr(sets, part)
-        logits = predict_logits(model, dataset.inputs[ids])
-        metrics[f"{part}_accuracy"] = accuracy(logits, dataset.labels[ids])
+    for part, ids in (("forget", sets.forget), ("retain", sets.retain_all), ("test", sets.test)):
+        metrics[f"{part}_accuracy"] = accuracy(predict_logits(model, dataset.inputs[ids]), dataset.labels[ids])
     for attack, parts in scores.items():
-        for key, value in membership_metrics(parts["forget"], parts["audit_holdout"], low_fpr).items():
+        for key, value in membership_metrics(parts["forget"], parts["audit_holdout"], low_fprs).items():
             metrics[f"{attack}_{key}"] = value
+    if "mia_efficacy" in scores:
+        # SalUn's number: the share of forget samples the classifier calls non-members.
+        metrics["mia_efficacy"] = float((scores["mia_efficacy"]["forget"] < MIA_EFFICACY_THRESHOLD).mean())
     return metrics
 
 
-GAP_METRICS = ("forget_accuracy", "retain_accuracy", "test_accuracy",
-               *(f"{a}_{m}" for a in ATTACKS for m in ("auc", "tpr_at_low_fpr")))
+def gap_metrics(attacks: list[str], low_fprs: list[float]) -> list[str]:
+    tpr = f"tpr_at_{fpr_label(low_fprs[0])}_fpr"
+    return ["forget_accuracy", "retain_accuracy", "test_accuracy",
+            *(f"{a}_{m}" for a in attacks for m in ("auc", tpr))]
 
 
-def gaps_to_reference(per_model: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def gaps_to_reference(per_model: dict[str, dict[str, float]], metrics: list[str]) -> dict[str, dict[str, float]]:
     """|metric - retrain's metric| for each gap metric, and their mean (smaller = closer to retrain)."""
     reference = per_model[REFERENCE]
     gaps = {}
-    for name, metrics in per_model.items():
-        model_gaps = {f"gap_{m}": abs(metrics[m] - reference[m]) for m in GAP_METRICS}
+    for name, values in per_model.items():
+        model_gaps = {f"gap_{m}": abs(values[m] - reference[m]) for m in metrics}
         model_gaps["average_gap"] = float(np.mean(list(model_gaps.values())))
         gaps[name] = model_gaps
     return gaps
 
 
+def check(name: str, value: float, limit: float, sense: str) -> dict[str, Any]:
+    """One threshold check; `key` is the check's name in metric-name-safe form."""
+    passed = value >= limit if sense == ">=" else value <= limit
+    return {"check": f"{name} {sense}", "key": re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_"),
+            "value": value, "limit": limit, "passed": bool(passed),
+            "margin": (value - limit) if sense == ">=" else (limit - value)}
+
+
 def goal_checks(per_model: dict[str, dict[str, float]], goals: dict[str, float],
                 method: str) -> list[dict[str, Any]]:
-    """The acceptance goals for `method` (see params.yaml audit.goals): value, limit, pass/miss."""
+    """The acceptance goals for `method` (params.yaml audit.goals): value, limit, pass/miss."""
     target, retrain, unlearned = per_model["target"], per_model[REFERENCE], per_model[method]
-    rows = [("target shadow-attack AUC (forget vs holdout) >=", target["shadow_attack_auc"],
-             goals["min_target_attack_auc"], ">=")]
-    for attack in ATTACKS:
-        rows.append((f"abs({attack} AUC of {method} - retrain's) <=",
-                     abs(unlearned[f"{attack}_auc"] - retrain[f"{attack}_auc"]),
-                     goals["max_auc_gap"], "<="))
+    rows = [check("target shadow-attack AUC (forget vs holdout)", target["shadow_attack_auc"],
+                  goals["min_target_attack_auc"], ">=")]
+    rows += [check(f"abs({attack} AUC of {method} - retrain's)",
+                   abs(unlearned[f"{attack}_auc"] - retrain[f"{attack}_auc"]), goals["max_auc_gap"], "<=")
+             for attack in ("shadow_attack", "loss_attack")]
     rows += [
-        (f"abs(forget accuracy of {method} - retrain's) <=",
-         abs(unlearned["forget_accuracy"] - retrain["forget_accuracy"]),
-         goals["max_forget_accuracy_gap"], "<="),
-        (f"test accuracy drop of {method} from target <=",
-         target["test_accuracy"] - unlearned["test_accuracy"], goals["max_test_accuracy_drop"], "<="),
-        (f"seconds({method}) / seconds(retrain) <=",
-         unlearned["seconds"] / retrain["seconds"], goals["max_seconds_ratio"], "<="),
+        check(f"abs(forget accuracy of {method} - retrain's)",
+              abs(unlearned["forget_accuracy"] - retrain["forget_accuracy"]), goals["max_forget_accuracy_gap"], "<="),
+        check(f"test accuracy drop of {method} from target",
+              target["test_accuracy"] - unlearned["test_accuracy"], goals["max_test_accuracy_drop"], "<="),
+        check(f"seconds({method}) / seconds(retrain)",
+              unlearned["seconds"] / retrain["seconds"], goals["max_seconds_ratio"], "<="),
     ]
-    return [{"check": check, "value": value, "limit": limit,
-             "passed": bool(value >= limit if sense == ">=" else value <= limit),
-             "margin": (value - limit) if sense == ">=" else (limit - value)}
-            for check, value, limit, sense in rows]
+    return rows

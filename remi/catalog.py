@@ -8,6 +8,7 @@ registry checks at import time that it implements exactly these names.
 DATASETS = ("fashion_mnist",)
 NETWORKS = ("small_cnn",)
 UNLEARNING_METHODS = ("retrain", "remi")
+AUDIT_ATTACKS = ("shadow_attack", "loss_attack", "mia_efficacy", "lira", "lira_fixed_variance", "rmia")
 
 
 def check_registry(kind: str, implemented: dict, names: tuple[str, ...]) -> None:

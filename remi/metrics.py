@@ -5,20 +5,26 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 
+def fpr_label(fpr: float) -> str:
+    """0.01 -> '1pct', 0.001 -> '0p1pct': metric-name friendly (no dots)."""
+    return f"{fpr * 100:g}".replace(".", "p") + "pct"
+
+
 def membership_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray,
-                       low_fpr: float) -> dict[str, float]:
-    """AUC, balanced accuracy at the best threshold, and TPR at `low_fpr` (with the FPR reached)."""
+                       low_fprs: list[float]) -> dict[str, float]:
+    """AUC, balanced accuracy at the best threshold, and for each low FPR the best TPR at an FPR
+    no higher than it, with the FPR actually reached (`tpr_at_1pct_fpr`, `fpr_reached_1pct`)."""
     truth = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     scores = np.r_[member_scores, nonmember_scores]
     fpr, tpr, _ = roc_curve(truth, scores)
-    within = fpr <= low_fpr
-    best = int(np.flatnonzero(within)[np.argmax(tpr[within])])
-    return {
-        "auc": float(roc_auc_score(truth, scores)),
-        "balanced_accuracy": float(np.max((tpr + 1 - fpr) / 2)),
-        "tpr_at_low_fpr": float(tpr[best]),
-        "fpr_reached": float(fpr[best]),
-    }
+    metrics = {"auc": float(roc_auc_score(truth, scores)),
+               "balanced_accuracy": float(np.max((tpr + 1 - fpr) / 2))}
+    for low_fpr in low_fprs:
+        within = fpr <= low_fpr
+        best = int(np.flatnonzero(within)[np.argmax(tpr[within])])
+        metrics[f"tpr_at_{fpr_label(low_fpr)}_fpr"] = float(tpr[best])
+        metrics[f"fpr_reached_{fpr_label(low_fpr)}"] = float(fpr[best])
+    return metrics
 
 
 def rank_auc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor) -> float:

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from remi.catalog import DATASETS, NETWORKS, UNLEARNING_METHODS
+from remi.catalog import AUDIT_ATTACKS, DATASETS, NETWORKS, UNLEARNING_METHODS
 from remi.errors import ParamsError
 
 Check = Callable[[Any], bool]
@@ -75,6 +75,12 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
                "holdout_shadows": (positive_int, "an integer > 0"),
                "seed": (non_negative_int, "an integer >= 0")},
     "unlearn": {"methods": (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list")},
+    "gate": {"method": (lambda v: isinstance(v, str), "a method name"),
+             "registered_model": (lambda v: isinstance(v, str) and len(v) > 0, "a registered-model name"),
+             "max_auc_gap": (lambda v: isinstance(v, dict) and all(non_negative_number(x) for x in v.values()),
+                             "a mapping attack -> number >= 0"),
+             "max_forget_accuracy_gap": (non_negative_number, "a number >= 0"),
+             "max_test_accuracy_drop": (non_negative_number, "a number >= 0")},
     "retrain": {"seed": (non_negative_int, "an integer >= 0")},
     "remi": {"lr": (positive_number, "a number > 0"),
              "trainable_layers": (non_negative_int, "an integer >= 0"),
@@ -89,7 +95,15 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
              "auc_tolerance": (unit_interval, "a number in [0, 1]"),
              "accuracy_tolerance": (unit_interval, "a number in [0, 1]"),
              "seed": (non_negative_int, "an integer >= 0")},
-    "audit": {"low_fpr": (open_unit_interval, "a number in (0, 1)"),
+    "audit": {"attacks": (lambda v: isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v),
+                          "a non-empty list of distinct attack names"),
+              "low_fprs": (lambda v: isinstance(v, list) and len(v) > 0 and all(open_unit_interval(x) for x in v),
+                           "a non-empty list of numbers in (0, 1)"),
+              "retain_samples": (positive_int, "an integer > 0"),
+              "fit_samples": (positive_int, "an integer > 0"),
+              "population_samples": (positive_int, "an integer > 0"),
+              "rmia_offline_a": (unit_interval, "a number in [0, 1]"),
+              "seed": (non_negative_int, "an integer >= 0"),
               "goals": (lambda v: isinstance(v, dict) and set(v) == set(GOALS)
                         and all(non_negative_number(x) for x in v.values()),
                         f"a mapping of {', '.join(GOALS)} to numbers >= 0")},
@@ -128,6 +142,14 @@ def _cross_checks(params: dict[str, Any]) -> list[str]:
         problems.append(f"data.dataset: unknown {params['data']['dataset']!r}; known: {sorted(DATASETS)}")
     if params["model"]["arch"] not in NETWORKS:
         problems.append(f"model.arch: unknown {params['model']['arch']!r}; known: {sorted(NETWORKS)}")
+    unknown_attacks = [a for a in params["audit"]["attacks"] if a not in AUDIT_ATTACKS]
+    if unknown_attacks:
+        problems.append(f"audit.attacks: unknown {unknown_attacks}; known: {sorted(AUDIT_ATTACKS)}")
+    ungated = [a for a in params["gate"]["max_auc_gap"] if a not in params["audit"]["attacks"]]
+    if ungated:
+        problems.append(f"gate.max_auc_gap names attacks the audit does not run: {ungated}")
+    if params["gate"]["method"] not in params["unlearn"]["methods"] or params["gate"]["method"] == "retrain":
+        problems.append("gate.method must be one of unlearn.methods other than retrain")
     if params["attack"]["holdout_shadows"] >= params["shadows"]["count"]:
         problems.append("attack.holdout_shadows must be smaller than shadows.count")
     return problems

@@ -91,10 +91,10 @@ def stage_run(stage: str, role: str, params: dict[str, Any],
         yield run
 
 
-def write_run_record(directory: Path, run: Any) -> None:
-    write_json(Path(directory) / RUN_RECORD,
-               {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                "tracking_uri": tracking_uri()})
+def write_run_record(directory: Path, run: Any, model_uri: str | None = None) -> None:
+    record = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+              "tracking_uri": tracking_uri()}
+    write_json(Path(directory) / RUN_RECORD, record | ({"model_uri": model_uri} if model_uri else {}))
 
 
 def log_data_input(path: Path, context: str) -> None:

@@ -20,7 +20,7 @@ def main() -> None:
     count, held_out = params["shadows"]["count"], params["attack"]["holdout_shadows"]
     outputs = [load_shadow_outputs(shadow_dir(i)) for i in range(count)]
     fit, held = outputs[: count - held_out], outputs[count - held_out :]
-    low_fpr = params["audit"]["low_fpr"]
+    low_fprs = params["audit"]["low_fprs"]
     sections = {"attack": params["attack"], "shadows": params["shadows"]}
     upstream = {"shadows": SHADOWS_DIR, "target": TARGET_DIR}
     with tracking.stage_run("train_attack", "attack", sections, upstream) as run:
@@ -29,8 +29,8 @@ def main() -> None:
         held_logits, held_labels, held_member = (torch.cat([o[key] for o in held])
                                                  for key in ("logits", "labels", "is_member"))
         scores = attack_scores(attack, held_logits, held_labels)
-        on_shadows = membership_metrics(scores[held_member.numpy()], scores[~held_member.numpy()], low_fpr)
-        on_target = _target_metrics(attack, params, low_fpr)
+        on_shadows = membership_metrics(scores[held_member.numpy()], scores[~held_member.numpy()], low_fprs)
+        on_target = _target_metrics(attack, params, low_fprs)
 
         def fill(directory):
             save_attack(directory, attack)
@@ -43,7 +43,7 @@ def main() -> None:
         tracking.log_metrics(metrics)
 
 
-def _target_metrics(attack, params, low_fpr: float) -> dict[str, float]:
+def _target_metrics(attack, params, low_fprs: list[float]) -> dict[str, float]:
     """The attack on the real target: its members (target_train) vs audit_holdout."""
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
     target = load_model(TARGET_DIR)
@@ -51,7 +51,7 @@ def _target_metrics(attack, params, low_fpr: float) -> dict[str, float]:
     for name in ("target_train", "audit_holdout"):
         ids = load_split(split_path(name))
         scores[name] = attack_scores(attack, predict_logits(target, dataset.inputs[ids]), dataset.labels[ids])
-    return membership_metrics(scores["target_train"], scores["audit_holdout"], low_fpr)
+    return membership_metrics(scores["target_train"], scores["audit_holdout"], low_fprs)
 
 
 if __name__ == "__main__":

@@ -45,17 +45,18 @@ def main() -> None:
         tracking.log_curves(curves)
         metrics = {"unlearn_seconds": seconds, "threads": torch.get_num_threads()}
 
+        model_uri = tracking.log_torch_model(model, f"{method}_model", dataset.inputs[:2].numpy())
+
         def fill(directory):
             save_model(directory, model, params["model"], dataset.num_classes)
             write_json(directory / "timing.json", metrics | {
                 "device": device_name(), "pipeline_run_id": os.environ.get(tracking.PARENT_RUN_ENV, "none")})
-            tracking.write_run_record(directory, run)
+            tracking.write_run_record(directory, run, model_uri)
 
         replace_dir(unlearned_dir(method), fill)
         write_json(metrics_path(f"unlearn_{method}"), metrics)
         tracking.log_metrics(metrics)
         tracking.set_tags({"device": device_name()})
-        tracking.log_torch_model(model, f"{method}_model", dataset.inputs[:2].numpy())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -13,7 +14,7 @@ from tests.conftest import RAW_DIR, REPO
 
 pytestmark = pytest.mark.slow
 STAGES = {"prepare", "train_target", "train_shadows", "train_attack", "unlearn@retrain", "unlearn@remi",
-          "audit"}
+          "audit", "gate"}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_mlflow_run_tree_and_lineage(pipeline):
     parent = min(parents, key=lambda r: r.info.start_time)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert {r.data.tags["stage"] for r in children} == {
-        "prepare", "train_target", "train_shadows", "train_attack", "unlearn", "audit"}
+        "prepare", "train_target", "train_shadows", "train_attack", "unlearn", "audit", "gate"}
     shadows_run = next(r for r in children if r.data.tags["stage"] == "train_shadows")
     shadow_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == shadows_run.info.run_id]
     assert len(shadow_runs) == 3
@@ -118,7 +119,7 @@ def test_new_erasure_request_reruns_only_prepare_unlearn_and_audit(pipeline):
     set_params(work, forget={"mode": "requests"})
     result, ran = repro(run)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert ran == {"prepare", "unlearn@retrain", "unlearn@remi", "audit"}
+    assert ran == {"prepare", "unlearn@retrain", "unlearn@remi", "audit", "gate"}
     forget = json.loads((work / "data/splits/forget.json").read_text())
     assert forget["sample_ids"] == sorted(request["sample_ids"]) and forget["requests"] == ["req-001"]
 
@@ -152,3 +153,53 @@ def test_reviewer_loads_a_model_and_a_split_in_three_lines(pipeline, monkeypatch
     assert len(inputs) == len(labels) == len(forget["sample_ids"])
     with torch.no_grad():
         assert (model(inputs).argmax(1) == labels).float().mean() > 0.5
+
+
+def test_html_report_renders_in_a_headless_browser(pipeline, tmp_path):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    work, _ = pipeline
+    page = (work / "reports/audit.html").resolve()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    for heading in ("Metrics", "Goals", "ROC curves (log-log)", "Membership-score histograms",
+                    "Per-class accuracy", "Most exposed forget samples"):
+        assert f"<h2>{heading}" in dom, heading
+    for attack in ("shadow_attack", "lira", "rmia", "mia_efficacy"):
+        assert f"{attack} AUC" in dom
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', dom)
+    assert len(images) >= 2 + 12  # ROC + histograms + one thumbnail per exposed sample
+    sizes = [Image.open(io.BytesIO(base64.b64decode(data))).size for data in images]
+    assert max(sizes)[0] > 800  # the ROC grid
+    shot = tmp_path / "page.png"
+    subprocess.run(["chromium", *flags, f"--screenshot={shot}", "--window-size=1400,2400", page.as_uri()],
+                   capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert (pixels < 200).mean() > 0.02  # text, tables and plots drawn, not a blank page
+
+
+def test_failed_gate_exits_non_zero_and_keeps_the_candidate(pipeline):
+    from mlflow import MlflowClient
+
+    work, run = pipeline
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    name = yaml.safe_load((work / "params.yaml").read_text())["gate"]["registered_model"]
+    before = client.get_model_version_by_alias(name, "candidate")
+    versions = len(client.search_model_versions(f"name='{name}'"))
+    # ReMI's test accuracy is below the target's, so a zero tolerance must fail.
+    set_params(work, gate={"max_test_accuracy_drop": 0.0})
+    result, ran = repro(run)
+    assert result.returncode != 0 and ran == {"gate"}
+    assert "Gate failed" in result.stderr and "test accuracy drop of remi from target" in result.stderr
+    assert json.loads((work / "metrics/gate.json").read_text())["passed"] == 0
+    after = client.get_model_version_by_alias(name, "candidate")
+    assert (after.version, after.run_id) == (before.version, before.run_id)
+    assert len(client.search_model_versions(f"name='{name}'")) == versions
+    assert before.tags["forget_set_md5"] and len(before.tags["git_commit"]) == 40

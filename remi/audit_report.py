@@ -1,0 +1,125 @@
+"""Assemble the audit's report files from its metrics and per-example scores."""
+
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from remi.audit import REFERENCE, AuditSets
+from remi.datasets import Dataset
+from remi.io import atomic_write
+from remi.report import (
+    ModelScores,
+    grey_png,
+    histogram_figure,
+    html_report,
+    html_table,
+    image_tag,
+    markdown,
+    roc_figure,
+    roc_tables,
+    scores_csv,
+    table_rows,
+)
+from remi.training import predict_logits
+
+EXPOSED_SAMPLES = 12
+
+
+@dataclass
+class AuditEvidence:
+    per_model: dict[str, dict[str, float]]
+    checks: dict[str, list[dict[str, Any]]]
+    scores: ModelScores
+    models: dict[str, nn.Module]
+    attacks: list[str]
+    low_fprs: list[float]
+    context: dict[str, str]
+
+
+def write_reports(directory: Path, evidence: AuditEvidence, dataset: Dataset, sets: AuditSets) -> None:
+    """audit.md, audit.html (self-contained), roc.png, roc_<attack>.csv, membership_scores.csv."""
+    started = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = table_rows(evidence.attacks, evidence.low_fprs)
+    text = markdown(evidence.per_model, rows, evidence.checks, evidence.context)
+    atomic_write(directory / "audit.md", lambda tmp: tmp.write_text(text))
+    for attack, table in roc_tables(evidence.scores, evidence.attacks).items():
+        atomic_write(directory / f"roc_{attack}.csv", lambda tmp, t=table: tmp.write_text(t))
+    ids = {p: getattr(sets, p).numpy() for p in ("forget", "retain", "audit_holdout")}
+    csv = scores_csv(evidence.scores, ids)
+    atomic_write(directory / "membership_scores.csv", lambda tmp: tmp.write_text(csv))
+    roc_png = roc_figure(evidence.scores, evidence.attacks)
+    atomic_write(directory / "roc.png", lambda tmp: tmp.write_bytes(roc_png))
+    page = _html(evidence, rows, roc_png, dataset, sets)
+    atomic_write(directory / "audit.html", lambda tmp: tmp.write_text(page))
+    print(f"Reports written to {directory} in {time.perf_counter() - started:.1f} s")
+
+
+def _html(evidence: AuditEvidence, rows: list[tuple[str, str]], roc_png: bytes, dataset: Dataset,
+          sets: AuditSets) -> str:
+    models = list(evidence.per_model)
+    metric_rows = [[html.escape(label)] + [_number(evidence.per_model[m].get(key)) for m in models]
+                   for key, label in rows]
+    goal_rows = [[html.escape(r["check"]), _number(r["value"]), _number(r["limit"]),
+                  '<span class="pass">pass</span>' if r["passed"] else
+                  f'<span class="miss">MISS by {-r["margin"]:.4f}</span>']
+                 for method_checks in evidence.checks.values() for r in method_checks]
+    histogram_attack = "lira_fixed_variance" if "lira_fixed_variance" in evidence.attacks else evidence.attacks[0]
+    sections = [
+        ("Context", html_table(["item", "value"], [[html.escape(k), html.escape(v)]
+                                                   for k, v in evidence.context.items()])),
+        ("Metrics (members = forget, non-members = audit_holdout)",
+         html_table(["metric", *models], metric_rows)),
+        ("Goals", html_table(["goal", "value", "limit", "result"], goal_rows)),
+        ("ROC curves (log-log)", image_tag(roc_png, "ROC curves of every attack")),
+        ("Membership-score histograms",
+         image_tag(histogram_figure(evidence.scores, histogram_attack), "score histograms")),
+        ("Per-class accuracy (test / forget)", _per_class(evidence.models, dataset, sets)),
+        ("Most exposed forget samples", _exposed(evidence, dataset, sets, histogram_attack)),
+    ]
+    return html_report("Unlearning audit", sections)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _per_class(models: dict[str, nn.Module], dataset: Dataset, sets: AuditSets) -> str:
+    header = ["class"] + [f"{m} test / forget" for m in models]
+    rows = []
+    for label in range(dataset.num_classes):
+        cells = [str(label)]
+        for model in models.values():
+            parts = []
+            for ids in (sets.test, sets.forget):
+                chosen = ids[dataset.labels[ids] == label]
+                correct = predict_logits(model, dataset.inputs[chosen]).argmax(1) == label
+                parts.append(f"{correct.float().mean().item():.3f}" if len(chosen) else "-")
+            cells.append(" / ".join(parts))
+        rows.append(cells)
+    return html_table(header, rows)
+
+
+def _exposed(evidence: AuditEvidence, dataset: Dataset, sets: AuditSets, attack: str) -> str:
+    """The forget samples the attack still finds most member-like after unlearning."""
+    methods = [m for m in evidence.per_model if m not in ("target", REFERENCE)] or [REFERENCE]
+    method = methods[0]
+    order = np.argsort(-evidence.scores[method][attack]["forget"])[:EXPOSED_SAMPLES]
+    header = ["image", "sample ID", "label"] + [f"{attack} score: {m}" for m in evidence.scores]
+    rows = []
+    for index in order:
+        sample = int(sets.forget[index])
+        pixels = dataset.inputs[sample].squeeze(0)
+        thumbnail = grey_png(((pixels - pixels.min()) / (pixels.max() - pixels.min() + 1e-9)).numpy())
+        rows.append([image_tag(thumbnail, f"sample {sample}", width=42), str(sample),
+                     str(int(dataset.labels[sample]))]
+                    + [f"{evidence.scores[m][attack]['forget'][index]:.3f}" for m in evidence.scores])
+    note = (f"<p>Ranked by the {html.escape(attack)} score under <b>{html.escape(method)}</b>; "
+            "higher = more member-like. Scores of the same samples under the other models beside.</p>")
+    return note + html_table(header, rows)
+
