@@ -42,7 +42,8 @@ class AuditEvidence:
 
 
 def write_reports(directory: Path, evidence: AuditEvidence, dataset: Dataset, sets: AuditSets) -> None:
-    """audit.md, audit.html (self-contained), roc.png, roc_<attack>.csv, membership_scores.csv."""
+    """audit.md, audit.html (self-contained), roc.png, histograms.png, roc_<attack>.csv,
+    membership_scores.csv."""
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     rows = table_rows(evidence.attacks, evidence.low_fprs)
@@ -55,13 +56,19 @@ def write_reports(directory: Path, evidence: AuditEvidence, dataset: Dataset, se
     atomic_write(directory / "membership_scores.csv", lambda tmp: tmp.write_text(csv))
     roc_png = roc_figure(evidence.scores, evidence.attacks)
     atomic_write(directory / "roc.png", lambda tmp: tmp.write_bytes(roc_png))
-    page = _html(evidence, rows, roc_png, dataset, sets)
+    histogram_png = histogram_figure(evidence.scores, _histogram_attack(evidence.attacks))
+    atomic_write(directory / "histograms.png", lambda tmp: tmp.write_bytes(histogram_png))
+    page = _html(evidence, rows, roc_png, histogram_png, dataset, sets)
     atomic_write(directory / "audit.html", lambda tmp: tmp.write_text(page))
     print(f"Reports written to {directory} in {time.perf_counter() - started:.1f} s")
 
 
-def _html(evidence: AuditEvidence, rows: list[tuple[str, str]], roc_png: bytes, dataset: Dataset,
-          sets: AuditSets) -> str:
+def _histogram_attack(attacks: list[str]) -> str:
+    return "lira_fixed_variance" if "lira_fixed_variance" in attacks else attacks[0]
+
+
+def _html(evidence: AuditEvidence, rows: list[tuple[str, str]], roc_png: bytes, histogram_png: bytes,
+          dataset: Dataset, sets: AuditSets) -> str:
     models = list(evidence.per_model)
     metric_rows = [[html.escape(label)] + [_number(evidence.per_model[m].get(key)) for m in models]
                    for key, label in rows]
@@ -69,7 +76,6 @@ def _html(evidence: AuditEvidence, rows: list[tuple[str, str]], roc_png: bytes, 
                   '<span class="pass">pass</span>' if r["passed"] else
                   f'<span class="miss">MISS by {-r["margin"]:.4f}</span>']
                  for method_checks in evidence.checks.values() for r in method_checks]
-    histogram_attack = "lira_fixed_variance" if "lira_fixed_variance" in evidence.attacks else evidence.attacks[0]
     sections = [
         ("Context", html_table(["item", "value"], [[html.escape(k), html.escape(v)]
                                                    for k, v in evidence.context.items()])),
@@ -78,9 +84,9 @@ def _html(evidence: AuditEvidence, rows: list[tuple[str, str]], roc_png: bytes, 
         ("Goals", html_table(["goal", "value", "limit", "result"], goal_rows)),
         ("ROC curves (log-log)", image_tag(roc_png, "ROC curves of every attack")),
         ("Membership-score histograms",
-         image_tag(histogram_figure(evidence.scores, histogram_attack), "score histograms")),
+         image_tag(histogram_png, "score histograms")),
         ("Per-class accuracy (test / forget)", _per_class(evidence.models, dataset, sets)),
-        ("Most exposed forget samples", _exposed(evidence, dataset, sets, histogram_attack)),
+        ("Most exposed forget samples", _exposed(evidence, dataset, sets, _histogram_attack(evidence.attacks))),
     ]
     return html_report("Unlearning audit", sections)
 

@@ -23,7 +23,8 @@ def table_rows(attacks: list[str], low_fprs: list[float]) -> list[tuple[str, str
         rows += [(f"{attack}_tpr_at_{fpr_label(f)}_fpr", f"{attack} TPR @ {f:g} FPR") for f in low_fprs]
     if "mia_efficacy" in attacks:
         rows.append(("mia_efficacy", "MIA-efficacy (share of forget called non-member)"))
-    return [*rows, ("average_gap", "average gap to retrain"), ("seconds", "seconds"),
+    return [*rows, ("forgetting_quality", "forgetting quality (per-example; retrain = retrain vs retrain)"),
+            ("average_gap", "average gap to retrain"), ("seconds", "seconds"),
             ("seconds_ratio_to_retrain", "seconds / retrain seconds")]
 
 

@@ -14,7 +14,7 @@ from tests.conftest import RAW_DIR, REPO
 
 pytestmark = pytest.mark.slow
 STAGES = {"prepare", "train_target", "train_shadows", "train_attack", "unlearn@retrain", "unlearn@remi",
-          "audit", "gate"}
+          "forgetting_quality", "audit", "gate"}
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,9 @@ def test_full_run_outputs_metrics_and_the_attack_sees_forgetting(pipeline):
     assert abs(audit["remi/shadow_attack_auc"] - audit["retrain/shadow_attack_auc"]) < 0.1
     assert audit["target/forget_accuracy"] > audit["remi/forget_accuracy"]
     assert "| test accuracy |" in (work / "reports/audit.md").read_text()
+    quality = json.loads((work / "metrics/forgetting_quality.json").read_text())
+    assert 0 < quality["remi/forgetting_quality"] <= 1 and 0 < quality["retrain_vs_retrain/forgetting_quality"] <= 1
+    assert "remi/forgetting_quality" in audit and "retrain/forgetting_quality" in audit
 
 
 def test_mlflow_run_tree_and_lineage(pipeline):
@@ -80,7 +83,7 @@ def test_mlflow_run_tree_and_lineage(pipeline):
     parent = min(parents, key=lambda r: r.info.start_time)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert {r.data.tags["stage"] for r in children} == {
-        "prepare", "train_target", "train_shadows", "train_attack", "unlearn", "audit", "gate"}
+        "prepare", "train_target", "train_shadows", "train_attack", "unlearn", "forgetting_quality", "audit", "gate"}
     shadows_run = next(r for r in children if r.data.tags["stage"] == "train_shadows")
     shadow_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == shadows_run.info.run_id]
     assert len(shadow_runs) == 3
@@ -119,7 +122,7 @@ def test_new_erasure_request_reruns_only_prepare_unlearn_and_audit(pipeline):
     set_params(work, forget={"mode": "requests"})
     result, ran = repro(run)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert ran == {"prepare", "unlearn@retrain", "unlearn@remi", "audit", "gate"}
+    assert ran == {"prepare", "unlearn@retrain", "unlearn@remi", "forgetting_quality", "audit", "gate"}
     forget = json.loads((work / "data/splits/forget.json").read_text())
     assert forget["sample_ids"] == sorted(request["sample_ids"]) and forget["requests"] == ["req-001"]
 

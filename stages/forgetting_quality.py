@@ -1,0 +1,55 @@
+"""Stage forgetting_quality: M retrained and M unlearned models per method, compared per forget sample.
+
+Also M more retrained models: retrain-vs-retrain is the best score the estimator can give.
+"""
+
+import time
+
+import numpy as np
+
+from remi import tracking
+from remi.datasets import load_dataset
+from remi.forgetting_quality import forgetting_quality, per_example_epsilon, population_statistics
+from remi.io import atomic_write, write_json
+from remi.layout import REPORTS_DIR, SPLITS_DIR, TARGET_DIR, metrics_path, split_path
+from remi.params import load_params
+from remi.splits import load_split
+from remi.stage_main import stage_main
+from remi.tasks import load_task
+
+REFERENCE = "retrain"
+
+
+def main() -> None:
+    params = load_params()
+    settings = params["forgetting_quality"]
+    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    forget_ids = load_split(split_path("forget"))
+    forget = dataset.subset(forget_ids)
+    count, base = settings["models"], settings["seed"]
+    sections = {"forgetting_quality": settings, "remi": params["remi"], "retrain": params["retrain"]}
+    with tracking.stage_run("forgetting_quality", "forgetting_quality", sections,
+                            {"prepare": SPLITS_DIR, "target": TARGET_DIR}):
+        started = time.perf_counter()
+        retrain_task = load_task(params, dataset, REFERENCE)
+        reference = population_statistics(retrain_task, REFERENCE, [base + i for i in range(count)], forget)
+        second = population_statistics(retrain_task, REFERENCE, [base + count + i for i in range(count)], forget)
+        epsilons = {"retrain_vs_retrain": per_example_epsilon(second, reference, settings["delta"])}
+        for method in (m for m in params["unlearn"]["methods"] if m != REFERENCE):
+            unlearned = population_statistics(load_task(params, dataset, method), method,
+                                              [base + i for i in range(count)], forget)
+            epsilons[method] = per_example_epsilon(unlearned, reference, settings["delta"])
+        metrics = {f"{name}/forgetting_quality": forgetting_quality(eps, settings["bin_width"])
+                   for name, eps in epsilons.items()}
+        metrics |= {f"{name}/mean_epsilon": float(np.mean(eps)) for name, eps in epsilons.items()}
+        metrics["models_per_population"] = count
+        metrics["stage_seconds"] = time.perf_counter() - started
+        rows = ["population,sample_id,epsilon"] + [f"{name},{i},{e:.4f}" for name, eps in epsilons.items()
+                                                   for i, e in zip(forget_ids.tolist(), eps, strict=True)]
+        atomic_write(REPORTS_DIR / "forgetting_quality.csv", lambda tmp: tmp.write_text("\n".join(rows) + "\n"))
+        write_json(metrics_path("forgetting_quality"), metrics)
+        tracking.log_metrics(metrics)
+
+
+if __name__ == "__main__":
+    stage_main(main)

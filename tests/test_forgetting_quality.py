@@ -1,0 +1,31 @@
+import numpy as np
+
+from remi.forgetting_quality import forgetting_quality, per_example_epsilon
+
+
+def test_identical_populations_score_well_above_separated_ones():
+    rng = np.random.default_rng(0)
+    same_a, same_b = rng.normal(0, 1, (16, 300)), rng.normal(0, 1, (16, 300))
+    far = rng.normal(8, 1, (16, 300))
+    eps_same = per_example_epsilon(same_a, same_b, delta=0.01)
+    eps_far = per_example_epsilon(far, same_b, delta=0.01)
+    # No threshold confuses the separated populations: every sample gets the largest certifiable epsilon.
+    assert np.allclose(eps_far, np.log(2 * 16 * 0.99 - 1))
+    assert (eps_same < eps_far).mean() > 0.95
+    assert forgetting_quality(eps_same, 0.5) > 3 * forgetting_quality(eps_far, 0.5)
+
+
+def test_epsilon_matches_hand_computed_cases():
+    # Two models a side, perfectly separated: threshold 2 gives FPR = FNR = 0 -> floored at 1/4:
+    # log(1 - 1/4) - log(1/4) = log 3, the largest value two models can certify.
+    eps = per_example_epsilon(np.array([[3.0], [4.0]]), np.array([[1.0], [2.0]]), 0.0)
+    assert np.isclose(eps[0], np.log(3))
+    # Interleaved [1, 3] vs [2, 4]: the best threshold (3: FPR 1/2, FNR 1/2... or 1: FPR 1, FNR 0)
+    # "> 1": FPR = 1 on retrained, FNR = 0 -> 1/4: log(1 - 1/4) - log(1) < 0; mirror "<= 1":
+    # FPR 0 -> 1/4, FNR = 1/2 (unlearned 3 is > 1): log(1 - 1/2) - log(1/4) = log 2.
+    eps = per_example_epsilon(np.array([[1.0], [3.0]]), np.array([[2.0], [4.0]]), 0.0)
+    assert np.isclose(eps[0], np.log(2))
+
+
+def test_quality_buckets_by_bin_width():
+    assert forgetting_quality(np.array([0.0, 0.49, 0.5, 1.2]), 0.5) == (1 + 1 + 0.5 + 0.25) / 4
