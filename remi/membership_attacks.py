@@ -100,11 +100,10 @@ def lira(logits: Logits, inputs: AttackInputs) -> Scores:
 
 def lira_fixed_variance(logits: Logits, inputs: AttackInputs) -> Scores:
     """Offline LiRA with one variance for all samples: steadier with few reference models."""
-    residuals = torch.cat([(r - r.mean(0)).flatten() for r in
-                           (_reference_confidence(inputs, p) for p in SCORED_PARTS)])
-    spread = residuals.std() + 1e-6
-    return {p: ((logit_scaled_confidence(logits[p].double(), inputs.labels[p])
-                 - _reference_confidence(inputs, p).mean(0)) / spread).numpy() for p in SCORED_PARTS}
+    references = {p: _reference_confidence(inputs, p) for p in SCORED_PARTS}
+    spread = torch.cat([(r - r.mean(0)).flatten() for r in references.values()]).std() + 1e-6
+    return {p: ((logit_scaled_confidence(logits[p].double(), inputs.labels[p]) - r.mean(0)) / spread).numpy()
+            for p, r in references.items()}
 
 
 def _rmia_ratio(logits: torch.Tensor, inputs: AttackInputs, part: str) -> torch.Tensor:
