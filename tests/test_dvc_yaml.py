@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from remi.catalog import UNLEARNING_METHODS
 from tests.conftest import REPO
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -34,7 +35,7 @@ def local_imports(module_file: Path, seen: set[Path] | None = None) -> set[Path]
 def stages():
     for name, stage in DVC["stages"].items():
         if "foreach" in stage:
-            for item in PARAMS["unlearn"]["methods"]:
+            for item in UNLEARNING_METHODS:  # every method a profile may list, not just the default ones
                 text = yaml.safe_dump(stage["do"]).replace("${item}", item)
                 yield f"{name}@{item}", yaml.safe_load(text)
         else:

@@ -10,7 +10,7 @@ from remi.params import overlay, validate
     ("forget", "fraction", 0.0, "forget.fraction = 0.0: expected a number in (0, 1)"),
     ("forget", "fraction", 1.5, "forget.fraction = 1.5"),
     ("shadows", "count", 0, "shadows.count = 0: expected an integer >= 2"),
-    ("unlearn", "methods", ["retrain", "magic"], "unknown ['magic']; known: ['remi', 'retrain']"),
+    ("unlearn", "methods", ["retrain", "magic"], "unknown ['magic']; known: ['finetune', 'fisher', "),
     ("unlearn", "methods", ["remi"], "must include retrain"),
     ("forget", "mode", "some", "forget.mode = 'some'"),
     ("train", "epochs", -3, "train.epochs = -3"),
@@ -39,4 +39,5 @@ def test_default_params_and_the_tiny_profile_are_valid(params):
     from tests.conftest import REPO
 
     validate(params)
-    validate(overlay(params, yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())))
+    for profile in ("tiny", "compare"):
+        validate(overlay(params, yaml.safe_load((REPO / "profiles" / f"{profile}.yaml").read_text())))
