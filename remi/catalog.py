@@ -7,7 +7,8 @@ registry checks at import time that it implements exactly these names.
 
 DATASETS = ("fashion_mnist",)
 NETWORKS = ("small_cnn",)
-UNLEARNING_METHODS = ("retrain", "remi", "finetune", "neggrad_plus", "random_label", "fisher", "ssd")
+UNLEARNING_METHODS = ("retrain", "remi", "finetune", "neggrad_plus", "random_label", "salun", "scrub", "fisher",
+                      "ssd")
 AUDIT_ATTACKS = ("shadow_attack", "loss_attack", "mia_efficacy", "lira", "lira_fixed_variance", "rmia")
 
 

@@ -14,6 +14,9 @@ PARAMS = {
     "finetune": {"epochs": 3, "batch_size": 64, "lr": 0.001, "seed": 0},
     "neggrad_plus": {"steps": 40, "batch_size": 64, "lr": 0.001, "retain_weight": 0.9, "seed": 0},
     "random_label": {"steps": 40, "batch_size": 64, "lr": 0.001, "retain_weight": 0.5, "seed": 0},
+    "salun": {"steps": 40, "batch_size": 64, "lr": 0.001, "retain_weight": 0.5, "saliency_fraction": 0.3,
+              "seed": 0},
+    "scrub": {"steps": 60, "forget_steps": 20, "batch_size": 64, "lr": 0.001, "seed": 0},
     "fisher": {"alpha": 1e-6, "max_variance": 1e-3, "samples": 300, "batch_size": 32, "seed": 0},
     "ssd": {"alpha": 10.0, "dampening": 1.0, "samples": 300, "batch_size": 32, "seed": 0},
 }
@@ -43,7 +46,7 @@ def _accuracy(model, samples):
     return accuracy(predict_logits(model, samples[0]), samples[1])
 
 
-@pytest.mark.parametrize("method", ["neggrad_plus", "random_label"])
+@pytest.mark.parametrize("method", ["neggrad_plus", "random_label", "salun", "scrub"])
 def test_forgetting_methods_lower_forget_accuracy_and_keep_retain(memorised, method):
     task = _task(memorised, method)
     before = _accuracy(task.original, task.forget)
@@ -82,3 +85,16 @@ def test_ssd_changes_nothing_when_forget_importance_matches_the_training_set(mem
     changed = [not torch.equal(a, b) for a, b in zip(dampened.parameters(), model.parameters(), strict=True)]
     assert any(changed)
     assert _accuracy(dampened, dataset.subset(forget)) < _accuracy(model, dataset.subset(forget))
+
+
+def test_salun_moves_only_the_salient_weights(memorised):
+    from remi.unlearning.gradient_methods import saliency_masks
+
+    task = _task(memorised, "salun")
+    masks = saliency_masks(copy.deepcopy(task.original), task.forget, 0.3)
+    share = sum(m.sum() for m in masks) / sum(m.numel() for m in masks)
+    assert abs(share - 0.3) < 0.01
+    model = METHODS["salun"](task)
+    for mask, before, after in zip(masks, task.original.parameters(), model.parameters(), strict=True):
+        assert torch.equal(before[mask == 0], after[mask == 0])
+        assert not torch.equal(before[mask == 1], after[mask == 1]) or mask.sum() == 0

@@ -8,14 +8,14 @@ from torch import nn
 
 from remi.catalog import UNLEARNING_METHODS, check_registry
 from remi.unlearning.base import UnlearningTask
-from remi.unlearning.gradient_methods import finetune, neggrad_plus, random_label
+from remi.unlearning.gradient_methods import finetune, neggrad_plus, random_label, salun, scrub
 from remi.unlearning.importance_methods import fisher, ssd
 from remi.unlearning.remi import remi
 from remi.unlearning.retrain import retrain
 
 METHODS: dict[str, Callable[[UnlearningTask], nn.Module]] = {
     "retrain": retrain, "remi": remi, "finetune": finetune, "neggrad_plus": neggrad_plus,
-    "random_label": random_label, "fisher": fisher, "ssd": ssd,
+    "random_label": random_label, "salun": salun, "scrub": scrub, "fisher": fisher, "ssd": ssd,
 }
 check_registry("unlearning method", METHODS, UNLEARNING_METHODS)
 
