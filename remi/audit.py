@@ -8,12 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from remi.catalog import REFERENCE
 from remi.datasets import Dataset
 from remi.membership_attacks import ATTACKS, MIA_EFFICACY_THRESHOLD, AttackInputs, Scores
 from remi.metrics import fpr_label, membership_metrics
 from remi.training import accuracy, predict_logits
-
-REFERENCE = "retrain"
 
 
 @dataclass
@@ -79,6 +78,26 @@ def model_metrics(model: nn.Module, dataset: Dataset, sets: AuditSets, scores: d
         # SalUn's number: the share of forget samples the classifier calls non-members.
         metrics["mia_efficacy"] = float((scores["mia_efficacy"]["forget"] < MIA_EFFICACY_THRESHOLD).mean())
     return metrics
+
+
+def add_run_facts(per_model: dict[str, dict[str, float]], seconds: dict[str, float],
+                  quality: dict[str, float]) -> None:
+    """Add each method's seconds (and ratio to retrain's) and forgetting quality to its metrics.
+
+    The retrain column gets retrain-vs-retrain quality: the best the estimator can give.
+    """
+    for method, value in seconds.items():
+        per_model[method] |= {"seconds": value, "seconds_ratio_to_retrain": value / seconds[REFERENCE]}
+    for name, metrics in per_model.items():
+        key = "retrain_vs_retrain" if name == REFERENCE else name
+        if f"{key}/forgetting_quality" in quality:
+            metrics["forgetting_quality"] = quality[f"{key}/forgetting_quality"]
+
+
+def flatten_audit(per_model: dict[str, dict[str, float]], checks: dict[str, list[dict[str, Any]]]) -> dict:
+    """The flat `<model>/<metric>` dict written to metrics/audit.json and logged to MLflow."""
+    flat = {f"{model}/{key}": value for model, metrics in per_model.items() for key, value in metrics.items()}
+    return flat | {f"goals/{m}_passed": float(all(r["passed"] for r in rows)) for m, rows in checks.items()}
 
 
 def gap_metrics(attacks: list[str], low_fprs: list[float]) -> list[str]:

@@ -7,6 +7,7 @@ registry checks at import time that it implements exactly these names.
 
 DATASETS = ("fashion_mnist",)
 NETWORKS = ("small_cnn",)
+REFERENCE = "retrain"  # the method every audit gap and forgetting-quality score is measured to
 UNLEARNING_METHODS = ("retrain", "remi", "finetune", "neggrad_plus", "random_label", "salun", "scrub", "fisher",
                       "ssd")
 AUDIT_ATTACKS = ("shadow_attack", "loss_attack", "mia_efficacy", "lira", "lira_fixed_variance", "rmia")

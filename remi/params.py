@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from remi.catalog import AUDIT_ATTACKS, DATASETS, NETWORKS, UNLEARNING_METHODS
+from remi.catalog import AUDIT_ATTACKS, DATASETS, NETWORKS, REFERENCE, UNLEARNING_METHODS
 from remi.errors import ParamsError
 
 Check = Callable[[Any], bool]
@@ -158,7 +158,7 @@ def _cross_checks(params: dict[str, Any]) -> list[str]:
         problems.append(f"unlearn.methods: unknown {unknown}; known: {sorted(UNLEARNING_METHODS)}")
     if len(set(params["unlearn"]["methods"])) != len(params["unlearn"]["methods"]):
         problems.append("unlearn.methods lists a method twice")
-    if "retrain" not in params["unlearn"]["methods"]:
+    if REFERENCE not in params["unlearn"]["methods"]:
         problems.append("unlearn.methods must include retrain: every audit gap is measured to it")
     if params["data"]["dataset"] not in DATASETS:
         problems.append(f"data.dataset: unknown {params['data']['dataset']!r}; known: {sorted(DATASETS)}")
@@ -170,7 +170,7 @@ def _cross_checks(params: dict[str, Any]) -> list[str]:
     ungated = [a for a in params["gate"]["max_auc_gap"] if a not in params["audit"]["attacks"]]
     if ungated:
         problems.append(f"gate.max_auc_gap names attacks the audit does not run: {ungated}")
-    if params["gate"]["method"] not in params["unlearn"]["methods"] or params["gate"]["method"] == "retrain":
+    if params["gate"]["method"] not in params["unlearn"]["methods"] or params["gate"]["method"] == REFERENCE:
         problems.append("gate.method must be one of unlearn.methods other than retrain")
     if params["attack"]["holdout_shadows"] >= params["shadows"]["count"]:
         problems.append("attack.holdout_shadows must be smaller than shadows.count")

@@ -7,7 +7,9 @@ from remi.artifacts import load_attack, load_model
 from remi.audit import (
     REFERENCE,
     AuditSets,
+    add_run_facts,
     attack_inputs,
+    flatten_audit,
     gap_metrics,
     gaps_to_reference,
     goal_checks,
@@ -53,21 +55,12 @@ def main() -> None:
         per_model = {name: model_metrics(model, dataset, sets, scores[name], audit["low_fprs"])
                      for name, model in models.items()}
         timings = {m: read_json(unlearned_dir(m) / "timing.json") for m in methods}
-        for method, timing in timings.items():
-            per_model[method]["seconds"] = timing["unlearn_seconds"]
-            per_model[method]["seconds_ratio_to_retrain"] = timing["unlearn_seconds"] / timings[REFERENCE][
-                "unlearn_seconds"]
         quality = read_json(metrics_path("forgetting_quality"))
-        for name in per_model:
-            # The retrain column holds retrain-vs-retrain: the best the estimator can give.
-            key = "retrain_vs_retrain" if name == REFERENCE else name
-            if f"{key}/forgetting_quality" in quality:
-                per_model[name]["forgetting_quality"] = quality[f"{key}/forgetting_quality"]
+        add_run_facts(per_model, {m: t["unlearn_seconds"] for m, t in timings.items()}, quality)
         for name, gaps in gaps_to_reference(per_model, gap_metrics(audit["attacks"], audit["low_fprs"])).items():
             per_model[name] |= gaps
         checks = {m: goal_checks(per_model, audit["goals"], m) for m in methods if m != REFERENCE}
-        flat = {f"{model}/{key}": value for model, metrics in per_model.items() for key, value in metrics.items()}
-        flat |= {f"goals/{m}_passed": float(all(r["passed"] for r in rows)) for m, rows in checks.items()}
+        flat = flatten_audit(per_model, checks)
         context = _context(params, sets, timings, run) | {
             "forgetting quality": f"{quality['models_per_population']} models per population, "
                                   f"{quality['stage_seconds']:.0f} s (stage forgetting_quality)",

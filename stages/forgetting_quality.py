@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from remi import tracking
+from remi.catalog import REFERENCE
 from remi.datasets import load_dataset
 from remi.forgetting_quality import forgetting_quality, per_example_epsilon, population_statistics
 from remi.io import atomic_write, write_json
@@ -16,8 +17,6 @@ from remi.params import load_params
 from remi.splits import load_split
 from remi.stage_main import stage_main
 from remi.tasks import load_task
-
-REFERENCE = "retrain"
 
 
 def main() -> None:

@@ -24,10 +24,8 @@ def main() -> None:
     sections = {"attack": params["attack"], "shadows": params["shadows"]}
     upstream = {"shadows": SHADOWS_DIR, "target": TARGET_DIR}
     with tracking.stage_run("train_attack", "attack", sections, upstream) as run:
-        attack = train_attack_model(*(torch.cat([o[key] for o in fit])
-                                      for key in ("logits", "labels", "is_member")), params["attack"])
-        held_logits, held_labels, held_member = (torch.cat([o[key] for o in held])
-                                                 for key in ("logits", "labels", "is_member"))
+        attack = train_attack_model(*_stack(fit), params["attack"])
+        held_logits, held_labels, held_member = _stack(held)
         scores = attack_scores(attack, held_logits, held_labels)
         on_shadows = membership_metrics(scores[held_member.numpy()], scores[~held_member.numpy()], low_fprs)
         on_target = _target_metrics(attack, params, low_fprs)
@@ -41,6 +39,11 @@ def main() -> None:
                    | {f"target_{k}": v for k, v in on_target.items()})
         write_json(metrics_path("train_attack"), metrics)
         tracking.log_metrics(metrics)
+
+
+def _stack(outputs: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+    """(logits, labels, is_member) of several shadows, concatenated."""
+    return tuple(torch.cat([o[key] for o in outputs]) for key in ("logits", "labels", "is_member"))
 
 
 def _target_metrics(attack, params, low_fprs: list[float]) -> dict[str, float]:

@@ -13,6 +13,12 @@ Samples = tuple[torch.Tensor, torch.Tensor]  # (inputs, labels)
 StepCallback = Callable[[int, dict[str, float]], None]
 
 
+def subsample(samples: Samples, count: int, generator: torch.Generator) -> Samples:
+    """At most `count` samples, drawn without replacement."""
+    picked = torch.randperm(len(samples[1]), generator=generator)[:count]
+    return samples[0][picked], samples[1][picked]
+
+
 @dataclass
 class UnlearningTask:
     """The trained model, the three sample sets, and what a method may need beyond them."""

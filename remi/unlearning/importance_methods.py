@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remi.unlearning.base import Samples, UnlearningTask
+from remi.unlearning.base import Samples, UnlearningTask, subsample
 
 
 def diagonal_fisher(model: nn.Module, samples: Samples, batch_size: int) -> list[torch.Tensor]:
@@ -31,16 +31,11 @@ def diagonal_fisher(model: nn.Module, samples: Samples, batch_size: int) -> list
     return [total / batches for total in totals]
 
 
-def _subsample(samples: Samples, count: int, generator: torch.Generator) -> Samples:
-    picked = torch.randperm(len(samples[1]), generator=generator)[:count]
-    return samples[0][picked], samples[1][picked]
-
-
 def fisher(task: UnlearningTask) -> nn.Module:
     p = task.method_params
     generator = torch.Generator().manual_seed(p["seed"])
     model = copy.deepcopy(task.original)
-    importance = diagonal_fisher(model, _subsample(task.retain, p["samples"], generator), p["batch_size"])
+    importance = diagonal_fisher(model, subsample(task.retain, p["samples"], generator), p["batch_size"])
     with torch.no_grad():
         for parameter, weight in zip(model.parameters(), importance, strict=True):
             variance = (p["alpha"] / (weight + 1e-12)).clamp(max=p["max_variance"])
@@ -53,8 +48,8 @@ def ssd(task: UnlearningTask) -> nn.Module:
     generator = torch.Generator().manual_seed(p["seed"])
     model = copy.deepcopy(task.original)
     training = (torch.cat([task.retain[0], task.forget[0]]), torch.cat([task.retain[1], task.forget[1]]))
-    train_importance = diagonal_fisher(model, _subsample(training, p["samples"], generator), p["batch_size"])
-    forget_importance = diagonal_fisher(model, _subsample(task.forget, p["samples"], generator), p["batch_size"])
+    train_importance = diagonal_fisher(model, subsample(training, p["samples"], generator), p["batch_size"])
+    forget_importance = diagonal_fisher(model, subsample(task.forget, p["samples"], generator), p["batch_size"])
     with torch.no_grad():
         for parameter, general, specific in zip(model.parameters(), train_importance, forget_importance, strict=True):
             selected = specific > p["alpha"] * general

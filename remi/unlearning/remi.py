@@ -30,7 +30,7 @@ from remi.errors import ParamsError
 from remi.metrics import rank_auc
 from remi.signals import gaussian_kl, logit_scaled_confidence
 from remi.training import accuracy
-from remi.unlearning.base import Samples, UnlearningTask
+from remi.unlearning.base import Samples, UnlearningTask, subsample
 
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
 
@@ -42,9 +42,9 @@ def remi(task: UnlearningTask) -> nn.Module:
     frozen, head = split_head(model, p["trainable_layers"])
     with torch.no_grad():
         retain, forget, check_out = ((_features(frozen, x), y) for x, y in (
-            task.retain, task.forget, _subsample(task.out, generator)))
+            task.retain, task.forget, subsample(task.out, CHECK_SAMPLES, generator)))
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
-    check_forget = _subsample(forget, generator)
+    check_forget = subsample(forget, CHECK_SAMPLES, generator)
     optimizer = torch.optim.Adam(head.parameters(), lr=p["lr"])
     for step in range(p["max_steps"] + 1):
         if step % p["check_every"] == 0 or step == p["max_steps"]:
@@ -118,11 +118,6 @@ def distinguishability(head: nn.Module, task: UnlearningTask, forget: Samples,
 
 def _batch(count: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randint(count, (batch_size,), generator=generator)
-
-
-def _subsample(samples: Samples, generator: torch.Generator) -> Samples:
-    picked = torch.randperm(len(samples[1]), generator=generator)[:CHECK_SAMPLES]
-    return samples[0][picked], samples[1][picked]
 
 
 def loss_terms(head: nn.Module, attack: nn.Module,
