@@ -6,23 +6,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from remi.attacks import AttackModel
+from remi.attacks import AttackModel, ClassGaussians
+from remi.datasets import Dataset
 from remi.io import atomic_write
 from remi.nets import build_network
 
 MODEL_FILE = "model.pt"
 
 
-def save_model(directory: Path, model: nn.Module, model_params: dict[str, Any], num_classes: int) -> None:
-    payload = {"model_params": model_params, "num_classes": num_classes,
-               "state_dict": model.state_dict()}
+def save_model(directory: Path, model: nn.Module, model_params: dict[str, Any], dataset: Dataset) -> None:
+    payload = {"model_params": model_params, "input_shape": list(dataset.input_shape),
+               "num_classes": dataset.num_classes, "state_dict": model.state_dict()}
     atomic_write(Path(directory) / MODEL_FILE, lambda tmp: torch.save(payload, tmp))
 
 
 def load_model(directory: str | Path) -> nn.Module:
     """Rebuild a saved classifier (target, shadow or unlearned) in eval mode."""
     payload = torch.load(Path(directory) / MODEL_FILE, weights_only=True)
-    model = build_network(payload["model_params"], payload["num_classes"])
+    model = build_network(payload["model_params"], payload["input_shape"], payload["num_classes"])
     model.load_state_dict(payload["state_dict"])
     return model.eval()
 
@@ -43,6 +44,18 @@ def load_attack(directory: str | Path) -> AttackModel:
     for parameter in attack.parameters():
         parameter.requires_grad_(False)
     return attack
+
+
+def save_class_gaussians(directory: Path, gaussians: ClassGaussians) -> None:
+    payload = {"num_classes": len(gaussians.mean), "state_dict": gaussians.state_dict()}
+    atomic_write(Path(directory) / "class_gaussians.pt", lambda tmp: torch.save(payload, tmp))
+
+
+def load_class_gaussians(directory: str | Path) -> ClassGaussians:
+    payload = torch.load(Path(directory) / "class_gaussians.pt", weights_only=True)
+    gaussians = ClassGaussians(payload["num_classes"])
+    gaussians.load_state_dict(payload["state_dict"])
+    return gaussians.requires_grad_(False).eval()
 
 
 def load_shadow_outputs(directory: str | Path) -> dict[str, torch.Tensor]:

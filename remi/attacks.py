@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remi.signals import attack_features
+from remi.signals import attack_features, logit_scaled_confidence
 
 
 class AttackModel(nn.Module):
@@ -30,6 +30,32 @@ class AttackModel(nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         features = (attack_features(logits, labels) - self.feature_mean) / self.feature_std
         return self.mlp(features).squeeze(1)
+
+
+class ClassGaussians(nn.Module):
+    """A LiRA-style score from shadow statistics: per class, the Gaussian of the logit-scaled
+    confidence on samples a shadow did *not* train on; a sample's score is how many standard
+    deviations above its class's non-member mean it lies (higher = more member-like).
+    Differentiable w.r.t. the logits, so ReMI can use it as its leakage estimator."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_classes))
+        self.register_buffer("std", torch.ones(num_classes))
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (logit_scaled_confidence(logits, labels) - self.mean[labels]) / self.std[labels]
+
+
+def fit_class_gaussians(logits: torch.Tensor, labels: torch.Tensor) -> ClassGaussians:
+    """Fit on non-member outputs (logits, labels); a class without samples keeps N(0, 1)."""
+    gaussians = ClassGaussians(logits.shape[1])
+    signal = logit_scaled_confidence(logits, labels)
+    for label in labels.unique():
+        values = signal[labels == label]
+        gaussians.mean[label] = values.mean()
+        gaussians.std[label] = values.std().clamp_min(1e-3) if len(values) > 1 else 1.0
+    return gaussians.requires_grad_(False).eval()
 
 
 def train_attack_model(logits: torch.Tensor, labels: torch.Tensor, is_member: torch.Tensor,

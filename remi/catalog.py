@@ -5,11 +5,12 @@ without depending on (and re-running for every edit of) the modules that impleme
 registry checks at import time that it implements exactly these names.
 """
 
-DATASETS = ("fashion_mnist",)
-NETWORKS = ("small_cnn",)
+DATASETS = ("fashion_mnist", "mnist_5k", "letter", "cifar10")
+NETWORKS = ("small_cnn", "mlp", "resnet18", "resnet9")
 REFERENCE = "retrain"  # the method every audit gap and forgetting-quality score is measured to
 UNLEARNING_METHODS = ("retrain", "remi", "finetune", "neggrad_plus", "random_label", "salun", "scrub", "fisher",
                       "ssd")
+LEAKAGE_ESTIMATORS = ("shadow_attack", "loss_threshold", "lira")  # what ReMI's MI term uses
 AUDIT_ATTACKS = ("shadow_attack", "loss_attack", "mia_efficacy", "lira", "lira_fixed_variance", "rmia")
 
 

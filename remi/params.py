@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from remi.catalog import AUDIT_ATTACKS, DATASETS, NETWORKS, REFERENCE, UNLEARNING_METHODS
+from remi.catalog import AUDIT_ATTACKS, DATASETS, LEAKAGE_ESTIMATORS, NETWORKS, REFERENCE, UNLEARNING_METHODS
 from remi.errors import ParamsError
 
 Check = Callable[[Any], bool]
@@ -44,6 +44,19 @@ def unit_interval(value: Any) -> bool:
     return non_negative_number(value) and value <= 1
 
 
+def positive_ints(value: Any) -> bool:
+    return isinstance(value, list) and len(value) > 0 and all(positive_int(x) for x in value)
+
+
+def mapping(**checks: Check) -> Check:
+    """A dict with exactly these keys, each passing its check (a network's options)."""
+    def check(value: Any) -> bool:
+        return isinstance(value, dict) and set(value) == set(checks) and all(
+            checks[key](value[key]) for key in checks)
+
+    return check
+
+
 GOALS = ("min_target_attack_auc", "max_auc_gap", "max_forget_accuracy_gap",
          "max_test_accuracy_drop", "max_seconds_ratio")
 
@@ -59,9 +72,12 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
                "class_label": (non_negative_int, "a class index >= 0"),
                "seed": (non_negative_int, "an integer >= 0")},
     "model": {"arch": (lambda v: isinstance(v, str), "a network name"),
-              "conv1_channels": (positive_int, "an integer > 0"),
-              "conv2_channels": (positive_int, "an integer > 0"),
-              "hidden_units": (positive_int, "an integer > 0")},
+              "small_cnn": (mapping(conv1_channels=positive_int, conv2_channels=positive_int,
+                                    hidden_units=positive_int),
+                            "conv1_channels, conv2_channels, hidden_units: integers > 0"),
+              "mlp": (mapping(hidden_units=positive_ints), "hidden_units: a non-empty list of integers > 0"),
+              "resnet18": (mapping(width=positive_int), "width: an integer > 0"),
+              "resnet9": (mapping(width=positive_int), "width: an integer > 0")},
     "train": {"epochs": (positive_int, "an integer > 0"),
               "batch_size": (positive_int, "an integer > 0"),
               "max_lr": (positive_number, "a number > 0"),
@@ -104,7 +120,8 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
     "ssd": {"alpha": (positive_number, "a number > 0"), "dampening": (positive_number, "a number > 0"),
             "samples": (positive_int, "an integer > 0"), "batch_size": (positive_int, "an integer > 0"),
             "seed": (non_negative_int, "an integer >= 0")},
-    "remi": {"lr": (positive_number, "a number > 0"),
+    "remi": {"estimator": (one_of(*LEAKAGE_ESTIMATORS), f"one of {', '.join(LEAKAGE_ESTIMATORS)}"),
+             "lr": (positive_number, "a number > 0"),
              "trainable_layers": (non_negative_int, "an integer >= 0"),
              "max_steps": (positive_int, "an integer > 0"),
              "batch_size": (positive_int, "an integer > 0"),

@@ -34,9 +34,14 @@ def shadow_membership(pool_count: int, base_seed: int, shadow_id: int) -> torch.
 
 def shadow_fingerprint(shadow_id: int, params: dict[str, Any], pool_md5: str, data_digest: str) -> str:
     library = Path(__file__).parent
+    arch = params["model"]["arch"]
     recipe = {
-        "shadow_id": shadow_id, "seed": params["shadows"]["seed"], "model": params["model"],
-        "train": params["train"], "pool_md5": pool_md5, "data_digest": data_digest,
+        "shadow_id": shadow_id, "seed": params["shadows"]["seed"],
+        "model": {"arch": arch, "options": params["model"][arch]},
+        # train.seed seeds the target only (a shadow's comes from shadows.seed): a seed sweep over
+        # train.seed keeps the shadows.
+        "train": {key: value for key, value in params["train"].items() if key != "seed"},
+        "pool_md5": pool_md5, "data_digest": data_digest,
         "code": [hashlib.md5((library / name).read_bytes()).hexdigest() for name in _RECIPE_SOURCES],
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
@@ -47,7 +52,7 @@ def train_shadow(dataset: Dataset, pool: torch.Tensor, shadow_id: int,
     """Train one shadow; return it and its outputs on the whole pool with the membership mask."""
     seed = shadow_seed(params["shadows"]["seed"], shadow_id)
     is_member = shadow_membership(len(pool), params["shadows"]["seed"], shadow_id)
-    model = seeded_network(lambda: build_network(params["model"], dataset.num_classes), seed)
+    model = seeded_network(lambda: build_network(params["model"], dataset.input_shape, dataset.num_classes), seed)
     train_classifier(model, *dataset.subset(pool[is_member]), params["train"], seed)
     outputs = {"sample_ids": pool, "logits": predict_logits(model, dataset.inputs[pool]),
                "labels": dataset.labels[pool], "is_member": is_member}

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from remi.artifacts import load_attack, load_model
+from remi.artifacts import load_attack, load_class_gaussians, load_model
 from remi.datasets import Dataset
 from remi.layout import ATTACK_DIR, TARGET_DIR, split_path
 from remi.nets import build_network
@@ -21,7 +21,8 @@ def load_task(params: dict[str, Any], dataset: Dataset, method: str,
         forget=dataset.subset(forget),
         out=dataset.subset(load_split(split_path("out"))),
         attack=load_attack(ATTACK_DIR),
-        new_network=lambda: build_network(params["model"], dataset.num_classes),
+        class_gaussians=load_class_gaussians(ATTACK_DIR),
+        new_network=lambda: build_network(params["model"], dataset.input_shape, dataset.num_classes),
         train_params=params["train"],
         method_params=params[method],
         on_step=on_step,

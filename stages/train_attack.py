@@ -3,8 +3,8 @@
 import torch
 
 from remi import tracking
-from remi.artifacts import load_model, load_shadow_outputs, save_attack
-from remi.attacks import attack_scores, train_attack_model
+from remi.artifacts import load_model, load_shadow_outputs, save_attack, save_class_gaussians
+from remi.attacks import attack_scores, fit_class_gaussians, train_attack_model
 from remi.datasets import load_dataset
 from remi.io import replace_dir, write_json
 from remi.layout import ATTACK_DIR, SHADOWS_DIR, TARGET_DIR, metrics_path, shadow_dir, split_path
@@ -29,9 +29,12 @@ def main() -> None:
         scores = attack_scores(attack, held_logits, held_labels)
         on_shadows = membership_metrics(scores[held_member.numpy()], scores[~held_member.numpy()], low_fprs)
         on_target = _target_metrics(attack, params, low_fprs)
+        all_logits, all_labels, all_member = _stack(outputs)
+        gaussians = fit_class_gaussians(all_logits[~all_member], all_labels[~all_member])
 
         def fill(directory):
             save_attack(directory, attack)
+            save_class_gaussians(directory, gaussians)
             tracking.write_run_record(directory, run)
 
         replace_dir(ATTACK_DIR, fill)

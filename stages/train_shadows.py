@@ -55,7 +55,7 @@ def _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage_run_id)
         model, outputs = train_shadow(dataset, pool, shadow_id, params)
 
         def fill(directory):
-            save_model(directory, model, params["model"], dataset.num_classes)
+            save_model(directory, model, params["model"], dataset)
             atomic_write(directory / "outputs.pt", lambda tmp: torch.save(outputs, tmp))
             tracking.write_run_record(directory, run)
             # Written last: a shadow counts as complete only once its fingerprint exists.

@@ -23,7 +23,7 @@ def main() -> None:
         for name in ids:
             tracking.log_data_input(split_path(name), context=name)
         seed = params["train"]["seed"]
-        model = seeded_network(lambda: build_network(params["model"], dataset.num_classes), seed)
+        model = seeded_network(lambda: build_network(params["model"], dataset.input_shape, dataset.num_classes), seed)
         started = time.perf_counter()
         train_classifier(model, *dataset.subset(ids["target_train"]), params["train"], seed,
                          on_epoch=lambda epoch, values: tracking.log_metrics(values, step=epoch))
@@ -38,7 +38,7 @@ def main() -> None:
         }
 
         def fill(directory):
-            save_model(directory, model, params["model"], dataset.num_classes)
+            save_model(directory, model, params["model"], dataset)
             tracking.write_run_record(directory, run)
 
         replace_dir(TARGET_DIR, fill)

@@ -48,7 +48,7 @@ def main() -> None:
         model_uri = tracking.log_torch_model(model, f"{method}_model", dataset.inputs[:2].numpy())
 
         def fill(directory):
-            save_model(directory, model, params["model"], dataset.num_classes)
+            save_model(directory, model, params["model"], dataset)
             write_json(directory / "timing.json", metrics | {
                 "device": device_name(), "pipeline_run_id": os.environ.get(tracking.PARENT_RUN_ENV, "none")})
             tracking.write_run_record(directory, run, model_uri)

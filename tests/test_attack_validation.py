@@ -17,7 +17,7 @@ REFERENCES = 6
 
 
 def _train(dataset, ids, seed):
-    model = seeded_network(lambda: small_cnn(10, 8, 16, 128), seed)
+    model = seeded_network(lambda: small_cnn((1, 28, 28), 10, 8, 16, 128), seed)
     return train_classifier(model, *dataset.subset(ids), RECIPE, seed)
 
 

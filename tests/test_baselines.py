@@ -26,7 +26,7 @@ PARAMS = {
 def memorised(fashion_mnist):
     order = torch.randperm(len(fashion_mnist), generator=torch.Generator().manual_seed(3))
     train, out = order[:600], order[600:900]
-    model = seeded_network(lambda: small_cnn(10, 8, 16, 64), 0)
+    model = seeded_network(lambda: small_cnn((1, 28, 28), 10, 8, 16, 64), 0)
     train_classifier(model, *fashion_mnist.subset(train), {"epochs": 25, "batch_size": 32, "max_lr": 0.003}, 0)
     # forget: the 100 samples of one class are a set the rest of the data does not explain away
     labels = fashion_mnist.labels[train]
@@ -37,8 +37,8 @@ def memorised(fashion_mnist):
 def _task(memorised, method, **overrides):
     dataset, model, retain, forget, out = memorised
     return UnlearningTask(original=model, retain=dataset.subset(retain), forget=dataset.subset(forget),
-                          out=dataset.subset(out), attack=AttackModel(16, 8),
-                          new_network=lambda: small_cnn(10, 8, 16, 64), train_params={},
+                          out=dataset.subset(out), attack=AttackModel(16, 8), class_gaussians=None,
+                          new_network=lambda: small_cnn((1, 28, 28), 10, 8, 16, 64), train_params={},
                           method_params=PARAMS[method] | overrides)
 
 

@@ -31,5 +31,5 @@ def test_corrupt_raw_file_is_named(tmp_path):
 
 
 def test_unknown_dataset_names_the_known_ones():
-    with pytest.raises(ParamsError, match="known: \\['fashion_mnist'\\]"):
+    with pytest.raises(ParamsError, match="known: \\['cifar10', 'fashion_mnist', 'letter', 'mnist_5k'\\]"):
         load_dataset("cifar-11", RAW_DIR)

@@ -32,7 +32,7 @@ def test_logit_scaled_confidence_is_log_odds_and_does_not_saturate():
 
 def test_remi_loss_gradients_reach_every_weight_of_the_target():
     torch.manual_seed(0)
-    model = small_cnn(10, 4, 8, 16)
+    model = small_cnn((1, 28, 28), 10, 4, 8, 16)
     _, head = split_head(model, 0)
     attack = AttackModel(num_features=16, hidden_units=8).requires_grad_(False)
     x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
@@ -46,7 +46,7 @@ def test_remi_loss_gradients_reach_every_weight_of_the_target():
 
 
 def test_split_head_freezes_all_but_the_last_layers():
-    model = small_cnn(10, 4, 8, 16)
+    model = small_cnn((1, 28, 28), 10, 4, 8, 16)
     frozen, head = split_head(model, 2)
     assert all(not p.requires_grad for p in frozen.parameters())
     assert sum(isinstance(layer, torch.nn.Linear) for layer in head) == 2

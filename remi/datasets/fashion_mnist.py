@@ -1,13 +1,12 @@
 """Fashion-MNIST from its four standard IDX .gz files (Debian package `dataset-fashion-mnist`)."""
 
 import gzip
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from remi.datasets.base import Dataset
+from remi.datasets.base import Dataset, raw_digest, require_files
 from remi.errors import DataMissingError
 
 FILES = (
@@ -18,11 +17,6 @@ FILES = (
 )
 # Pixel statistics of the 60k training images, so inputs are roughly zero-mean, unit-variance.
 PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
-HOW_TO_GET = (
-    "Run `make data` (copies them from the Debian package dataset-fashion-mnist, installing it "
-    "with apt-get if possible, else downloads them with torchvision), or put the four files "
-    f"{', '.join(FILES)} into {{raw_dir}}."
-)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -41,23 +35,9 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def raw_digest(raw_dir: Path) -> str:
-    """SHA-256 over the four raw files in a fixed order: the dataset's own hash."""
-    digest = hashlib.sha256()
-    for name in FILES:
-        digest.update(name.encode())
-        digest.update(hashlib.sha256((raw_dir / name).read_bytes()).digest())
-    return digest.hexdigest()
-
-
 def load(raw_dir: Path) -> Dataset:
     """All 70,000 samples: the 60k training images get IDs 0..59999, the 10k test images follow."""
-    missing = [name for name in FILES if not (raw_dir / name).is_file()]
-    if missing:
-        raise DataMissingError(
-            f"Fashion-MNIST raw files missing from {raw_dir}: {', '.join(missing)}. "
-            + HOW_TO_GET.format(raw_dir=raw_dir)
-        )
+    require_files("fashion_mnist", raw_dir, FILES)
     images = np.concatenate([read_idx(raw_dir / FILES[0]), read_idx(raw_dir / FILES[2])])
     labels = np.concatenate([read_idx(raw_dir / FILES[1]), read_idx(raw_dir / FILES[3])])
     if len(images) != len(labels):
@@ -65,7 +45,7 @@ def load(raw_dir: Path) -> Dataset:
     inputs = torch.from_numpy(images.copy()).float().div_(255).sub_(PIXEL_MEAN).div_(PIXEL_STD)
     return Dataset(
         name="fashion_mnist",
-        digest=raw_digest(raw_dir),
+        digest=raw_digest(raw_dir, FILES),
         inputs=inputs.unsqueeze(1),
         labels=torch.from_numpy(labels.astype(np.int64)),
         num_classes=10,

@@ -5,11 +5,12 @@ from pathlib import Path
 
 from remi import catalog
 from remi.catalog import check_registry
-from remi.datasets import fashion_mnist
+from remi.datasets import cifar10, fashion_mnist, letter, mnist_5k
 from remi.datasets.base import Dataset
 from remi.errors import ParamsError
 
-DATASETS: dict[str, Callable[[Path], Dataset]] = {"fashion_mnist": fashion_mnist.load}
+DATASETS: dict[str, Callable[[Path], Dataset]] = {
+    "fashion_mnist": fashion_mnist.load, "mnist_5k": mnist_5k.load, "letter": letter.load, "cifar10": cifar10.load}
 check_registry("dataset", DATASETS, catalog.DATASETS)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from remi.attacks import AttackModel
+from remi.attacks import AttackModel, ClassGaussians
 
 Samples = tuple[torch.Tensor, torch.Tensor]  # (inputs, labels)
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -28,6 +28,7 @@ class UnlearningTask:
     forget: Samples
     out: Samples
     attack: AttackModel
+    class_gaussians: ClassGaussians | None  # non-member signal statistics from the shadows
     new_network: Callable[[], nn.Module]  # a freshly initialised network of the same architecture
     train_params: dict[str, Any]
     method_params: dict[str, Any] = field(default_factory=dict)

@@ -4,14 +4,16 @@ Our reconstruction of Sula et al. (arXiv 2407.00866); see DESIGN.md section 2 an
 Per step, on one batch each of retain and forget samples:
 
     loss = lambda_ce * CE(f(x_r), y_r) + lambda_distill * KL(f0(x_r) || f(x_r))     # fidelity
-         + lambda_mi * mean softplus(A(f(x_f)))      # frozen attack: forget looks like non-member
+         + lambda_mi * mean softplus(A(f(x_f)))      # leakage estimator: forget looks like non-member
          + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal
 
-The signal s is the logit-scaled true-class confidence. (mu_o, var_o) are detached: they are the
+A is the leakage estimator named by `remi.estimator` (leakage.py: the shadow attack model, a
+confidence threshold, or a LiRA-style Gaussian score). The signal s is the logit-scaled true-class
+confidence. (mu_o, var_o) are detached: they are the
 target the forget distribution moves to, not something to move. They are refreshed at every
 stopping check from CHECK_SAMPLES out samples: a better estimate than one batch, and cheaper.
 
-Stop rule: the attack and the signal rank forget no higher than out (AUC at most `target_auc` +
+Stop rule: the estimator and the signal rank forget no higher than out (AUC at most `target_auc` +
 `auc_tolerance`) and forget accuracy is at most `accuracy_tolerance` above out accuracy; or the
 step budget runs out.
 
@@ -31,6 +33,7 @@ from remi.metrics import rank_auc
 from remi.signals import gaussian_kl, logit_scaled_confidence
 from remi.training import accuracy
 from remi.unlearning.base import Samples, UnlearningTask, subsample
+from remi.unlearning.leakage import ESTIMATORS, LeakageScore
 
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
 
@@ -44,11 +47,12 @@ def remi(task: UnlearningTask) -> nn.Module:
         retain, forget, check_out = ((_features(frozen, x), y) for x, y in (
             task.retain, task.forget, subsample(task.out, CHECK_SAMPLES, generator)))
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
+        leakage = ESTIMATORS[p["estimator"]](task, (head(check_out[0]), check_out[1]))
     check_forget = subsample(forget, CHECK_SAMPLES, generator)
     optimizer = torch.optim.Adam(head.parameters(), lr=p["lr"])
     for step in range(p["max_steps"] + 1):
         if step % p["check_every"] == 0 or step == p["max_steps"]:
-            separation, out_signal = distinguishability(head, task, check_forget, check_out)
+            separation, out_signal = distinguishability(head, leakage, check_forget, check_out)
             task.log(step, separation)
             if _looks_unseen(separation, p):
                 break
@@ -56,7 +60,7 @@ def remi(task: UnlearningTask) -> nn.Module:
             break
         retain_batch = _batch(len(retain[1]), p["batch_size"], generator)
         forget_batch = _batch(len(forget[1]), p["batch_size"], generator)
-        terms = loss_terms(head, task.attack,
+        terms = loss_terms(head, leakage,
                            retain=(retain[0][retain_batch], retain[1][retain_batch],
                                    teacher_log_probs[retain_batch]),
                            forget=(forget[0][forget_batch], forget[1][forget_batch]),
@@ -77,7 +81,7 @@ def _looks_unseen(separation: dict[str, float], p: dict) -> bool:
     make forget look *less* member-like than unseen data, which is a signal of its own.
     """
     aucs_low = all(separation[key] <= p["target_auc"] + p["auc_tolerance"]
-                   for key in ("signal_auc", "attack_auc"))
+                   for key in ("signal_auc", "leakage_auc"))
     return aucs_low and separation["accuracy_gap"] <= p["accuracy_tolerance"]
 
 
@@ -102,16 +106,16 @@ def _features(frozen: nn.Module, inputs: torch.Tensor, chunk: int = 2048) -> tor
 
 
 @torch.no_grad()
-def distinguishability(head: nn.Module, task: UnlearningTask, forget: Samples,
+def distinguishability(head: nn.Module, leakage: LeakageScore, forget: Samples,
                        out: Samples) -> tuple[dict[str, float], torch.Tensor]:
-    """How well the signal and the frozen attack separate forget from out under the current head,
+    """How well the signal and the leakage estimator separate forget from out under the current head,
     how much more accurate the head is on forget than on out; and the out signal itself."""
     forget_logits, out_logits = head(forget[0]), head(out[0])
     out_signal = logit_scaled_confidence(out_logits, out[1])
     separation = {
         "accuracy_gap": accuracy(forget_logits, forget[1]) - accuracy(out_logits, out[1]),
         "signal_auc": rank_auc(logit_scaled_confidence(forget_logits, forget[1]), out_signal),
-        "attack_auc": rank_auc(task.attack(forget_logits, forget[1]), task.attack(out_logits, out[1])),
+        "leakage_auc": rank_auc(leakage(forget_logits, forget[1]), leakage(out_logits, out[1])),
     }
     return separation, out_signal
 
@@ -120,7 +124,7 @@ def _batch(count: int, batch_size: int, generator: torch.Generator) -> torch.Ten
     return torch.randint(count, (batch_size,), generator=generator)
 
 
-def loss_terms(head: nn.Module, attack: nn.Module,
+def loss_terms(head: nn.Module, leakage: LeakageScore,
                retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                forget: Samples, out_signal: torch.Tensor) -> dict[str, torch.Tensor]:
     """The four loss terms on one batch of retain (features, labels, original log-probs) and
@@ -134,6 +138,6 @@ def loss_terms(head: nn.Module, attack: nn.Module,
         "ce": F.cross_entropy(retain_logits, retain_y),
         "distill": F.kl_div(F.log_softmax(retain_logits, dim=1), teacher_log_probs,
                             log_target=True, reduction="batchmean"),
-        "mi": F.softplus(attack(forget_logits, forget_y)).mean(),
+        "mi": F.softplus(leakage(forget_logits, forget_y)).mean(),
         "kl": gaussian_kl(forget_signal.mean(), forget_signal.var(), out_signal.mean(), out_signal.var()),
     }

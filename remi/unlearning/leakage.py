@@ -1,0 +1,47 @@
+"""ReMI's pluggable privacy-leakage estimators (DESIGN.md section 2).
+
+An estimator turns the model's logits on labelled samples into a differentiable member score
+(higher = more member-like). ReMI pushes it down on the forget batch (the MI term) and stops when it
+no longer ranks forget above out. Each is one function `(task, calibration) -> score`, where
+`calibration` is the original model's (logits, labels) on out samples; registered by name in
+ESTIMATORS and selected with `remi.estimator`.
+"""
+
+from collections.abc import Callable
+
+import torch
+
+from remi import catalog
+from remi.catalog import check_registry
+from remi.errors import ParamsError
+from remi.signals import logit_scaled_confidence
+from remi.unlearning.base import UnlearningTask
+
+LeakageScore = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Calibration = tuple[torch.Tensor, torch.Tensor]
+
+
+def shadow_attack(task: UnlearningTask, calibration: Calibration) -> LeakageScore:
+    """The frozen shadow-trained attack model's member log-odds."""
+    return task.attack
+
+
+def loss_threshold(task: UnlearningTask, calibration: Calibration) -> LeakageScore:
+    """Confidence threshold (Yeom et al. style): the logit-scaled confidence relative to the original
+    model's median on out samples, in units of its spread there."""
+    out_signal = logit_scaled_confidence(*calibration)
+    threshold, scale = out_signal.median(), out_signal.std().clamp_min(1e-3)
+    return lambda logits, labels: (logit_scaled_confidence(logits, labels) - threshold) / scale
+
+
+def lira(task: UnlearningTask, calibration: Calibration) -> LeakageScore:
+    """LiRA-style Gaussian score from shadow statistics: standard deviations above the class's
+    non-member mean (per-class Gaussians fitted in train_attack)."""
+    if task.class_gaussians is None:
+        raise ParamsError("remi.estimator = lira needs the shadows' class Gaussians (models/attack).")
+    return task.class_gaussians
+
+
+ESTIMATORS: dict[str, Callable[[UnlearningTask, Calibration], LeakageScore]] = {
+    "shadow_attack": shadow_attack, "loss_threshold": loss_threshold, "lira": lira}
+check_registry("leakage estimator", ESTIMATORS, catalog.LEAKAGE_ESTIMATORS)
