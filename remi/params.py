@@ -189,6 +189,11 @@ def _cross_checks(params: dict[str, Any]) -> list[str]:
         problems.append(f"gate.max_auc_gap names attacks the audit does not run: {ungated}")
     if params["gate"]["method"] not in params["unlearn"]["methods"] or params["gate"]["method"] == REFERENCE:
         problems.append("gate.method must be one of unlearn.methods other than retrain")
+    audit = params["audit"]
+    if audit["fit_samples"] + audit["population_samples"] > params["splits"]["test"]:
+        problems.append(f"audit.fit_samples + audit.population_samples = "
+                        f"{audit['fit_samples'] + audit['population_samples']} test samples, "
+                        f"but splits.test is {params['splits']['test']}")
     if params["attack"]["holdout_shadows"] >= params["shadows"]["count"]:
         problems.append("attack.holdout_shadows must be smaller than shadows.count")
     return problems

@@ -1,8 +1,6 @@
 """The real pipeline (`dvc repro` through tools/run_pipeline.py) on the tiny profile, in a copy."""
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 
@@ -10,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import RAW_DIR, REPO
+from tests.conftest import pipeline_copy
 
 pytestmark = pytest.mark.slow
 STAGES = {"prepare", "train_target", "train_shadows", "train_attack", "unlearn@retrain", "unlearn@remi",
@@ -21,21 +19,7 @@ STAGES = {"prepare", "train_target", "train_shadows", "train_attack", "unlearn@r
 def pipeline(tmp_path_factory):
     """A git+DVC copy of the repository with the tiny profile applied and its own MLflow store."""
     work = tmp_path_factory.mktemp("pipeline") / "repo"
-    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for name in tracked:
-        if (REPO / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, work / name)
-    shutil.copytree(RAW_DIR, work / "data/raw/fashion_mnist")
-    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-                        "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    run = lambda *cmd: subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)  # noqa: E731
-    run(sys.executable, "tools/use_profile.py", "profiles/tiny.yaml")
-    for cmd in (("git", "init", "-q"), ("git", "add", "-A"),
-                ("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")):
-        assert run(*cmd).returncode == 0
-    return work, run
+    return work, pipeline_copy(work, "profiles/tiny.yaml")
 
 
 def repro(run):

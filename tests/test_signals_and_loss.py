@@ -1,10 +1,13 @@
 import copy
+from types import SimpleNamespace
 
+import pytest
 import torch
 
-from remi.attacks import AttackModel
+from remi.attacks import AttackModel, fit_class_gaussians
 from remi.nets import small_cnn
 from remi.signals import gaussian_kl, logit_scaled_confidence
+from remi.unlearning.leakage import ESTIMATORS
 from remi.unlearning.remi import loss_terms, split_head
 
 
@@ -30,19 +33,47 @@ def test_logit_scaled_confidence_is_log_odds_and_does_not_saturate():
     assert torch.isfinite(scores[1]) and scores[1] > 35  # softmax alone would round p_y to 1
 
 
-def test_remi_loss_gradients_reach_every_weight_of_the_target():
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+def test_remi_loss_gradients_reach_every_weight_of_the_target(estimator):
     torch.manual_seed(0)
     model = small_cnn((1, 28, 28), 10, 4, 8, 16)
     _, head = split_head(model, 0)
-    attack = AttackModel(num_features=16, hidden_units=8).requires_grad_(False)
     x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
+    out_logits = head(torch.randn(40, 1, 28, 28)).detach()
+    task = SimpleNamespace(attack=AttackModel(num_features=16, hidden_units=8).requires_grad_(False),
+                           class_gaussians=fit_class_gaussians(out_logits, y))
+    leakage = ESTIMATORS[estimator](task, (out_logits, y))
     teacher = torch.log_softmax(copy.deepcopy(head)(x), dim=1).detach()
-    out_signal = logit_scaled_confidence(head(torch.randn(40, 1, 28, 28)), y).detach()
-    terms = loss_terms(head, attack, retain=(x, y, teacher), forget=(x, y), out_signal=out_signal)
+    out_signal = logit_scaled_confidence(out_logits, y)
+    terms = loss_terms(head, leakage, retain=(x, y, teacher), forget=(x, y), out_signal=out_signal)
     for name in ("mi", "kl"):  # the two unlearning terms, each on its own
         model.zero_grad()
         terms[name].backward(retain_graph=True)
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()), name
+
+
+def test_class_gaussians_recover_per_class_statistics_and_score_in_standard_deviations():
+    torch.manual_seed(0)
+    labels = torch.arange(3).repeat_interleave(20_000)
+    means, stds = torch.tensor([-1.0, 2.0, 5.0]), torch.tensor([0.5, 1.0, 2.0])
+    signal = means[labels] + stds[labels] * torch.randn(len(labels))
+    # logits whose logit-scaled confidence is exactly `signal` (two classes: the true one and one other)
+    logits = torch.zeros(len(labels), 3)
+    logits[torch.arange(len(labels)), labels] = signal
+    logits[torch.arange(len(labels)), (labels + 1) % 3] = 0.0
+    logits[torch.arange(len(labels)), (labels + 2) % 3] = -1e4
+    gaussians = fit_class_gaussians(logits, labels)
+    assert torch.allclose(gaussians.mean, means, atol=0.05) and torch.allclose(gaussians.std, stds, rtol=0.03)
+    one_above = logits[[0, 20_000]].clone()
+    one_above[0, 0], one_above[1, 1] = -0.5, 3.0  # one standard deviation above each class's mean
+    assert torch.allclose(gaussians(one_above, torch.tensor([0, 1])), torch.ones(2), atol=0.1)
+
+
+def test_loss_threshold_estimator_is_zero_at_the_out_median():
+    out_logits, labels = torch.randn(501, 4), torch.randint(0, 4, (501,))
+    leakage = ESTIMATORS["loss_threshold"](SimpleNamespace(), (out_logits, labels))
+    scores = leakage(out_logits, labels)
+    assert abs(scores.median().item()) < 1e-6 and torch.isclose(scores.std(), torch.tensor(1.0), atol=1e-4)
 
 
 def test_split_head_freezes_all_but_the_last_layers():

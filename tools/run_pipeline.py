@@ -14,25 +14,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from remi import tracking
 
 
-def main() -> int:
+def run_under_parent_run(command: list[str], run_name: str) -> int:
+    """Run `command` (a dvc call) inside one MLflow parent run that every stage's run nests under."""
     tracking.quiet_telemetry()
     import mlflow
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", tracking.EXPERIMENT))
     tags = {"stage": "pipeline", "role": "pipeline", **tracking.code_identity()}
-    with mlflow.start_run(run_name="dvc repro", tags=tags) as run:
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
         started = time.perf_counter()
         env = os.environ | {tracking.PARENT_RUN_ENV: run.info.run_id}
-        code = subprocess.call([sys.executable, "-m", "dvc", "repro", *sys.argv[1:]], env=env)
+        code = subprocess.call(command, env=env)
         seconds = time.perf_counter() - started
         mlflow.log_metric("pipeline_seconds", seconds)
         # Tagged after the run: dvc.lock now holds the hashes of what this run produced.
         mlflow.set_tags({f"final.{k}": v for k, v in tracking.code_identity().items()})
-        print(f"dvc repro finished in {seconds:.1f} s with exit code {code}; MLflow run {run.info.run_id}")
+        print(f"{run_name} finished in {seconds:.1f} s with exit code {code}; MLflow run {run.info.run_id}")
         if code:
             mlflow.end_run(status="FAILED")
     return code
+
+
+def main() -> int:
+    return run_under_parent_run([sys.executable, "-m", "dvc", "repro", *sys.argv[1:]], "dvc repro")
 
 
 if __name__ == "__main__":

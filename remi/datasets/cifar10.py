@@ -19,7 +19,8 @@ IMAGE_VALUES = 3 * 32 * 32
 CHANNEL_MEAN = (0.4914, 0.4822, 0.4465)  # training-set statistics
 CHANNEL_STD = (0.2470, 0.2435, 0.2616)
 _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"), ("numpy", "dtype")}
+            ("numpy", "ndarray"), ("numpy", "dtype"),
+            ("_codecs", "encode")}  # how protocol-2 pickles written by Python 3 store bytes
 
 
 class _ArraysOnly(pickle.Unpickler):

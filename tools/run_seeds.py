@@ -1,0 +1,83 @@
+"""Run the pipeline once per seed with `dvc exp run` (looped, one after another, in the workspace),
+and keep each seed's audit metrics for the comparison report.
+
+    python tools/use_profile.py profiles/mnist_5k.yaml     # optional: pick the dataset / model
+    python tools/run_seeds.py --seeds 0 1 2                 # -> metrics/seeds/<dataset>.json
+    python tools/compare_table.py --seeds metrics/seeds/*.json   # -> reports/comparison.md
+
+Seed k sets train.seed = k (the target's initialisation and batch order), forget.seed = 1 + k (which
+samples are forgotten) and the seed of every method in unlearn.methods to k (retraining included).
+The shadows and the attack model do not depend on these seeds, so they are trained once and reused.
+Each run is a DVC experiment named <dataset>-seed<k> (`dvc exp show` lists them) under its own
+MLflow parent run; it stops at the audit stage (the gate is a release decision, not a measurement).
+Seed 0 reproduces the params file's own seeds.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from run_pipeline import run_under_parent_run  # tools/ is on sys.path when run as a script
+
+from remi.io import write_json
+from remi.layout import METRICS_DIR, metrics_path
+from remi.params import load_params
+
+
+def seed_overrides(params: dict, seed: int) -> list[str]:
+    """`dvc exp run -S` arguments for seed `seed`."""
+    sets = {"train.seed": seed, "forget.seed": 1 + seed}
+    sets |= {f"{method}.seed": seed for method in params["unlearn"]["methods"]}
+    return [arg for key, value in sets.items() for arg in ("-S", f"{key}={value}")]
+
+
+def hardware() -> str:
+    """CPU model and the cores this process may use (GPU runs would name the card)."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model}, {len(os.sched_getaffinity(0))} cores, no GPU used"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--output", type=Path, help="default: metrics/seeds/<dataset>.json")
+    args = parser.parse_args()
+    params = load_params()
+    dataset = params["data"]["dataset"]
+    output = args.output or METRICS_DIR / "seeds" / f"{dataset}.json"
+    runs = {}
+    for seed in args.seeds:
+        name = f"{dataset}-seed{seed}"
+        # A rerun replaces the experiment of the same name (`dvc exp run -f` would also force every stage).
+        subprocess.run([sys.executable, "-m", "dvc", "exp", "remove", name], capture_output=True)
+        command = [sys.executable, "-m", "dvc", "exp", "run", "--name", name, *seed_overrides(params, seed), "audit"]
+        code = run_under_parent_run(command, f"dvc exp run {name}")
+        if code:
+            print(f"{name} failed (exit code {code}); seeds finished so far are in {output}", file=sys.stderr)
+            return code
+        runs[str(seed)] = json.loads(metrics_path("audit").read_text())
+        write_json(output, {"dataset": dataset, "model": params["model"]["arch"],
+                            "methods": params["unlearn"]["methods"], "hardware": hardware(),
+                            "seed_keys": "train.seed=k, forget.seed=1+k, <method>.seed=k",
+                            "profile": yaml.safe_dump({k: params[k] for k in ("data", "splits", "model", "train")},
+                                                      sort_keys=False),
+                            "runs": runs})
+    print(f"{len(runs)} seeds -> {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
