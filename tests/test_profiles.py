@@ -17,7 +17,7 @@ METHODS = ["retrain", "remi", "finetune", "neggrad_plus", "random_label", "salun
 
 def check_audit(audit: dict) -> None:
     """Before unlearning the attack sees membership; ReMI is much closer to retraining than the target."""
-    assert audit["target/shadow_attack_auc"] > 0.6
+    assert audit["target/shadow_attack_auc"] > 0.55
     for method in METHODS:
         assert f"{method}/average_gap" in audit
     assert audit["remi/average_gap"] < audit["target/average_gap"]
