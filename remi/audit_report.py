@@ -14,7 +14,6 @@ from remi.datasets import Dataset
 from remi.io import atomic_write
 from remi.report import (
     ModelScores,
-    grey_png,
     histogram_figure,
     html_report,
     html_table,
@@ -22,6 +21,7 @@ from remi.report import (
     markdown,
     roc_figure,
     roc_tables,
+    sample_png,
     scores_csv,
     table_rows,
 )
@@ -116,12 +116,11 @@ def _exposed(evidence: AuditEvidence, dataset: Dataset, sets: AuditSets, attack:
     methods = [m for m in evidence.per_model if m not in ("target", REFERENCE)] or [REFERENCE]
     method = methods[0]
     order = np.argsort(-evidence.scores[method][attack]["forget"])[:EXPOSED_SAMPLES]
-    header = ["image", "sample ID", "label"] + [f"{attack} score: {m}" for m in evidence.scores]
+    header = ["sample", "sample ID", "label"] + [f"{attack} score: {m}" for m in evidence.scores]
     rows = []
     for index in order:
         sample = int(sets.forget[index])
-        pixels = dataset.inputs[sample].squeeze(0)
-        thumbnail = grey_png(((pixels - pixels.min()) / (pixels.max() - pixels.min() + 1e-9)).numpy())
+        thumbnail = sample_png(dataset.inputs[sample].numpy())
         rows.append([image_tag(thumbnail, f"sample {sample}", width=42), str(sample),
                      str(int(dataset.labels[sample]))]
                     + [f"{evidence.scores[m][attack]['forget'][index]:.3f}" for m in evidence.scores])

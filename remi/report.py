@@ -133,11 +133,17 @@ def image_tag(png: bytes, alt: str, width: int | None = None) -> str:
     return f'<img alt="{html.escape(alt)}"{size} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def grey_png(pixels: np.ndarray) -> bytes:
-    """A small greyscale image (0..1 floats) as PNG bytes, for sample thumbnails."""
+def sample_png(sample: np.ndarray) -> bytes:
+    """One input sample as a small PNG thumbnail: a (1, H, W) or (3, H, W) image as itself (grey or
+    colour), a feature vector (F,) as a one-row strip of grey cells; min-max scaled per sample."""
+    values = (sample - sample.min()) / (sample.max() - sample.min() + 1e-9)
+    if values.ndim == 3:
+        values = values[0] if values.shape[0] == 1 else values.transpose(1, 2, 0)
+    elif values.ndim == 1:
+        values = values[None, :]
     plt = _pyplot()
     buffer = io.BytesIO()
-    plt.imsave(buffer, pixels, cmap="gray", format="png")
+    plt.imsave(buffer, values, cmap="gray", format="png")  # the colour map is ignored for RGB
     return buffer.getvalue()
 
 

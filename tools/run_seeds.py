@@ -59,6 +59,7 @@ def main() -> int:
     dataset = params["data"]["dataset"]
     output = args.output or METRICS_DIR / "seeds" / f"{dataset}.json"
     runs = {}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     for seed in args.seeds:
         name = f"{dataset}-seed{seed}"
         # A rerun replaces the experiment of the same name (`dvc exp run -f` would also force every stage).
@@ -69,7 +70,7 @@ def main() -> int:
             print(f"{name} failed (exit code {code}); seeds finished so far are in {output}", file=sys.stderr)
             return code
         runs[str(seed)] = json.loads(metrics_path("audit").read_text())
-        write_json(output, {"dataset": dataset, "model": params["model"]["arch"],
+        write_json(output, {"dataset": dataset, "model": params["model"]["arch"], "git_commit": commit,
                             "methods": params["unlearn"]["methods"], "hardware": hardware(),
                             "seed_keys": "train.seed=k, forget.seed=1+k, <method>.seed=k",
                             "profile": yaml.safe_dump({k: params[k] for k in ("data", "splits", "model", "train")},

@@ -1,0 +1,71 @@
+"""Seconds per training epoch of each registered network, with the pipeline's training recipe, to size
+the profiles (e.g. whether a CIFAR-10 profile is a CPU or a GPU job).
+
+    python tools/benchmark_networks.py [--device cpu|cuda] [--samples 2048] [--out FILE.json]
+
+Inputs are random tensors of each dataset's shape (the time does not depend on the values); the
+networks use the options in params.yaml. Prints seconds per epoch over `--samples` samples and the
+extrapolation to one target training of each profile (target_train samples x train.epochs).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from remi.nets import build_network
+from remi.params import overlay
+from remi.training import train_classifier
+
+# profile -> (input shape, classes)
+SHAPES = {"fashion_mnist": ((1, 28, 28), 10), "mnist_5k": ((1, 28, 28), 10), "letter": ((16,), 26),
+          "cifar10": ((3, 32, 32), 10)}
+PROFILES = ("params.yaml", "profiles/mnist_5k.yaml", "profiles/letter.yaml", "profiles/cifar10_resnet9.yaml",
+            "profiles/cifar10_resnet18.yaml")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    device = torch.device(args.device)
+    base = yaml.safe_load(Path("params.yaml").read_text())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+    results = {"device": name, "torch": torch.__version__, "profiles": {}}
+    for profile in PROFILES:
+        params = base if profile == "params.yaml" else overlay(base, yaml.safe_load(Path(profile).read_text()))
+        shape, classes = SHAPES[params["data"]["dataset"]]
+        model = build_network(params["model"], shape, classes).to(device)
+        inputs = torch.randn(args.samples, *shape, device=device)
+        labels = torch.randint(0, classes, (args.samples,), device=device)
+        recipe = params["train"] | {"epochs": 1}
+        train_classifier(model, inputs[: recipe["batch_size"] * 2], labels[: recipe["batch_size"] * 2], recipe, 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        train_classifier(model, inputs, labels, recipe, 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        per_sample = (time.perf_counter() - started) / args.samples
+        target = per_sample * params["splits"]["target_train"] * params["train"]["epochs"]
+        results["profiles"][profile] = {"arch": params["model"]["arch"], "seconds_per_1000_samples": 1000 * per_sample,
+                                        "target_training_seconds": target}
+        print(f"{profile:32s} {params['model']['arch']:9s} {1000 * per_sample:8.3f} s / 1000 samples; "
+              f"one target ({params['splits']['target_train']} x {params['train']['epochs']} epochs): "
+              f"{target:9.1f} s   [{name}]", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
