@@ -89,7 +89,7 @@ def seeds_report(files: list[Path]) -> tuple[str, dict]:
                 for m, s in summary.items()}
         sections += ["", f"## {record['dataset']} ({record['model']})", "",
                      f"- seeds: {', '.join(sorted(record['runs'], key=int))} ({record['seed_keys']})",
-                     f"- hardware: {record['hardware']}",
+                     f"- hardware: {record['hardware']}; code: git commit {record.get('git_commit', 'not recorded')}",
                      f"- {fastest_verdict(summary)}", "", markdown_table(rows), "",
                      "<details><summary>data, splits, model, train params</summary>", "", "```yaml",
                      record["profile"].rstrip(), "```", "", "</details>"]

@@ -14,7 +14,6 @@ process), so treat that column as indicative.
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from run_seeds import hardware  # tools/ is on sys.path when run as a script
 
 from remi.artifacts import load_attack, load_model
 from remi.audit import AuditSets, attack_inputs, gap_metrics, gaps_to_reference, model_metrics, score_model
@@ -94,11 +95,10 @@ def main() -> None:
 
 
 def _report(summary: dict, fixed: dict, params: dict, seeds: list[int], retrain_seconds: float) -> str:
-    cpu = platform.processor() or platform.machine()
     lines = ["# ReMI ablations and sweeps", "",
              f"`python tools/remi_ablation.py --seeds {' '.join(map(str, seeds))}` on the pipeline's "
              f"{params['data']['dataset']} artifacts ({params['model']['arch']}); cells are mean ± std over ReMI "
-             f"seeds {', '.join(map(str, seeds))}; {cpu}, {torch.get_num_threads()} threads, no GPU. "
+             f"seeds {', '.join(map(str, seeds))}; {hardware()}. "
              f"Retrain took {retrain_seconds:.1f} s in the pipeline run.", "",
              "| variant | switches | " + " | ".join(COLUMNS) + " | s / retrain s |",
              "|---" * (len(COLUMNS) + 3) + "|"]
