@@ -3,12 +3,11 @@
 import time
 
 from remi import tracking
-from remi.artifacts import load_attack, load_model
+from remi.artifacts import load_model
 from remi.audit import (
     REFERENCE,
     AuditSets,
     add_run_facts,
-    attack_inputs,
     flatten_audit,
     gap_metrics,
     gaps_to_reference,
@@ -16,6 +15,7 @@ from remi.audit import (
     model_metrics,
     score_model,
 )
+from remi.audit_inputs import load_attack_inputs, load_audit_sets
 from remi.audit_report import AuditEvidence, write_reports
 from remi.datasets import load_dataset
 from remi.io import read_json, write_json
@@ -26,12 +26,9 @@ from remi.layout import (
     SPLITS_DIR,
     TARGET_DIR,
     metrics_path,
-    shadow_dir,
-    split_path,
     unlearned_dir,
 )
 from remi.params import load_params
-from remi.splits import load_split, retain_ids
 from remi.stage_main import stage_main
 
 
@@ -39,16 +36,13 @@ def main() -> None:
     params = load_params()
     audit = params["audit"]
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
-    target_train, forget = load_split(split_path("target_train")), load_split(split_path("forget"))
-    sets = AuditSets.draw(forget, retain_ids(target_train, forget), load_split(split_path("audit_holdout")),
-                          load_split(split_path("test")), audit)
+    sets = load_audit_sets(audit)
     methods = params["unlearn"]["methods"]
     model_dirs = {"target": TARGET_DIR} | {m: unlearned_dir(m) for m in methods}
     upstream = {"prepare": SPLITS_DIR, "attack": ATTACK_DIR, "shadows": SHADOWS_DIR} | model_dirs
     with tracking.stage_run("audit", "audit", {"audit": audit}, upstream) as run:
         started = time.perf_counter()
-        references = [load_model(shadow_dir(i)) for i in range(params["shadows"]["count"])]
-        inputs = attack_inputs(dataset, sets, references, load_attack(ATTACK_DIR), audit)
+        inputs = load_attack_inputs(params, dataset, sets)
         models = {name: load_model(directory) for name, directory in model_dirs.items()}
         scores = {name: score_model(model, dataset, sets, inputs, audit["attacks"])
                   for name, model in models.items()}

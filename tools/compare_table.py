@@ -37,16 +37,20 @@ def single_run_table(metrics: dict[str, float]) -> str:
                                for key, _ in COLUMNS] for m in models_in(metrics)})
 
 
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value) and count."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
 def aggregate(runs: dict[str, dict[str, float]]) -> dict[str, dict[str, dict[str, float]]]:
-    """model -> column -> {mean, std, n} over the seeds (sample std; 0 for one seed)."""
+    """model -> column -> {mean, std, n} over the seeds."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for model in models_in(next(iter(runs.values()))):
         for key, _ in COLUMNS:
             values = [run[f"{model}/{key}"] for run in runs.values() if f"{model}/{key}" in run]
             if values:
-                summary.setdefault(model, {})[key] = {
-                    "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                    "n": len(values)}
+                summary.setdefault(model, {})[key] = mean_std(values)
     return summary
 
 

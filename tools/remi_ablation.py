@@ -14,7 +14,6 @@ process), so treat that column as indicative.
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -22,15 +21,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from run_seeds import hardware  # tools/ is on sys.path when run as a script
+from compare_table import mean_std  # tools/ is on sys.path when run as a script
+from run_seeds import hardware
 
-from remi.artifacts import load_attack, load_model
-from remi.audit import AuditSets, attack_inputs, gap_metrics, gaps_to_reference, model_metrics, score_model
+from remi.artifacts import load_model
+from remi.audit import gap_metrics, gaps_to_reference, model_metrics, score_model
+from remi.audit_inputs import load_attack_inputs, load_audit_sets
 from remi.datasets import load_dataset
 from remi.io import read_json, write_json
-from remi.layout import ATTACK_DIR, TARGET_DIR, shadow_dir, split_path, unlearned_dir
+from remi.layout import TARGET_DIR, unlearned_dir
 from remi.params import load_params, validate
-from remi.splits import load_split, retain_ids
 from remi.tasks import load_task
 from remi.unlearning import run_method
 
@@ -59,11 +59,8 @@ def main() -> None:
     params = load_params()
     audit = params["audit"]
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
-    target_train, forget = load_split(split_path("target_train")), load_split(split_path("forget"))
-    sets = AuditSets.draw(forget, retain_ids(target_train, forget), load_split(split_path("audit_holdout")),
-                          load_split(split_path("test")), audit)
-    references = [load_model(shadow_dir(i)) for i in range(params["shadows"]["count"])]
-    inputs = attack_inputs(dataset, sets, references, load_attack(ATTACK_DIR), audit)
+    sets = load_audit_sets(audit)
+    inputs = load_attack_inputs(params, dataset, sets)
 
     def metrics_of(model: torch.nn.Module) -> dict[str, float]:
         return model_metrics(model, dataset, sets, score_model(model, dataset, sets, inputs, audit["attacks"]),
@@ -82,11 +79,11 @@ def main() -> None:
             gaps = gaps_to_reference(per_model, gap_metrics(audit["attacks"], audit["low_fprs"]))["remi"]
             results.setdefault(name, []).append(per_model["remi"] | gaps)
             print(f"{name:32s} seed {seed}: average gap {gaps['average_gap']:.4f}, {seconds:.2f} s", flush=True)
-    summary = {name: {key: {"mean": statistics.fmean(r[key] for r in runs),
-                            "std": statistics.stdev(r[key] for r in runs) if len(runs) > 1 else 0.0}
-                      for key in COLUMNS} for name, runs in results.items()}
-    summary = {name: values | {"seconds_ratio_to_retrain": values["seconds"]["mean"] / retrain_seconds,
-                               "switches": VARIANTS[name]} for name, values in summary.items()}
+    summary = {}
+    for name, runs in results.items():
+        summary[name] = {key: mean_std([run[key] for run in runs]) for key in COLUMNS}
+        summary[name] |= {"seconds_ratio_to_retrain": summary[name]["seconds"]["mean"] / retrain_seconds,
+                          "switches": VARIANTS[name]}
     write_json(Path("metrics/remi_ablation.json"), {"dataset": params["data"]["dataset"], "seeds": args.seeds,
                                                     "variants": summary, "target": fixed["target"],
                                                     "retrain": fixed["retrain"]})

@@ -14,7 +14,6 @@ Seed 0 reproduces the params file's own seeds.
 """
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -27,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from run_pipeline import run_under_parent_run  # tools/ is on sys.path when run as a script
 
-from remi.io import write_json
+from remi import tracking
+from remi.io import read_json, write_json
 from remi.layout import METRICS_DIR, metrics_path
 from remi.params import load_params
 
@@ -59,7 +59,7 @@ def main() -> int:
     dataset = params["data"]["dataset"]
     output = args.output or METRICS_DIR / "seeds" / f"{dataset}.json"
     runs = {}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = tracking.code_identity()["git_commit"]
     for seed in args.seeds:
         name = f"{dataset}-seed{seed}"
         # A rerun replaces the experiment of the same name (`dvc exp run -f` would also force every stage).
@@ -69,7 +69,7 @@ def main() -> int:
         if code:
             print(f"{name} failed (exit code {code}); seeds finished so far are in {output}", file=sys.stderr)
             return code
-        runs[str(seed)] = json.loads(metrics_path("audit").read_text())
+        runs[str(seed)] = read_json(metrics_path("audit"))
         write_json(output, {"dataset": dataset, "model": params["model"]["arch"], "git_commit": commit,
                             "methods": params["unlearn"]["methods"], "hardware": hardware(),
                             "seed_keys": "train.seed=k, forget.seed=1+k, <method>.seed=k",
