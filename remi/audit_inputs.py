@@ -6,6 +6,8 @@ samples against the same reference models and attack.
 
 from typing import Any
 
+import torch
+
 from remi.artifacts import load_attack, load_model
 from remi.audit import AuditSets, attack_inputs
 from remi.datasets import Dataset
@@ -21,7 +23,9 @@ def load_audit_sets(audit_params: dict[str, Any]) -> AuditSets:
                           load_split(split_path("test")), audit_params)
 
 
-def load_attack_inputs(params: dict[str, Any], dataset: Dataset, sets: AuditSets) -> AttackInputs:
-    """The shadows as reference models and the shadow-trained attack (models/)."""
-    references = [load_model(shadow_dir(i)) for i in range(params["shadows"]["count"])]
+def load_attack_inputs(params: dict[str, Any], dataset: Dataset, sets: AuditSets,
+                       device: torch.device) -> AttackInputs:
+    """The shadows as reference models (predicting on `device`) and the shadow-trained attack
+    (models/); the attacks themselves score on the CPU."""
+    references = [load_model(shadow_dir(i), device) for i in range(params["shadows"]["count"])]
     return attack_inputs(dataset, sets, references, load_attack(ATTACK_DIR), params["audit"])

@@ -47,12 +47,14 @@ def shadow_fingerprint(shadow_id: int, params: dict[str, Any], pool_md5: str, da
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
-def train_shadow(dataset: Dataset, pool: torch.Tensor, shadow_id: int,
-                 params: dict[str, Any]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """Train one shadow; return it and its outputs on the whole pool with the membership mask."""
+def train_shadow(dataset: Dataset, pool: torch.Tensor, shadow_id: int, params: dict[str, Any],
+                 device: torch.device) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Train one shadow on `device`; return it and its outputs (on the CPU) on the whole pool with
+    the membership mask."""
     seed = shadow_seed(params["shadows"]["seed"], shadow_id)
     is_member = shadow_membership(len(pool), params["shadows"]["seed"], shadow_id)
     model = seeded_network(lambda: build_network(params["model"], dataset.input_shape, dataset.num_classes), seed)
+    model.to(device)
     train_classifier(model, *dataset.subset(pool[is_member]), params["train"], seed)
     outputs = {"sample_ids": pool, "logits": predict_logits(model, dataset.inputs[pool]),
                "labels": dataset.labels[pool], "is_member": is_member}

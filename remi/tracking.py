@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from remi.device import compute_device, describe
 from remi.io import file_md5, read_json, write_json
 
 EXPERIMENT = "remi-unlearning"
@@ -78,12 +79,13 @@ def upstream_tags(upstream: dict[str, Path]) -> dict[str, str]:
 @contextmanager
 def stage_run(stage: str, role: str, params: dict[str, Any],
               upstream: dict[str, Path] | None = None, parent_run_id: str | None = None) -> Iterator[Any]:
-    """A child run for one stage (or one shadow / method): params, identity and lineage tags.
+    """A child run for one stage (or one shadow / method): params, identity, device and lineage tags.
 
     Its parent is `parent_run_id` if given (a shadow under its stage run), else the pipeline run.
     """
     mlflow = _mlflow()
-    tags = {"stage": stage, "role": role, **code_identity(), **upstream_tags(upstream or {})}
+    tags = {"stage": stage, "role": role, "device": describe(compute_device()), **code_identity(),
+            **upstream_tags(upstream or {})}
     with mlflow.start_run(run_name=f"{stage}:{role}" if role != stage else stage,
                           parent_run_id=parent_run_id or os.environ.get(PARENT_RUN_ENV),
                           nested=parent_run_id is not None, tags=tags) as run:

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from remi.device import model_device
+
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -19,10 +21,12 @@ def train_classifier(
     seed: int,
     on_epoch: EpochCallback | None = None,
 ) -> nn.Module:
-    """Adam with a one-cycle schedule, no augmentation, data as in-memory tensors.
+    """Adam with a one-cycle schedule, no augmentation, data as in-memory tensors on the model's device.
 
     Deterministic in `seed` (batch order) given the model's initial weights.
     """
+    device = model_device(model)
+    inputs, labels = inputs.to(device), labels.to(device)
     epochs, batch_size = train_params["epochs"], train_params["batch_size"]
     steps_per_epoch = -(-len(labels) // batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_params["max_lr"] / 25)
@@ -33,7 +37,7 @@ def train_classifier(
     model.train()
     for epoch in range(epochs):
         started, loss_sum, correct = time.perf_counter(), 0.0, 0
-        for batch in torch.randperm(len(labels), generator=generator).split(batch_size):
+        for batch in torch.randperm(len(labels), generator=generator).to(device).split(batch_size):
             logits = model(inputs[batch])
             loss = F.cross_entropy(logits, labels[batch])
             optimizer.zero_grad(set_to_none=True)
@@ -51,8 +55,10 @@ def train_classifier(
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, inputs: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Logits on the CPU, computed in chunks on the model's device."""
     model.eval()
-    return torch.cat([model(chunk) for chunk in inputs.split(batch_size)])
+    device = model_device(model)
+    return torch.cat([model(chunk.to(device)).cpu() for chunk in inputs.split(batch_size)])
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

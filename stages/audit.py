@@ -18,6 +18,7 @@ from remi.audit import (
 from remi.audit_inputs import load_attack_inputs, load_audit_sets
 from remi.audit_report import AuditEvidence, write_reports
 from remi.datasets import load_dataset
+from remi.device import compute_device
 from remi.io import read_json, write_json
 from remi.layout import (
     ATTACK_DIR,
@@ -42,8 +43,9 @@ def main() -> None:
     upstream = {"prepare": SPLITS_DIR, "attack": ATTACK_DIR, "shadows": SHADOWS_DIR} | model_dirs
     with tracking.stage_run("audit", "audit", {"audit": audit}, upstream) as run:
         started = time.perf_counter()
-        inputs = load_attack_inputs(params, dataset, sets)
-        models = {name: load_model(directory) for name, directory in model_dirs.items()}
+        device = compute_device()
+        inputs = load_attack_inputs(params, dataset, sets, device)
+        models = {name: load_model(directory, device) for name, directory in model_dirs.items()}
         scores = {name: score_model(model, dataset, sets, inputs, audit["attacks"])
                   for name, model in models.items()}
         per_model = {name: model_metrics(model, dataset, sets, scores[name], audit["low_fprs"])

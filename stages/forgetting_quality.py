@@ -10,6 +10,7 @@ import numpy as np
 from remi import tracking
 from remi.catalog import REFERENCE
 from remi.datasets import load_dataset
+from remi.device import compute_device
 from remi.forgetting_quality import forgetting_quality, per_example_epsilon, population_statistics
 from remi.io import atomic_write, write_json
 from remi.layout import REPORTS_DIR, SPLITS_DIR, TARGET_DIR, metrics_path, split_path
@@ -25,17 +26,17 @@ def main() -> None:
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
     forget_ids = load_split(split_path("forget"))
     forget = dataset.subset(forget_ids)
-    count, base = settings["models"], settings["seed"]
+    count, base, device = settings["models"], settings["seed"], compute_device()
     sections = {"forgetting_quality": settings, "remi": params["remi"], "retrain": params["retrain"]}
     with tracking.stage_run("forgetting_quality", "forgetting_quality", sections,
                             {"prepare": SPLITS_DIR, "target": TARGET_DIR}):
         started = time.perf_counter()
-        retrain_task = load_task(params, dataset, REFERENCE)
+        retrain_task = load_task(params, dataset, REFERENCE, device)
         reference = population_statistics(retrain_task, REFERENCE, [base + i for i in range(count)], forget)
         second = population_statistics(retrain_task, REFERENCE, [base + count + i for i in range(count)], forget)
         epsilons = {"retrain_vs_retrain": per_example_epsilon(second, reference, settings["delta"])}
         for method in (m for m in params["unlearn"]["methods"] if m != REFERENCE):
-            unlearned = population_statistics(load_task(params, dataset, method), method,
+            unlearned = population_statistics(load_task(params, dataset, method, device), method,
                                               [base + i for i in range(count)], forget)
             epsilons[method] = per_example_epsilon(unlearned, reference, settings["delta"])
         metrics = {f"{name}/forgetting_quality": forgetting_quality(eps, settings["bin_width"])

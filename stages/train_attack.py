@@ -6,6 +6,7 @@ from remi import tracking
 from remi.artifacts import load_model, load_shadow_outputs, save_attack, save_class_gaussians
 from remi.attacks import attack_scores, fit_class_gaussians, train_attack_model
 from remi.datasets import load_dataset
+from remi.device import compute_device
 from remi.io import replace_dir, write_json
 from remi.layout import ATTACK_DIR, SHADOWS_DIR, TARGET_DIR, metrics_path, shadow_dir, split_path
 from remi.metrics import membership_metrics
@@ -52,7 +53,7 @@ def _stack(outputs: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
 def _target_metrics(attack, params, low_fprs: list[float]) -> dict[str, float]:
     """The attack on the real target: its members (target_train) vs audit_holdout."""
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
-    target = load_model(TARGET_DIR)
+    target = load_model(TARGET_DIR, compute_device())
     scores = {}
     for name in ("target_train", "audit_holdout"):
         ids = load_split(split_path(name))

@@ -12,6 +12,7 @@ import torch
 from remi import tracking
 from remi.artifacts import load_shadow_outputs, save_model
 from remi.datasets import load_dataset
+from remi.device import compute_device
 from remi.io import atomic_write, file_md5, read_json, replace_dir, write_json
 from remi.layout import SHADOWS_DIR, SPLITS_DIR, metrics_path, shadow_dir, split_path
 from remi.params import load_params
@@ -52,7 +53,7 @@ def _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage_run_id)
     role = f"shadow_{shadow_id:03d}"
     sections = {"shadow_id": shadow_id, **{key: params[key] for key in ("model", "train", "shadows")}}
     with tracking.stage_run("train_shadows", role, sections, parent_run_id=stage_run_id) as run:
-        model, outputs = train_shadow(dataset, pool, shadow_id, params)
+        model, outputs = train_shadow(dataset, pool, shadow_id, params, compute_device())
 
         def fill(directory):
             save_model(directory, model, params["model"], dataset)

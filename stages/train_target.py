@@ -5,6 +5,7 @@ import time
 from remi import tracking
 from remi.artifacts import save_model
 from remi.datasets import load_dataset
+from remi.device import compute_device, synchronize
 from remi.io import replace_dir, write_json
 from remi.layout import SPLITS_DIR, TARGET_DIR, metrics_path, split_path
 from remi.nets import build_network
@@ -22,11 +23,13 @@ def main() -> None:
     with tracking.stage_run("train_target", "target", sections, {"prepare": SPLITS_DIR}) as run:
         for name in ids:
             tracking.log_data_input(split_path(name), context=name)
-        seed = params["train"]["seed"]
+        seed, device = params["train"]["seed"], compute_device()
         model = seeded_network(lambda: build_network(params["model"], dataset.input_shape, dataset.num_classes), seed)
+        model.to(device)
         started = time.perf_counter()
         train_classifier(model, *dataset.subset(ids["target_train"]), params["train"], seed,
                          on_epoch=lambda epoch, values: tracking.log_metrics(values, step=epoch))
+        synchronize(device)
         seconds = time.perf_counter() - started
         accuracies = split_accuracies(model, dataset.inputs, dataset.labels, ids)
         metrics = {
@@ -44,7 +47,7 @@ def main() -> None:
         replace_dir(TARGET_DIR, fill)
         write_json(metrics_path("train_target"), metrics)
         tracking.log_metrics(metrics)
-        tracking.log_torch_model(model, "target_model", dataset.inputs[:2].numpy())
+        tracking.log_torch_model(model.cpu(), "target_model", dataset.inputs[:2].numpy())
 
 
 if __name__ == "__main__":

@@ -5,23 +5,19 @@
 
 import argparse
 import os
-import platform
 
 import torch
 
 from remi import tracking
 from remi.artifacts import save_model
 from remi.datasets import load_dataset
+from remi.device import compute_device, describe
 from remi.io import replace_dir, write_json
 from remi.layout import ATTACK_DIR, SPLITS_DIR, TARGET_DIR, metrics_path, split_path, unlearned_dir
 from remi.params import load_params
 from remi.stage_main import stage_main
 from remi.tasks import load_task
 from remi.unlearning import run_method
-
-
-def device_name() -> str:
-    return f"cpu:{platform.processor() or platform.machine()} x{len(os.sched_getaffinity(0))}"
 
 
 def main() -> None:
@@ -32,6 +28,7 @@ def main() -> None:
     if method not in params["unlearn"]["methods"]:
         parser.error(f"--method {method!r} is not listed in params.yaml unlearn.methods")
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    device = compute_device()
     sections = {"method": method, "train": params["train"], "model": params["model"],
                 method: params[method]}
     upstream = {"prepare": SPLITS_DIR, "target": TARGET_DIR, "attack": ATTACK_DIR}
@@ -40,8 +37,10 @@ def main() -> None:
             tracking.log_data_input(split_path(name), context=name)
         curves: list[tuple[int, dict[str, float]]] = []
         # Curves are buffered and logged after the clock stops: tracking I/O is not unlearning.
-        task = load_task(params, dataset, method, on_step=lambda step, values: curves.append((step, values)))
+        task = load_task(params, dataset, method, device,
+                         on_step=lambda step, values: curves.append((step, values)))
         model, seconds = run_method(method, task)
+        model.cpu()
         tracking.log_curves(curves)
         metrics = {"unlearn_seconds": seconds, "threads": torch.get_num_threads()}
 
@@ -50,13 +49,12 @@ def main() -> None:
         def fill(directory):
             save_model(directory, model, params["model"], dataset)
             write_json(directory / "timing.json", metrics | {
-                "device": device_name(), "pipeline_run_id": os.environ.get(tracking.PARENT_RUN_ENV, "none")})
+                "device": describe(device), "pipeline_run_id": os.environ.get(tracking.PARENT_RUN_ENV, "none")})
             tracking.write_run_record(directory, run, model_uri)
 
         replace_dir(unlearned_dir(method), fill)
         write_json(metrics_path(f"unlearn_{method}"), metrics)
         tracking.log_metrics(metrics)
-        tracking.set_tags({"device": device_name()})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Seconds per training epoch of each registered network, with the pipeline's training recipe, to size
 the profiles (e.g. whether a CIFAR-10 profile is a CPU or a GPU job).
 
-    python tools/benchmark_networks.py [--device cpu|cuda] [--samples 2048] [--out FILE.json]
+    [REMI_DEVICE=cuda] python tools/benchmark_networks.py [--samples 2048] [--out FILE.json]
 
 Inputs are random tensors of each dataset's shape (the time does not depend on the values); the
 networks use the options in params.yaml. Prints seconds per epoch over `--samples` samples and the
@@ -20,6 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from remi.device import compute_device, describe, synchronize
 from remi.nets import build_network
 from remi.params import overlay
 from remi.training import train_classifier
@@ -33,14 +34,13 @@ PROFILES = ("params.yaml", "profiles/mnist_5k.yaml", "profiles/letter.yaml", "pr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    device = torch.device(args.device)
+    device = compute_device()
     base = yaml.safe_load(Path("params.yaml").read_text())
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+    name = describe(device)
     results = {"device": name, "torch": torch.__version__, "profiles": {}}
     for profile in PROFILES:
         params = base if profile == "params.yaml" else overlay(base, yaml.safe_load(Path(profile).read_text()))
@@ -50,12 +50,10 @@ def main() -> None:
         labels = torch.randint(0, classes, (args.samples,), device=device)
         recipe = params["train"] | {"epochs": 1}
         train_classifier(model, inputs[: recipe["batch_size"] * 2], labels[: recipe["batch_size"] * 2], recipe, 0)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         started = time.perf_counter()
         train_classifier(model, inputs, labels, recipe, 0)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         per_sample = (time.perf_counter() - started) / args.samples
         target = per_sample * params["splits"]["target_train"] * params["train"]["epochs"]
         results["profiles"][profile] = {"arch": params["model"]["arch"], "seconds_per_1000_samples": 1000 * per_sample,

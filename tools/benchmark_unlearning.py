@@ -8,7 +8,6 @@ measurement and the median ratio. Run it from the repository root.
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from remi.datasets import load_dataset
+from remi.device import compute_device, describe
 from remi.params import load_params
 from remi.tasks import load_task
 from remi.unlearning import run_method
@@ -30,13 +30,13 @@ def main() -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     params = load_params()
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    device = compute_device()
     methods = params["unlearn"]["methods"]
     seconds: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(repeats):
         for method in methods:
-            seconds[method].append(run_method(method, load_task(params, dataset, method))[1])
-    print(f"machine: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}")
+            seconds[method].append(run_method(method, load_task(params, dataset, method, device))[1])
+    print(f"device: {describe(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for method, values in seconds.items():
         ratios = [s / r for s, r in zip(values, seconds["retrain"], strict=True)]
         print(f"{method:10s} seconds {', '.join(f'{s:.2f}' for s in values)}  "

@@ -28,6 +28,7 @@ from remi.artifacts import load_model
 from remi.audit import gap_metrics, gaps_to_reference, model_metrics, score_model
 from remi.audit_inputs import load_attack_inputs, load_audit_sets
 from remi.datasets import load_dataset
+from remi.device import compute_device
 from remi.io import read_json, write_json
 from remi.layout import TARGET_DIR, unlearned_dir
 from remi.params import load_params, validate
@@ -60,13 +61,15 @@ def main() -> None:
     audit = params["audit"]
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
     sets = load_audit_sets(audit)
-    inputs = load_attack_inputs(params, dataset, sets)
+    device = compute_device()
+    inputs = load_attack_inputs(params, dataset, sets, device)
 
     def metrics_of(model: torch.nn.Module) -> dict[str, float]:
         return model_metrics(model, dataset, sets, score_model(model, dataset, sets, inputs, audit["attacks"]),
                              audit["low_fprs"])
 
-    fixed = {"target": metrics_of(load_model(TARGET_DIR)), "retrain": metrics_of(load_model(unlearned_dir("retrain")))}
+    fixed = {"target": metrics_of(load_model(TARGET_DIR, device)),
+             "retrain": metrics_of(load_model(unlearned_dir("retrain"), device))}
     retrain_seconds = read_json(unlearned_dir("retrain") / "timing.json")["unlearn_seconds"]
     results: dict[str, list[dict[str, float]]] = {}
     for name, overrides in VARIANTS.items():
@@ -74,7 +77,7 @@ def main() -> None:
         validate(variant)
         for seed in args.seeds:
             variant["remi"]["seed"] = seed
-            model, seconds = run_method("remi", load_task(variant, dataset, "remi"))
+            model, seconds = run_method("remi", load_task(variant, dataset, "remi", device))
             per_model = fixed | {"remi": metrics_of(model) | {"seconds": seconds}}
             gaps = gaps_to_reference(per_model, gap_metrics(audit["attacks"], audit["low_fprs"]))["remi"]
             results.setdefault(name, []).append(per_model["remi"] | gaps)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from run_pipeline import run_under_parent_run  # tools/ is on sys.path when run as a script
 
 from remi import tracking
+from remi.device import compute_device, describe
 from remi.io import read_json, write_json
 from remi.layout import METRICS_DIR, metrics_path
 from remi.params import load_params
@@ -40,14 +41,16 @@ def seed_overrides(params: dict, seed: int) -> list[str]:
 
 
 def hardware() -> str:
-    """CPU model and the cores this process may use (GPU runs would name the card)."""
+    """CPU model and the cores this process may use, and the GPU card when REMI_DEVICE names one."""
     model = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")]
         model = names[0] if names else model
-    return f"{model}, {len(os.sched_getaffinity(0))} cores, no GPU used"
+    device = compute_device()
+    gpu = f"GPU {describe(device).removeprefix('cuda:')}" if device.type == "cuda" else "no GPU used"
+    return f"{model}, {len(os.sched_getaffinity(0))} cores, {gpu}"
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ StepCallback = Callable[[int, dict[str, float]], None]
 
 def subsample(samples: Samples, count: int, generator: torch.Generator) -> Samples:
     """At most `count` samples, drawn without replacement."""
-    picked = torch.randperm(len(samples[1]), generator=generator)[:count]
+    picked = torch.randperm(len(samples[1]), generator=generator)[:count].to(samples[1].device)
     return samples[0][picked], samples[1][picked]
 
 

@@ -29,7 +29,7 @@ def finetune(task: UnlearningTask) -> nn.Module:
 
 def _batches(samples: Samples, batch_size: int, steps: int, generator: torch.Generator):
     for _ in range(steps):
-        picked = torch.randint(len(samples[1]), (batch_size,), generator=generator)
+        picked = torch.randint(len(samples[1]), (batch_size,), generator=generator).to(samples[1].device)
         yield samples[0][picked], samples[1][picked]
 
 
@@ -63,7 +63,7 @@ def neggrad_plus(task: UnlearningTask) -> nn.Module:
 
 def _towards_wrong_labels(logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     classes = logits.shape[1]
-    shift = torch.randint(1, classes, labels.shape, generator=generator)
+    shift = torch.randint(1, classes, labels.shape, generator=generator).to(labels.device)
     return F.cross_entropy(logits, (labels + shift) % classes)  # never the true label
 
 

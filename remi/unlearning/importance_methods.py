@@ -39,7 +39,7 @@ def fisher(task: UnlearningTask) -> nn.Module:
     with torch.no_grad():
         for parameter, weight in zip(model.parameters(), importance, strict=True):
             variance = (p["alpha"] / (weight + 1e-12)).clamp(max=p["max_variance"])
-            parameter += variance.sqrt() * torch.randn(parameter.shape, generator=generator)
+            parameter += variance.sqrt() * torch.randn(parameter.shape, generator=generator).to(parameter.device)
     return model.eval()
 
 

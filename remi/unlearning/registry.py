@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from remi.catalog import UNLEARNING_METHODS, check_registry
+from remi.device import model_device, synchronize
 from remi.unlearning.base import UnlearningTask
 from remi.unlearning.gradient_methods import finetune, neggrad_plus, random_label, salun, scrub
 from remi.unlearning.importance_methods import fisher, ssd
@@ -29,8 +30,15 @@ def _load_lazy_modules() -> None:
 
 
 def run_method(name: str, task: UnlearningTask) -> tuple[nn.Module, float]:
-    """Run one method and time only the unlearning call (wall seconds), as the audit compares."""
+    """Run one method and time only the unlearning call (wall seconds), as the audit compares.
+
+    The clock stops once the device has finished the method's work, not when the last kernel
+    was queued.
+    """
     _load_lazy_modules()
+    device = model_device(task.original)
+    synchronize(device)
     started = time.perf_counter()
     model = METHODS[name](task)
+    synchronize(device)
     return model, time.perf_counter() - started

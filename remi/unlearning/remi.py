@@ -58,8 +58,8 @@ def remi(task: UnlearningTask) -> nn.Module:
                 break
         if step == p["max_steps"]:
             break
-        retain_batch = _batch(len(retain[1]), p["batch_size"], generator)
-        forget_batch = _batch(len(forget[1]), p["batch_size"], generator)
+        retain_batch = _batch(retain[1], p["batch_size"], generator)
+        forget_batch = _batch(forget[1], p["batch_size"], generator)
         terms = loss_terms(head, leakage,
                            retain=(retain[0][retain_batch], retain[1][retain_batch],
                                    teacher_log_probs[retain_batch]),
@@ -120,8 +120,9 @@ def distinguishability(head: nn.Module, leakage: LeakageScore, forget: Samples,
     return separation, out_signal
 
 
-def _batch(count: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.randint(count, (batch_size,), generator=generator)
+def _batch(labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of `batch_size` samples drawn with replacement, on the samples' device."""
+    return torch.randint(len(labels), (batch_size,), generator=generator).to(labels.device)
 
 
 def loss_terms(head: nn.Module, leakage: LeakageScore,

@@ -1,0 +1,115 @@
+"""Where the networks compute: REMI_DEVICE, and every method run with its task on that device.
+
+Here (no GPU) the device is the CPU. On a GPU machine, `REMI_DEVICE=cuda python -m pytest
+tests/test_device.py` runs the same checks with the task on the GPU, where a tensor left on the
+CPU fails loudly.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from remi.attacks import AttackModel, fit_class_gaussians
+from remi.catalog import LEAKAGE_ESTIMATORS
+from remi.device import DEVICE_ENV, DeviceError, compute_device, describe, model_device
+from remi.nets import resnet9
+from remi.params import load_params
+from remi.signals import attack_features
+from remi.stage_main import stage_main
+from remi.training import predict_logits, seeded_network, train_classifier
+from remi.unlearning import METHODS, UnlearningTask, run_method
+from remi.unlearning.remi import split_head
+from tests.conftest import REPO
+
+
+def test_unset_or_cpu_means_the_cpu(monkeypatch):
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    assert compute_device() == torch.device("cpu")
+    monkeypatch.setenv(DEVICE_ENV, " cpu ")
+    assert compute_device() == torch.device("cpu")
+    assert describe(torch.device("cpu")).startswith("cpu:")
+
+
+@pytest.mark.parametrize(("name", "message"), [("banana", "is not a device name"),
+                                               ("mps", "only cpu and cuda devices are supported")])
+def test_a_device_name_we_cannot_use_is_refused(monkeypatch, name, message):
+    monkeypatch.setenv(DEVICE_ENV, name)
+    with pytest.raises(DeviceError, match=message):
+        compute_device()
+
+
+def test_a_gpu_that_is_not_there_is_refused_with_the_way_out(monkeypatch):
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    monkeypatch.setenv(DEVICE_ENV, f"cuda:{visible}")  # one past the last GPU (the first when none)
+    expected = "no usable CUDA GPU. Unset REMI_DEVICE" if visible == 0 else f"only {visible} CUDA GPU"
+    with pytest.raises(DeviceError, match=expected):
+        compute_device()
+
+
+def test_a_stage_with_a_bad_device_stops_with_a_readable_error(monkeypatch, capsys):
+    monkeypatch.setenv(DEVICE_ENV, "banana")
+    with pytest.raises(SystemExit) as stopped:
+        stage_main(compute_device)
+    assert stopped.value.code == 2
+    assert "ERROR (DeviceError): REMI_DEVICE='banana' is not a device name" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def colour_task() -> UnlearningTask:
+    """A CIFAR-shaped task (ResNet-9 with batch norm on 3x32x32 inputs), all on REMI_DEVICE."""
+    device = compute_device()
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(500, 3, 32, 32, generator=generator)
+    labels = torch.randint(0, 10, (500,), generator=generator)
+
+    def build():
+        return resnet9((3, 32, 32), 10, width=4)
+
+    original = seeded_network(build, 0).to(device)
+    train_classifier(original, inputs[:300], labels[:300], {"epochs": 2, "batch_size": 50, "max_lr": 0.01}, 0)
+    out_logits = predict_logits(original, inputs[300:])
+    attack = AttackModel(attack_features(out_logits, labels[300:]).shape[1], 8).requires_grad_(False).eval()
+    params = load_params(REPO / "params.yaml")
+    return UnlearningTask(
+        original=original,
+        retain=(inputs[:250].to(device), labels[:250].to(device)),
+        forget=(inputs[250:300].to(device), labels[250:300].to(device)),
+        out=(inputs[300:].to(device), labels[300:].to(device)),
+        attack=attack.to(device), class_gaussians=fit_class_gaussians(out_logits, labels[300:]).to(device),
+        new_network=lambda: build().to(device), train_params={"epochs": 1, "batch_size": 50, "max_lr": 0.01},
+        method_params={"seed": 0} | {name: params[name] for name in METHODS})
+
+
+SHORT = {"finetune": {"epochs": 1}, "neggrad_plus": {"steps": 3}, "random_label": {"steps": 3},
+         "salun": {"steps": 3}, "scrub": {"steps": 3, "forget_steps": 1}, "fisher": {"samples": 100},
+         "ssd": {"samples": 100}, "retrain": {}}
+
+
+@pytest.mark.parametrize("method", sorted(SHORT))
+def test_every_baseline_runs_with_its_task_on_the_device(colour_task, method):
+    task = _for(colour_task, method, SHORT[method])
+    model, seconds = run_method(method, task)
+    assert model_device(model) == compute_device() and seconds > 0
+    logits = predict_logits(model, task.forget[0])
+    assert logits.device.type == "cpu" and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("estimator", LEAKAGE_ESTIMATORS)
+def test_remi_runs_with_each_estimator_on_the_device(colour_task, estimator):
+    # target_auc 0: the stop rule never fires, so every step runs
+    steps = {"estimator": estimator, "max_steps": 4, "check_every": 2, "batch_size": 25, "trainable_layers": 3,
+             "target_auc": 0.0, "auc_tolerance": 0.0}
+    task = _for(colour_task, "remi", steps)
+    model, _ = run_method("remi", task)
+    assert model_device(model) == compute_device()
+    frozen, _ = split_head(copy.deepcopy(task.original), 3)
+    frozen_names = {name for name, _ in frozen.named_parameters()}  # a prefix slice keeps the names
+    before = dict(task.original.named_parameters())
+    moved = {name for name, weight in model.named_parameters() if not torch.equal(weight, before[name])}
+    assert moved and not moved & frozen_names  # the head trained, the prefix did not
+
+
+def _for(task: UnlearningTask, method: str, overrides: dict) -> UnlearningTask:
+    params = task.method_params[method] | {"seed": 0} | overrides
+    return UnlearningTask(**{**task.__dict__, "method_params": params})
