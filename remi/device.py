@@ -8,6 +8,7 @@ Training data sits on the device for the whole fit; inference results come back 
 
 import os
 import platform
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -42,11 +43,21 @@ def compute_device() -> torch.device:
     return device
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else the platform's processor or machine."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def describe(device: torch.device) -> str:
     """The hardware behind `device`, as timing records and MLflow tags name it."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.processor() or platform.machine()} x{len(os.sched_getaffinity(0))}"
+    return f"cpu:{cpu_model()} x{len(os.sched_getaffinity(0))}"
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -35,9 +35,7 @@ def small_cnn(input_shape: InputShape, num_classes: int, conv1_channels: int, co
 
 def mlp(input_shape: InputShape, num_classes: int, hidden_units: list[int]) -> nn.Module:
     """Fully connected ReLU layers over the flattened input (MNIST-5k, tabular data)."""
-    features = 1
-    for dim in input_shape:
-        features *= dim
+    features = math.prod(input_shape)
     layers: list[nn.Module] = [nn.Flatten()]
     for width in hidden_units:
         layers += [nn.Linear(features, width), nn.ReLU()]

@@ -57,6 +57,12 @@ def mapping(**checks: Check) -> Check:
     return check
 
 
+# The keys of the methods built on gradient_methods._two_set_fine_tune.
+TWO_SET_FINE_TUNE: dict[str, tuple[Check, str]] = {
+    "steps": (positive_int, "an integer > 0"), "batch_size": (positive_int, "an integer > 0"),
+    "lr": (positive_number, "a number > 0"), "retain_weight": (unit_interval, "a number in [0, 1]"),
+    "seed": (non_negative_int, "an integer >= 0")}
+
 GOALS = ("min_target_attack_auc", "max_auc_gap", "max_forget_accuracy_gap",
          "max_test_accuracy_drop", "max_seconds_ratio")
 
@@ -104,13 +110,9 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
     "retrain": {"seed": (non_negative_int, "an integer >= 0")},
     "finetune": {"epochs": (positive_int, "an integer > 0"), "batch_size": (positive_int, "an integer > 0"),
                  "lr": (positive_number, "a number > 0"), "seed": (non_negative_int, "an integer >= 0")},
-    **{name: {"steps": (positive_int, "an integer > 0"), "batch_size": (positive_int, "an integer > 0"),
-              "lr": (positive_number, "a number > 0"), "retain_weight": (unit_interval, "a number in [0, 1]"),
-              "seed": (non_negative_int, "an integer >= 0")} for name in ("neggrad_plus", "random_label")},
-    "salun": {"steps": (positive_int, "an integer > 0"), "batch_size": (positive_int, "an integer > 0"),
-              "lr": (positive_number, "a number > 0"), "retain_weight": (unit_interval, "a number in [0, 1]"),
-              "saliency_fraction": (open_unit_interval, "a number in (0, 1)"),
-              "seed": (non_negative_int, "an integer >= 0")},
+    "neggrad_plus": TWO_SET_FINE_TUNE,
+    "random_label": TWO_SET_FINE_TUNE,
+    "salun": TWO_SET_FINE_TUNE | {"saliency_fraction": (open_unit_interval, "a number in (0, 1)")},
     "scrub": {"steps": (positive_int, "an integer > 0"), "forget_steps": (non_negative_int, "an integer >= 0"),
               "batch_size": (positive_int, "an integer > 0"), "lr": (positive_number, "a number > 0"),
               "seed": (non_negative_int, "an integer >= 0")},

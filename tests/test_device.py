@@ -6,6 +6,7 @@ CPU fails loudly.
 """
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -21,6 +22,8 @@ from remi.training import predict_logits, seeded_network, train_classifier
 from remi.unlearning import METHODS, UnlearningTask, run_method
 from remi.unlearning.remi import split_head
 from tests.conftest import REPO
+
+DEFAULTS = load_params(REPO / "params.yaml")
 
 
 def test_unset_or_cpu_means_the_cpu(monkeypatch):
@@ -70,20 +73,22 @@ def colour_task() -> UnlearningTask:
     train_classifier(original, inputs[:300], labels[:300], {"epochs": 2, "batch_size": 50, "max_lr": 0.01}, 0)
     out_logits = predict_logits(original, inputs[300:])
     attack = AttackModel(attack_features(out_logits, labels[300:]).shape[1], 8).requires_grad_(False).eval()
-    params = load_params(REPO / "params.yaml")
     return UnlearningTask(
         original=original,
         retain=(inputs[:250].to(device), labels[:250].to(device)),
         forget=(inputs[250:300].to(device), labels[250:300].to(device)),
         out=(inputs[300:].to(device), labels[300:].to(device)),
         attack=attack.to(device), class_gaussians=fit_class_gaussians(out_logits, labels[300:]).to(device),
-        new_network=lambda: build().to(device), train_params={"epochs": 1, "batch_size": 50, "max_lr": 0.01},
-        method_params={"seed": 0} | {name: params[name] for name in METHODS})
+        new_network=lambda: build().to(device), train_params={"epochs": 1, "batch_size": 50, "max_lr": 0.01})
 
 
 SHORT = {"finetune": {"epochs": 1}, "neggrad_plus": {"steps": 3}, "random_label": {"steps": 3},
          "salun": {"steps": 3}, "scrub": {"steps": 3, "forget_steps": 1}, "fisher": {"samples": 100},
          "ssd": {"samples": 100}, "retrain": {}}
+
+
+def test_every_registered_method_is_checked_on_the_device():
+    assert set(SHORT) | {"remi"} == set(METHODS)
 
 
 @pytest.mark.parametrize("method", sorted(SHORT))
@@ -111,5 +116,5 @@ def test_remi_runs_with_each_estimator_on_the_device(colour_task, estimator):
 
 
 def _for(task: UnlearningTask, method: str, overrides: dict) -> UnlearningTask:
-    params = task.method_params[method] | {"seed": 0} | overrides
-    return UnlearningTask(**{**task.__dict__, "method_params": params})
+    """The task with `method`'s params.yaml settings, shortened by `overrides`."""
+    return replace(task, method_params=DEFAULTS[method] | {"seed": 0} | overrides)

@@ -15,7 +15,6 @@ Seed 0 reproduces the params file's own seeds.
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from run_pipeline import run_under_parent_run  # tools/ is on sys.path when run as a script
 
 from remi import tracking
-from remi.device import compute_device, describe
+from remi.device import compute_device, cpu_model, describe
 from remi.io import read_json, write_json
 from remi.layout import METRICS_DIR, metrics_path
 from remi.params import load_params
@@ -42,15 +41,9 @@ def seed_overrides(params: dict, seed: int) -> list[str]:
 
 def hardware() -> str:
     """CPU model and the cores this process may use, and the GPU card when REMI_DEVICE names one."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
     device = compute_device()
     gpu = f"GPU {describe(device).removeprefix('cuda:')}" if device.type == "cuda" else "no GPU used"
-    return f"{model}, {len(os.sched_getaffinity(0))} cores, {gpu}"
+    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, {gpu}"
 
 
 def main() -> int:
