@@ -1,33 +1,80 @@
-"""Model files on disk: weights plus what is needed to rebuild the network."""
+"""Model files on disk: weights plus what is needed to rebuild the network.
 
+Files are byte-stable: the same tensors give the same bytes (torch.save to a path names the zip's
+inner folder after the file, and our temp files have random names), so a re-run that reproduces a
+model leaves its DVC hash, and everything downstream, untouched. Loading is strict: weights only,
+and any unreadable or mismatched file is a readable error that says how to get a good one back.
+"""
+
+import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from remi.attacks import AttackModel, ClassGaussians
 from remi.datasets import Dataset
-from remi.io import atomic_write
+from remi.errors import UserError
+from remi.io import write_bytes
 from remi.nets import build_network
 
 MODEL_FILE = "model.pt"
+Loaded = TypeVar("Loaded")
+
+
+class ArtifactError(UserError):
+    """A model file is missing, corrupt or does not match what the pipeline expects."""
+
+
+class TrainingDiverged(UserError):
+    """Training produced NaN or infinite weights; such a model is never written."""
+
+
+def torch_bytes(payload: Any) -> bytes:
+    """torch.save into memory: the archive's inner name is fixed, so equal tensors give equal bytes."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def require_finite(state: dict[str, torch.Tensor], what: str) -> None:
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise TrainingDiverged(f"{what}: training diverged ({len(bad)} tensors hold NaN or infinite values, "
+                               f"e.g. {bad[0]}); lower the learning rate or the loss weights in params.yaml.")
+
+
+def _load(path: Path, rebuild: Callable[[dict[str, Any]], Loaded]) -> Loaded:
+    """torch.load (weights only) and `rebuild`, with every failure turned into an ArtifactError."""
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: run `dvc repro` (or `dvc checkout {path.parent}`).")
+    try:
+        return rebuild(torch.load(path, weights_only=True))
+    except Exception as error:  # a corrupt or foreign file can fail in any of torch's layers
+        raise ArtifactError(f"{path} is not a usable model file ({type(error).__name__}: {str(error)[:200]}); "
+                            f"restore it with `dvc checkout {path.parent}` or re-create it with "
+                            "`dvc repro --force <stage that writes it>`.") from error
 
 
 def save_model(directory: Path, model: nn.Module, model_params: dict[str, Any], dataset: Dataset) -> None:
     """Weights are saved from the CPU, so a model trained on a GPU loads on any machine."""
     weights = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
+    require_finite(weights, f"the model for {directory}")
     payload = {"model_params": model_params, "input_shape": list(dataset.input_shape),
                "num_classes": dataset.num_classes, "state_dict": weights}
-    atomic_write(Path(directory) / MODEL_FILE, lambda tmp: torch.save(payload, tmp))
+    write_bytes(Path(directory) / MODEL_FILE, torch_bytes(payload))
 
 
 def load_model(directory: str | Path, device: torch.device | None = None) -> nn.Module:
     """Rebuild a saved classifier (target, shadow or unlearned) in eval mode, on `device` (default CPU)."""
-    payload = torch.load(Path(directory) / MODEL_FILE, weights_only=True)
-    model = build_network(payload["model_params"], payload["input_shape"], payload["num_classes"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device or "cpu").eval()
+    def rebuild(payload: dict[str, Any]) -> nn.Module:
+        model = build_network(payload["model_params"], payload["input_shape"], payload["num_classes"])
+        model.load_state_dict(payload["state_dict"])
+        return model
+
+    return _load(Path(directory) / MODEL_FILE, rebuild).to(device or "cpu").eval()
 
 
 def save_attack(directory: Path, attack: AttackModel) -> None:
@@ -35,13 +82,16 @@ def save_attack(directory: Path, attack: AttackModel) -> None:
     hidden_units = attack.mlp[0].out_features
     payload = {"num_features": num_features, "hidden_units": hidden_units,
                "state_dict": attack.state_dict()}
-    atomic_write(Path(directory) / "attack.pt", lambda tmp: torch.save(payload, tmp))
+    write_bytes(Path(directory) / "attack.pt", torch_bytes(payload))
 
 
 def load_attack(directory: str | Path, device: torch.device | None = None) -> AttackModel:
-    payload = torch.load(Path(directory) / "attack.pt", weights_only=True)
-    attack = AttackModel(payload["num_features"], payload["hidden_units"])
-    attack.load_state_dict(payload["state_dict"])
+    def rebuild(payload: dict[str, Any]) -> AttackModel:
+        attack = AttackModel(payload["num_features"], payload["hidden_units"])
+        attack.load_state_dict(payload["state_dict"])
+        return attack
+
+    attack = _load(Path(directory) / "attack.pt", rebuild)
     attack.to(device or "cpu").eval()
     for parameter in attack.parameters():
         parameter.requires_grad_(False)
@@ -50,16 +100,23 @@ def load_attack(directory: str | Path, device: torch.device | None = None) -> At
 
 def save_class_gaussians(directory: Path, gaussians: ClassGaussians) -> None:
     payload = {"num_classes": len(gaussians.mean), "state_dict": gaussians.state_dict()}
-    atomic_write(Path(directory) / "class_gaussians.pt", lambda tmp: torch.save(payload, tmp))
+    write_bytes(Path(directory) / "class_gaussians.pt", torch_bytes(payload))
 
 
 def load_class_gaussians(directory: str | Path, device: torch.device | None = None) -> ClassGaussians:
-    payload = torch.load(Path(directory) / "class_gaussians.pt", weights_only=True)
-    gaussians = ClassGaussians(payload["num_classes"])
-    gaussians.load_state_dict(payload["state_dict"])
-    return gaussians.to(device or "cpu").requires_grad_(False).eval()
+    def rebuild(payload: dict[str, Any]) -> ClassGaussians:
+        gaussians = ClassGaussians(payload["num_classes"])
+        gaussians.load_state_dict(payload["state_dict"])
+        return gaussians
+
+    return _load(Path(directory) / "class_gaussians.pt", rebuild).to(device or "cpu").requires_grad_(False).eval()
 
 
 def load_shadow_outputs(directory: str | Path) -> dict[str, torch.Tensor]:
     """A shadow's logits on its whole pool, with labels and the membership mask."""
-    return torch.load(Path(directory) / "outputs.pt", weights_only=True)
+    def check(payload: Any) -> dict[str, torch.Tensor]:
+        if not isinstance(payload, dict) or not {"logits", "labels", "is_member"} <= set(payload):
+            raise ValueError("expected logits, labels and is_member")
+        return payload
+
+    return _load(Path(directory) / "outputs.pt", check)

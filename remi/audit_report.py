@@ -11,7 +11,7 @@ from torch import nn
 
 from remi.audit import REFERENCE, AuditSets
 from remi.datasets import Dataset
-from remi.io import atomic_write
+from remi.io import replace_dir, write_bytes
 from remi.report import (
     ModelScores,
     histogram_figure,
@@ -41,26 +41,28 @@ class AuditEvidence:
     context: dict[str, str]
 
 
-def write_reports(directory: Path, evidence: AuditEvidence, dataset: Dataset, sets: AuditSets) -> None:
-    """audit.md, audit.html (self-contained), roc.png, histograms.png, roc_<attack>.csv,
-    membership_scores.csv."""
+def write_reports(report_dir: Path, scores_csv_path: Path, evidence: AuditEvidence, dataset: Dataset,
+                  sets: AuditSets) -> None:
+    """`report_dir` as one set (audit.md, audit.html (self-contained), roc.png, histograms.png,
+    roc_<attack>.csv), swapped in whole; and the per-example scores CSV beside it."""
     started = time.perf_counter()
-    directory.mkdir(parents=True, exist_ok=True)
-    rows = table_rows(evidence.attacks, evidence.low_fprs)
-    text = markdown(evidence.per_model, rows, evidence.checks, evidence.context)
-    atomic_write(directory / "audit.md", lambda tmp: tmp.write_text(text))
-    for attack, table in roc_tables(evidence.scores, evidence.attacks).items():
-        atomic_write(directory / f"roc_{attack}.csv", lambda tmp, t=table: tmp.write_text(t))
     ids = {p: getattr(sets, p).numpy() for p in ("forget", "retain", "audit_holdout")}
-    csv = scores_csv(evidence.scores, ids)
-    atomic_write(directory / "membership_scores.csv", lambda tmp: tmp.write_text(csv))
+    write_bytes(scores_csv_path, scores_csv(evidence.scores, ids).encode())
+    rows = table_rows(evidence.attacks, evidence.low_fprs)
     roc_png = roc_figure(evidence.scores, evidence.attacks)
-    atomic_write(directory / "roc.png", lambda tmp: tmp.write_bytes(roc_png))
     histogram_png = histogram_figure(evidence.scores, _histogram_attack(evidence.attacks))
-    atomic_write(directory / "histograms.png", lambda tmp: tmp.write_bytes(histogram_png))
-    page = _html(evidence, rows, roc_png, histogram_png, dataset, sets)
-    atomic_write(directory / "audit.html", lambda tmp: tmp.write_text(page))
-    print(f"Reports written to {directory} in {time.perf_counter() - started:.1f} s")
+    files = {"audit.md": markdown(evidence.per_model, rows, evidence.checks, evidence.context).encode(),
+             "roc.png": roc_png, "histograms.png": histogram_png,
+             "audit.html": _html(evidence, rows, roc_png, histogram_png, dataset, sets).encode()}
+    files |= {f"roc_{attack}.csv": table.encode()
+              for attack, table in roc_tables(evidence.scores, evidence.attacks).items()}
+
+    def fill(directory: Path) -> None:
+        for name, data in files.items():
+            (directory / name).write_bytes(data)
+
+    replace_dir(report_dir, fill)
+    print(f"Reports written to {report_dir} in {time.perf_counter() - started:.1f} s")
 
 
 def _histogram_attack(attacks: list[str]) -> str:

@@ -1,12 +1,10 @@
-"""The release gate: an unlearned model is registered as the `candidate` only if it looks like
-retraining to every gated attack and keeps its accuracy. A failed gate changes nothing."""
+"""The release gate's checks: an unlearned model is registered as the `candidate` (remi.release)
+only if it looks like retraining to every gated attack and keeps its accuracy."""
 
 from typing import Any
 
 from remi.audit import REFERENCE, check
 from remi.errors import UserError
-
-ALIAS = "candidate"
 
 
 class GateFailed(UserError):
@@ -41,20 +39,3 @@ def failure_message(rows: list[dict[str, Any]]) -> str:
     failed = [r for r in rows if not r["passed"]]
     return "Gate failed; the registry was left as it was. Failing checks:\n" + "\n".join(
         f"  - {r['check']} {r['limit']:.4f}: measured {r['value']:.4f}" for r in failed)
-
-
-def register_candidate(model_uri: str, registered_name: str, tags: dict[str, str]) -> int:
-    """Register `model_uri` as a new version of `registered_name` and point the alias at it."""
-    import mlflow
-
-    version = int(mlflow.register_model(model_uri, registered_name, tags=tags).version)
-    mlflow.MlflowClient().set_registered_model_alias(registered_name, ALIAS, str(version))
-    return version
-
-
-def release(rows: list[dict[str, Any]], model_uri: str, registered_name: str, tags: dict[str, str]) -> int:
-    """Register the model as @candidate if every check passed; otherwise raise GateFailed before
-    touching the registry."""
-    if not all(r["passed"] for r in rows):
-        raise GateFailed(failure_message(rows))
-    return register_candidate(model_uri, registered_name, tags)

@@ -10,7 +10,13 @@ SHADOWS_DIR = MODELS_DIR / "shadows"
 ATTACK_DIR = MODELS_DIR / "attack"
 UNLEARNED_DIR = MODELS_DIR / "unlearned"
 METRICS_DIR = Path("metrics")
+UNLEARN_METRICS_DIR = METRICS_DIR / "unlearn"
 REPORTS_DIR = Path("reports")
+AUDIT_REPORT_DIR = REPORTS_DIR / "audit"  # replaced as one set, so a kill never mixes two runs' files
+# Which MLflow run made each output. Kept beside, not inside, the outputs: a run id changes on every
+# run, and inside a model directory it would change the directory's hash and re-run everything after it.
+LINEAGE_DIR = Path("lineage")
+OUTPUT_ROOTS = (SPLITS_DIR, MODELS_DIR, METRICS_DIR, REPORTS_DIR, LINEAGE_DIR)  # where stages write
 
 
 def split_path(name: str) -> Path:
@@ -28,3 +34,13 @@ def unlearned_dir(method: str) -> Path:
 
 def metrics_path(stage: str) -> Path:
     return METRICS_DIR / f"{stage}.json"
+
+
+def unlearn_metrics_path(method: str) -> Path:
+    """Seconds and threads of one method's run; the audit depends on the whole directory."""
+    return UNLEARN_METRICS_DIR / f"{method}.json"
+
+
+def run_record_path(output: str) -> Path:
+    """lineage/<output>.json: the MLflow run that produced `output` (e.g. target, unlearn/remi)."""
+    return LINEAGE_DIR / f"{output}.json"

@@ -1,31 +1,60 @@
 """Load params.yaml and reject bad values before any training starts."""
 
+import math
+import re
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from remi.catalog import AUDIT_ATTACKS, DATASETS, LEAKAGE_ESTIMATORS, NETWORKS, REFERENCE, UNLEARNING_METHODS
-from remi.errors import ParamsError
+from remi.errors import ParamsError, UserError
+from remi.io import atomic_write, read_user_file
 
 Check = Callable[[Any], bool]
+MAX_PARAMS_BYTES = 256 * 1024  # params.yaml is ~6 KB; anything near this is not a params file
+MAX_INT = 2**31 - 1  # counts, sizes and seeds: larger values only overflow somewhere downstream
+SHOWN_CHARS = 80  # of an offending value, in error messages
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value <= MAX_INT
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float: .inf and .nan would train NaN models."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return _int(value) and value > 0
 
 
 def non_negative_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return _int(value) and value >= 0
 
 
 def positive_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return _number(value) and value > 0
 
 
 def non_negative_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return _number(value) and value >= 0
+
+
+def name_list(value: Any) -> bool:
+    """A non-empty list of distinct names."""
+    return (isinstance(value, list) and len(value) > 0 and all(isinstance(x, str) for x in value)
+            and len(set(value)) == len(value))
+
+
+def repository_path(value: Any) -> bool:
+    """A relative path that stays inside the repository (no absolute path, no `..`)."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        return False
+    path = PurePosixPath(value)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def open_unit_interval(value: Any) -> bool:
@@ -69,7 +98,7 @@ GOALS = ("min_target_attack_auc", "max_auc_gap", "max_forget_accuracy_gap",
 # section -> key -> (check, what a valid value is)
 SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
     "data": {"dataset": (lambda v: isinstance(v, str), "a dataset name"),
-             "raw_dir": (lambda v: isinstance(v, str), "a path")},
+             "raw_dir": (repository_path, "a relative path inside the repository, e.g. data/raw/fashion_mnist")},
     "splits": {key: (positive_int, "an integer > 0") for key in
                ("target_train", "out", "audit_holdout", "test", "shadow_pool")}
     | {"seed": (non_negative_int, "an integer >= 0")},
@@ -96,10 +125,12 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
                "lr": (positive_number, "a number > 0"),
                "holdout_shadows": (positive_int, "an integer > 0"),
                "seed": (non_negative_int, "an integer >= 0")},
-    "unlearn": {"methods": (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list")},
+    "unlearn": {"methods": (name_list, "a non-empty list of distinct method names")},
     "gate": {"method": (lambda v: isinstance(v, str), "a method name"),
-             "registered_model": (lambda v: isinstance(v, str) and len(v) > 0, "a registered-model name"),
-             "max_auc_gap": (lambda v: isinstance(v, dict) and all(non_negative_number(x) for x in v.values()),
+             "registered_model": (lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", v),
+                                  "a registered-model name: letters, digits, '.', '_', '-'"),
+             "max_auc_gap": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)
+                             and all(non_negative_number(x) for x in v.values()),
                              "a mapping attack -> number >= 0"),
              "max_forget_accuracy_gap": (non_negative_number, "a number >= 0"),
              "max_test_accuracy_drop": (non_negative_number, "a number >= 0")},
@@ -136,8 +167,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
              "auc_tolerance": (unit_interval, "a number in [0, 1]"),
              "accuracy_tolerance": (unit_interval, "a number in [0, 1]"),
              "seed": (non_negative_int, "an integer >= 0")},
-    "audit": {"attacks": (lambda v: isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v),
-                          "a non-empty list of distinct attack names"),
+    "audit": {"attacks": (name_list, "a non-empty list of distinct attack names"),
               "low_fprs": (lambda v: isinstance(v, list) and len(v) > 0 and all(open_unit_interval(x) for x in v),
                            "a non-empty list of numbers in (0, 1)"),
               "retain_samples": (positive_int, "an integer > 0"),
@@ -151,9 +181,21 @@ SCHEMA: dict[str, dict[str, tuple[Check, str]]] = {
 }
 
 
+def shown(value: Any) -> str:
+    """A value as it goes into an error message: its repr, cut short (a value may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+def shown_key(key: Any) -> str:
+    """A key as written in params.yaml if it is a short printable string, else as shown()."""
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= SHOWN_CHARS else shown(key)
+
+
 def validate(params: dict[str, Any]) -> None:
     """Raise ParamsError listing every missing, unknown or out-of-range key."""
-    problems = []
+    problems = [f"section `{shown_key(section)}` is not a known section (known: {', '.join(SCHEMA)})"
+                for section in params if section not in SCHEMA]
     for section, keys in SCHEMA.items():
         values = params.get(section)
         if not isinstance(values, dict):
@@ -163,8 +205,8 @@ def validate(params: dict[str, Any]) -> None:
             if key not in values:
                 problems.append(f"{section}.{key} is missing (expected {expected})")
             elif not check(values[key]):
-                problems.append(f"{section}.{key} = {values[key]!r}: expected {expected}")
-        problems += [f"{section}.{key} is not a known key" for key in values if key not in keys]
+                problems.append(f"{section}.{key} = {shown(values[key])}: expected {expected}")
+        problems += [f"{section}.{shown_key(key)} is not a known key" for key in values if key not in keys]
     problems += _cross_checks(params) if not problems else []
     if problems:
         raise ParamsError("Invalid params.yaml:\n  - " + "\n  - ".join(problems))
@@ -201,17 +243,45 @@ def _cross_checks(params: dict[str, Any]) -> list[str]:
     return problems
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors' aliases: a handful of nested aliases expand to billions of nodes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ParamsError(f"params.yaml uses a YAML alias (*{event.anchor}) at line "
+                              f"{event.start_mark.line + 1}: write the values out instead.")
+        return super().compose_node(parent, index)
+
+
+def parse_params(text: bytes | str, source: str = "params.yaml") -> dict[str, Any]:
+    """The params mapping in `text`, parsed without aliases; not yet validated."""
+    try:
+        params = yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{source} is not valid YAML: {str(error)[:500]}") from error
+    except RecursionError as error:
+        raise ParamsError(f"{source} nests too deeply to be a params file.") from error
+    if not isinstance(params, dict):
+        raise ParamsError(f"{source} must hold a mapping of sections.")
+    return params
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """Parse a params file (or a profile) with the size bound every user file gets."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run from the repository root.")
+    try:
+        text = read_user_file(path, MAX_PARAMS_BYTES, "Params file")
+    except UserError as error:
+        raise ParamsError(str(error)) from error
+    return parse_params(text, str(path))
+
+
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Read and validate the whole params file (every stage does, so a bad value stops the run early)."""
-    path = Path(path)
-    try:
-        params = yaml.safe_load(path.read_text())
-    except FileNotFoundError as error:
-        raise ParamsError(f"{path} not found: run from the repository root.") from error
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(params, dict):
-        raise ParamsError(f"{path} must hold a mapping of sections.")
+    params = read_params_file(path)
     validate(params)
     return params
 
@@ -220,12 +290,14 @@ def overlay(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """`base` with `overrides` merged in, section by section (nested dicts merge, values replace)."""
     merged = dict(base)
     for key, value in overrides.items():
-        merged[key] = overlay(base[key], value) if isinstance(value, dict) and key in base else value
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = overlay(base[key], value) if nested else value
     return merged
 
 
-def apply_profile(params_path: Path, overrides: dict[str, Any]) -> None:
+def apply_profile(params_path: Path, profile_path: Path) -> None:
     """Rewrite a params file with a profile overlaid; the result is validated first."""
-    merged = overlay(yaml.safe_load(params_path.read_text()), overrides)
+    merged = overlay(read_params_file(params_path), read_params_file(profile_path))
     validate(merged)
-    params_path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    text = yaml.safe_dump(merged, sort_keys=False)
+    atomic_write(params_path, lambda tmp: tmp.write_text(text))

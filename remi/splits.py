@@ -1,7 +1,6 @@
-"""Disjoint sample-ID splits drawn from a seed, the forget set, and erasure-request files."""
+"""Disjoint sample-ID splits drawn from a seed, and the forget set."""
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,47 +27,11 @@ def make_splits(num_samples: int, sizes: dict[str, int], seed: int) -> dict[str,
     return splits
 
 
-@dataclass(frozen=True)
-class ErasureRequest:
-    """One file under data/requests/: which samples (by ID, for which data digest) to forget."""
-
-    path: Path
-    request_id: str
-    dataset: str
-    dataset_digest: str
-    sample_ids: list[Any]  # raw entries; validation decides whether they are usable IDs
-
-
-def read_request(path: Path) -> ErasureRequest:
-    try:
-        body = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"Erasure request {path} is not readable JSON: {error}") from error
-    required = {"request_id": str, "dataset": str, "dataset_digest": str, "sample_ids": list}
-    problems = [
-        f"`{key}` must be a {kind.__name__}"
-        for key, kind in required.items()
-        if not isinstance(body, dict) or not isinstance(body.get(key), kind)
-    ]
-    if problems:
-        raise UserError(
-            f"Erasure request {path} is malformed: {'; '.join(problems)}. Expected "
-            '{"request_id": "...", "dataset": "fashion_mnist", "dataset_digest": "<sha256 from '
-            'data/splits/target_train.json>", "sample_ids": [12, 345, ...]}.'
-        )
-    return ErasureRequest(path, body["request_id"], body["dataset"], body["dataset_digest"],
-                          body["sample_ids"])
-
-
-def read_requests(requests_dir: Path) -> list[ErasureRequest]:
-    return [read_request(path) for path in sorted(Path(requests_dir).glob("*.json"))]
-
-
 def select_forget(
     target_train: torch.Tensor,
     labels: torch.Tensor,
     forget_params: dict[str, Any],
-    requests: list[ErasureRequest],
+    requested_ids: list[int],
 ) -> torch.Tensor:
     """The forget set: a random fraction, one class, or the union of all erasure requests."""
     mode = forget_params["mode"]
@@ -82,10 +45,9 @@ def select_forget(
         if label >= int(labels.max()) + 1:
             raise ParamsError(f"forget.class_label = {label}, but the labels are 0..{int(labels.max())}.")
         return target_train[labels[target_train] == label]
-    if not requests:
+    if not requested_ids:
         raise UserError("forget.mode is `requests` but data/requests/ holds no *.json request.")
-    ids = {int(i) for request in requests for i in request.sample_ids}
-    return torch.tensor(sorted(ids), dtype=torch.long)
+    return torch.tensor(sorted(set(requested_ids)), dtype=torch.long)
 
 
 def split_record(dataset_name: str, digest: str, split: str, ids: torch.Tensor, **extra: Any) -> dict:

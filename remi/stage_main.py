@@ -1,21 +1,46 @@
-"""How a stage entry point starts and fails: user errors as one readable message, exit code 2."""
+"""How an entry point (a stage or a tool) starts and fails: user errors as one readable message and
+exit code 2; SIGTERM unwinds like an exception, so MLflow runs end as KILLED and temp files go."""
 
 import os
+import signal
 import sys
 from collections.abc import Callable
-
-import torch
+from typing import Any, NoReturn
 
 from remi.errors import UserError
-from remi.tracking import quiet_telemetry
+
+USER_ERROR_EXIT = 2
+TERMINATED_EXIT = 128 + signal.SIGTERM
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM (a scheduler's timeout, `kill`, a CI job cancelled)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> NoReturn:
+    raise Terminated(TERMINATED_EXIT)
+
+
+def run_entry_point(main: Callable[[], Any]) -> None:
+    """Run `main`; exit 2 with the message on a UserError, and exit with main's int result if any."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = main()
+    except UserError as error:
+        print(f"\nERROR ({type(error).__name__}): {error}\n", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def stage_main(main: Callable[[], None]) -> None:
+    from remi.io import sweep_stale_temps
+    from remi.layout import OUTPUT_ROOTS
+    from remi.tracking import quiet_telemetry
+
     quiet_telemetry()
+    sweep_stale_temps(OUTPUT_ROOTS)  # a killed run's half-written files
+    import torch
+
     # One intra-op thread per core this process may use: small convs gain nothing from more.
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    try:
-        main()
-    except UserError as error:
-        print(f"\nERROR ({type(error).__name__}): {error}\n", file=sys.stderr)
-        sys.exit(2)
+    run_entry_point(main)

@@ -2,8 +2,12 @@
 
 The tracking URI comes from MLFLOW_TRACKING_URI, default an sqlite store at the repository root.
 The parent run's id comes from REMI_PIPELINE_RUN_ID (set by tools/run_pipeline.py); a stage run
-on its own becomes a top-level run. Every output directory gets a `mlflow_run.json`, so that
-lineage (which run made which artifact) survives DVC cache restores.
+on its own becomes a top-level run. Every stage writes a record under lineage/ (a DVC output), so
+that lineage (which run made which artifact) survives DVC cache restores.
+
+A run whose process was killed cannot end itself: every run is tagged with its host, process id
+and process start time, and runs still RUNNING whose process is gone are marked KILLED by the next
+run on that host (or by `python tools/mlflow_cleanup.py`).
 """
 
 import os
@@ -16,10 +20,11 @@ from typing import Any
 
 from remi.device import compute_device, describe
 from remi.io import file_md5, read_json, write_json
+from remi.layout import run_record_path
+from remi.process_identity import HOST_TAG, is_gone, process_tags
 
 EXPERIMENT = "remi-unlearning"
 PARENT_RUN_ENV = "REMI_PIPELINE_RUN_ID"
-RUN_RECORD = "mlflow_run.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,26 +71,27 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def upstream_tags(upstream: dict[str, Path]) -> dict[str, str]:
-    """`upstream.<name>` = run id recorded in each input directory's mlflow_run.json."""
+def upstream_tags(upstream: list[str]) -> dict[str, str]:
+    """`upstream.<output>` = the run id in each input's lineage record (see layout.run_record_path)."""
     tags = {}
-    for name, directory in upstream.items():
-        record = Path(directory) / RUN_RECORD
+    for output in upstream:
+        record = run_record_path(output)
         if record.exists():
-            tags[f"upstream.{name}"] = read_json(record)["run_id"]
+            tags[f"upstream.{output}"] = read_json(record)["run_id"]
     return tags
 
 
 @contextmanager
 def stage_run(stage: str, role: str, params: dict[str, Any],
-              upstream: dict[str, Path] | None = None, parent_run_id: str | None = None) -> Iterator[Any]:
+              upstream: list[str] | None = None, parent_run_id: str | None = None) -> Iterator[Any]:
     """A child run for one stage (or one shadow / method): params, identity, device and lineage tags.
 
     Its parent is `parent_run_id` if given (a shadow under its stage run), else the pipeline run.
     """
     mlflow = _mlflow()
+    reap_orphaned_runs()
     tags = {"stage": stage, "role": role, "device": describe(compute_device()), **code_identity(),
-            **upstream_tags(upstream or {})}
+            **process_tags(), **upstream_tags(upstream or [])}
     with mlflow.start_run(run_name=f"{stage}:{role}" if role != stage else stage,
                           parent_run_id=parent_run_id or os.environ.get(PARENT_RUN_ENV),
                           nested=parent_run_id is not None, tags=tags) as run:
@@ -93,10 +99,27 @@ def stage_run(stage: str, role: str, params: dict[str, Any],
         yield run
 
 
-def write_run_record(directory: Path, run: Any, model_uri: str | None = None) -> None:
+def reap_orphaned_runs() -> list[str]:
+    """Mark KILLED the runs of this host still RUNNING although their process is gone; their ids."""
+    mlflow = _mlflow()
+    from mlflow.entities import ViewType
+
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    running = client.search_runs(
+        [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'",
+        run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+    reaped = [run.info.run_id for run in running if HOST_TAG in run.data.tags and is_gone(run.data.tags)]
+    for run_id in reaped:
+        client.set_terminated(run_id, status="KILLED")
+    return reaped
+
+
+def write_run_record(path: Path, run: Any, **extra: str) -> None:
+    """The lineage record of one output: which run (and store) made it, plus e.g. its model URI."""
     record = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
               "tracking_uri": tracking_uri()}
-    write_json(Path(directory) / RUN_RECORD, record | ({"model_uri": model_uri} if model_uri else {}))
+    write_json(path, record | extra)
 
 
 def log_data_input(path: Path, context: str) -> None:

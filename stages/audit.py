@@ -21,12 +21,12 @@ from remi.datasets import load_dataset
 from remi.device import compute_device
 from remi.io import read_json, write_json
 from remi.layout import (
-    ATTACK_DIR,
+    AUDIT_REPORT_DIR,
     REPORTS_DIR,
-    SHADOWS_DIR,
-    SPLITS_DIR,
     TARGET_DIR,
     metrics_path,
+    run_record_path,
+    unlearn_metrics_path,
     unlearned_dir,
 )
 from remi.params import load_params
@@ -40,7 +40,7 @@ def main() -> None:
     sets = load_audit_sets(audit)
     methods = params["unlearn"]["methods"]
     model_dirs = {"target": TARGET_DIR} | {m: unlearned_dir(m) for m in methods}
-    upstream = {"prepare": SPLITS_DIR, "attack": ATTACK_DIR, "shadows": SHADOWS_DIR} | model_dirs
+    upstream = ["prepare", "attack", "shadows", "target", *(f"unlearn/{m}" for m in methods)]
     with tracking.stage_run("audit", "audit", {"audit": audit}, upstream) as run:
         started = time.perf_counter()
         device = compute_device()
@@ -50,7 +50,8 @@ def main() -> None:
                   for name, model in models.items()}
         per_model = {name: model_metrics(model, dataset, sets, scores[name], audit["low_fprs"])
                      for name, model in models.items()}
-        timings = {m: read_json(unlearned_dir(m) / "timing.json") for m in methods}
+        timings = {m: read_json(unlearn_metrics_path(m)) | read_json(run_record_path(f"unlearn/{m}"))
+                   for m in methods}
         quality = read_json(metrics_path("forgetting_quality"))
         add_run_facts(per_model, {m: t["unlearn_seconds"] for m, t in timings.items()}, quality)
         for name, gaps in gaps_to_reference(per_model, gap_metrics(audit["attacks"], audit["low_fprs"])).items():
@@ -62,11 +63,11 @@ def main() -> None:
                                   f"{quality['stage_seconds']:.0f} s (stage forgetting_quality)",
             "audit run time (scoring, before reports)": f"{time.perf_counter() - started:.1f} s"}
         evidence = AuditEvidence(per_model, checks, scores, models, audit["attacks"], audit["low_fprs"], context)
-        write_reports(REPORTS_DIR, evidence, dataset, sets)
+        write_reports(AUDIT_REPORT_DIR, REPORTS_DIR / "membership_scores.csv", evidence, dataset, sets)
         flat["audit/seconds"] = time.perf_counter() - started
         write_json(metrics_path("audit"), flat)
         tracking.log_metrics(flat)
-        tracking.log_artifacts(REPORTS_DIR, "reports")
+        tracking.log_artifacts(AUDIT_REPORT_DIR, "reports")
 
 
 def _context(params, sets: AuditSets, timings: dict, run) -> dict[str, str]:

@@ -13,7 +13,7 @@ from remi.datasets import load_dataset
 from remi.device import compute_device
 from remi.forgetting_quality import forgetting_quality, per_example_epsilon, population_statistics
 from remi.io import atomic_write, write_json
-from remi.layout import REPORTS_DIR, SPLITS_DIR, TARGET_DIR, metrics_path, split_path
+from remi.layout import REPORTS_DIR, metrics_path, split_path
 from remi.params import load_params
 from remi.splits import load_split
 from remi.stage_main import stage_main
@@ -28,8 +28,7 @@ def main() -> None:
     forget = dataset.subset(forget_ids)
     count, base, device = settings["models"], settings["seed"], compute_device()
     sections = {"forgetting_quality": settings, "remi": params["remi"], "retrain": params["retrain"]}
-    with tracking.stage_run("forgetting_quality", "forgetting_quality", sections,
-                            {"prepare": SPLITS_DIR, "target": TARGET_DIR}):
+    with tracking.stage_run("forgetting_quality", "forgetting_quality", sections, ["prepare", "target"]):
         started = time.perf_counter()
         retrain_task = load_task(params, dataset, REFERENCE, device)
         reference = population_statistics(retrain_task, REFERENCE, [base + i for i in range(count)], forget)

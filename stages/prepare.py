@@ -2,23 +2,30 @@
 
 from remi import tracking
 from remi.datasets import load_dataset
+from remi.erasure_requests import RequestError, read_requests
 from remi.io import write_json
-from remi.layout import REQUESTS_DIR, SPLITS_DIR, metrics_path, split_path
+from remi.layout import REQUESTS_DIR, metrics_path, run_record_path, split_path
 from remi.params import load_params
-from remi.splits import SPLIT_NAMES, make_splits, read_requests, select_forget, split_record
+from remi.splits import SPLIT_NAMES, make_splits, select_forget, split_record
 from remi.stage_main import stage_main
 from remi.validation import validate_forget, validate_requests, validate_split_index
 
 
 def main() -> None:
     params = load_params()
+    # Requests are read first, whatever the mode: a request is applied or refused, never ignored.
+    requests = read_requests(REQUESTS_DIR)
+    if requests and params["forget"]["mode"] != "requests":
+        raise RequestError(f"{REQUESTS_DIR} holds {len(requests)} erasure request(s) but forget.mode is "
+                           f"{params['forget']['mode']!r}: set forget.mode: requests to apply them, "
+                           "or move them out of the directory.")
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
     splits = make_splits(len(dataset), params["splits"], params["splits"]["seed"])
     validate_split_index(splits, dataset.labels, dataset.num_classes)
-    requests = read_requests(REQUESTS_DIR) if params["forget"]["mode"] == "requests" else []
     if requests:
         validate_requests(requests, splits["target_train"], dataset.name, dataset.digest)
-    forget = select_forget(splits["target_train"], dataset.labels, params["forget"], requests)
+    requested_ids = [i for request in requests for i in request.sample_ids]
+    forget = select_forget(splits["target_train"], dataset.labels, params["forget"], requested_ids)
     validate_forget(forget, splits["target_train"])
 
     # Everything is validated before the first write: a rejected request leaves old outputs intact.
@@ -29,7 +36,7 @@ def main() -> None:
         write_json(split_path("forget"), split_record(
             dataset.name, dataset.digest, "forget", forget, mode=params["forget"]["mode"],
             requests=[request.request_id for request in requests]))
-        tracking.write_run_record(SPLITS_DIR, run)
+        tracking.write_run_record(run_record_path("prepare"), run)
         metrics = {f"{name}_count": len(ids) for name, ids in splits.items()} | {
             "forget_count": len(forget), "request_count": len(requests)}
         write_json(metrics_path("prepare"), metrics)

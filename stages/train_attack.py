@@ -8,7 +8,7 @@ from remi.attacks import attack_scores, fit_class_gaussians, train_attack_model
 from remi.datasets import load_dataset
 from remi.device import compute_device
 from remi.io import replace_dir, write_json
-from remi.layout import ATTACK_DIR, SHADOWS_DIR, TARGET_DIR, metrics_path, shadow_dir, split_path
+from remi.layout import ATTACK_DIR, TARGET_DIR, metrics_path, run_record_path, shadow_dir, split_path
 from remi.metrics import membership_metrics
 from remi.params import load_params
 from remi.splits import load_split
@@ -23,8 +23,7 @@ def main() -> None:
     fit, held = outputs[: count - held_out], outputs[count - held_out :]
     low_fprs = params["audit"]["low_fprs"]
     sections = {"attack": params["attack"], "shadows": params["shadows"]}
-    upstream = {"shadows": SHADOWS_DIR, "target": TARGET_DIR}
-    with tracking.stage_run("train_attack", "attack", sections, upstream) as run:
+    with tracking.stage_run("train_attack", "attack", sections, ["shadows", "target"]) as run:
         attack = train_attack_model(*_stack(fit), params["attack"])
         held_logits, held_labels, held_member = _stack(held)
         scores = attack_scores(attack, held_logits, held_labels)
@@ -36,9 +35,9 @@ def main() -> None:
         def fill(directory):
             save_attack(directory, attack)
             save_class_gaussians(directory, gaussians)
-            tracking.write_run_record(directory, run)
 
         replace_dir(ATTACK_DIR, fill)
+        tracking.write_run_record(run_record_path("attack"), run)
         metrics = ({f"shadow_holdout_{k}": v for k, v in on_shadows.items()}
                    | {f"target_{k}": v for k, v in on_target.items()})
         write_json(metrics_path("train_attack"), metrics)

@@ -10,11 +10,11 @@ import time
 import torch
 
 from remi import tracking
-from remi.artifacts import load_shadow_outputs, save_model
+from remi.artifacts import load_shadow_outputs, save_model, torch_bytes
 from remi.datasets import load_dataset
 from remi.device import compute_device
-from remi.io import atomic_write, file_md5, read_json, replace_dir, write_json
-from remi.layout import SHADOWS_DIR, SPLITS_DIR, metrics_path, shadow_dir, split_path
+from remi.io import file_md5, read_json, replace_dir, write_bytes, write_json
+from remi.layout import SHADOWS_DIR, metrics_path, run_record_path, shadow_dir, split_path
 from remi.params import load_params
 from remi.shadows import shadow_fingerprint, train_shadow
 from remi.splits import load_split
@@ -31,7 +31,7 @@ def main() -> None:
     pool_md5 = file_md5(split_path("shadow_pool"))
     count = params["shadows"]["count"]
     sections = {key: params[key] for key in ("model", "train", "shadows")}
-    with tracking.stage_run("train_shadows", "shadows", sections, {"prepare": SPLITS_DIR}) as stage:
+    with tracking.stage_run("train_shadows", "shadows", sections, ["prepare"]) as stage:
         tracking.log_data_input(split_path("shadow_pool"), context="shadow_pool")
         trained, started = 0, time.perf_counter()
         for shadow_id in range(count):
@@ -46,19 +46,20 @@ def main() -> None:
         metrics = _summary(count) | {"shadows_trained": trained, "shadows_reused": count - trained,
                                      "train_seconds": time.perf_counter() - started}
         write_json(metrics_path("train_shadows"), metrics)
+        tracking.write_run_record(run_record_path("shadows"), stage)
         tracking.log_metrics(metrics)
 
 
 def _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage_run_id) -> None:
     role = f"shadow_{shadow_id:03d}"
     sections = {"shadow_id": shadow_id, **{key: params[key] for key in ("model", "train", "shadows")}}
-    with tracking.stage_run("train_shadows", role, sections, parent_run_id=stage_run_id) as run:
+    with tracking.stage_run("train_shadows", role, sections, parent_run_id=stage_run_id):
+        tracking.set_tags({"shadow.fingerprint": fingerprint})  # ties the run to the files it made
         model, outputs = train_shadow(dataset, pool, shadow_id, params, compute_device())
 
         def fill(directory):
             save_model(directory, model, params["model"], dataset)
-            atomic_write(directory / "outputs.pt", lambda tmp: torch.save(outputs, tmp))
-            tracking.write_run_record(directory, run)
+            write_bytes(directory / "outputs.pt", torch_bytes(outputs))
             # Written last: a shadow counts as complete only once its fingerprint exists.
             write_json(directory / FINGERPRINT, {"fingerprint": fingerprint})
 

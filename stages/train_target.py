@@ -7,7 +7,7 @@ from remi.artifacts import save_model
 from remi.datasets import load_dataset
 from remi.device import compute_device, synchronize
 from remi.io import replace_dir, write_json
-from remi.layout import SPLITS_DIR, TARGET_DIR, metrics_path, split_path
+from remi.layout import TARGET_DIR, metrics_path, run_record_path, split_path
 from remi.nets import build_network
 from remi.params import load_params
 from remi.splits import load_split
@@ -20,7 +20,7 @@ def main() -> None:
     dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
     ids = {name: load_split(split_path(name)) for name in ("target_train", "audit_holdout", "test")}
     sections = {key: params[key] for key in ("model", "train")}
-    with tracking.stage_run("train_target", "target", sections, {"prepare": SPLITS_DIR}) as run:
+    with tracking.stage_run("train_target", "target", sections, ["prepare"]) as run:
         for name in ids:
             tracking.log_data_input(split_path(name), context=name)
         seed, device = params["train"]["seed"], compute_device()
@@ -40,11 +40,8 @@ def main() -> None:
             "train_seconds": seconds,
         }
 
-        def fill(directory):
-            save_model(directory, model, params["model"], dataset)
-            tracking.write_run_record(directory, run)
-
-        replace_dir(TARGET_DIR, fill)
+        replace_dir(TARGET_DIR, lambda directory: save_model(directory, model, params["model"], dataset))
+        tracking.write_run_record(run_record_path("target"), run)
         write_json(metrics_path("train_target"), metrics)
         tracking.log_metrics(metrics)
         tracking.log_torch_model(model.cpu(), "target_model", dataset.inputs[:2].numpy())

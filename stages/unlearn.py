@@ -13,7 +13,7 @@ from remi.artifacts import save_model
 from remi.datasets import load_dataset
 from remi.device import compute_device, describe
 from remi.io import replace_dir, write_json
-from remi.layout import ATTACK_DIR, SPLITS_DIR, TARGET_DIR, metrics_path, split_path, unlearned_dir
+from remi.layout import run_record_path, split_path, unlearn_metrics_path, unlearned_dir
 from remi.params import load_params
 from remi.stage_main import stage_main
 from remi.tasks import load_task
@@ -31,8 +31,7 @@ def main() -> None:
     device = compute_device()
     sections = {"method": method, "train": params["train"], "model": params["model"],
                 method: params[method]}
-    upstream = {"prepare": SPLITS_DIR, "target": TARGET_DIR, "attack": ATTACK_DIR}
-    with tracking.stage_run("unlearn", method, sections, upstream) as run:
+    with tracking.stage_run("unlearn", method, sections, ["prepare", "target", "attack"]) as run:
         for name in ("target_train", "forget", "out"):
             tracking.log_data_input(split_path(name), context=name)
         curves: list[tuple[int, dict[str, float]]] = []
@@ -46,14 +45,13 @@ def main() -> None:
 
         model_uri = tracking.log_torch_model(model, f"{method}_model", dataset.inputs[:2].numpy())
 
-        def fill(directory):
-            save_model(directory, model, params["model"], dataset)
-            write_json(directory / "timing.json", metrics | {
-                "device": describe(device), "pipeline_run_id": os.environ.get(tracking.PARENT_RUN_ENV, "none")})
-            tracking.write_run_record(directory, run, model_uri)
-
-        replace_dir(unlearned_dir(method), fill)
-        write_json(metrics_path(f"unlearn_{method}"), metrics)
+        # The model directory holds the weights only, so a reproduced model keeps its hash; the
+        # seconds and the run that measured them go beside it.
+        replace_dir(unlearned_dir(method), lambda directory: save_model(directory, model, params["model"], dataset))
+        write_json(unlearn_metrics_path(method), metrics)
+        tracking.write_run_record(run_record_path(f"unlearn/{method}"), run, model_uri=model_uri,
+                                  device=describe(device),
+                                  pipeline_run_id=os.environ.get(tracking.PARENT_RUN_ENV, "none"))
         tracking.log_metrics(metrics)
 
 

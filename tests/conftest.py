@@ -29,6 +29,18 @@ def params():
     return load_params(REPO / "params.yaml")
 
 
+def runner(work: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Runs commands in `work` with its own MLflow store and this interpreter first on PATH."""
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+                        "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+
+    run.env = env  # type: ignore[attr-defined]
+    return run
+
+
 def pipeline_copy(work: Path, profile: str) -> Callable[..., subprocess.CompletedProcess]:
     """A git+DVC copy of the repository in `work` (tracked files and raw data) with `profile` applied
     and its own MLflow store; returns a runner of commands in it."""
@@ -41,14 +53,62 @@ def pipeline_copy(work: Path, profile: str) -> Callable[..., subprocess.Complete
     for raw in (REPO / "data" / "raw").iterdir():
         if raw.is_dir():
             shutil.copytree(raw, work / "data" / "raw" / raw.name)
-    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-                        "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-
-    def run(*cmd: str) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-
+    run = runner(work)
     assert run(sys.executable, "tools/use_profile.py", profile).returncode == 0
     for cmd in (("git", "init", "-q"), ("git", "add", "-A"),
                 ("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")):
         assert run(*cmd).returncode == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole tiny-profile pipeline, run once per session; tests work on clones of it."""
+    work = tmp_path_factory.mktemp("tiny_run") / "repo"
+    run = pipeline_copy(work, "profiles/tiny.yaml")
+    result = run(sys.executable, "tools/run_pipeline.py")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work
+
+
+def clone_run(template: Path, work: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """A full copy of a finished pipeline copy (git, DVC cache, MLflow store); a runner in it."""
+    shutil.copytree(template, work, symlinks=True)
+    return runner(work)
+
+
+# Outputs that record seconds or MLflow run ids: they differ between two runs of the same inputs.
+VOLATILE = ("metrics/train_target.json", "metrics/train_shadows.json", "metrics/forgetting_quality.json",
+            "metrics/audit.json", "metrics/unlearn/", "reports/audit/audit.md", "reports/audit/audit.html",
+            "lineage/", "dvc.lock")
+OUTPUTS = ("data/splits", "models", "metrics", "reports", "lineage", "dvc.lock")
+
+
+def output_hashes(work: Path, stable_only: bool = False) -> dict[str, str]:
+    """md5 of every file the pipeline writes (hidden temp files included, so leftovers show)."""
+    import hashlib
+
+    hashes = {}
+    for root in OUTPUTS:
+        paths = [work / root] if (work / root).is_file() else sorted((work / root).rglob("*"))
+        for path in paths:
+            name = str(path.relative_to(work))
+            if path.is_file() and path.name != ".gitignore" and not (stable_only and name.startswith(VOLATILE)):
+                hashes[name] = hashlib.md5(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def stable_lock(work: Path) -> dict:
+    """dvc.lock without the hashes of volatile outputs (and of the directories holding them)."""
+    import yaml
+
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    volatile_dirs = ("reports/audit", "metrics/unlearn")
+    for stage in lock["stages"].values():
+        for kind in ("deps", "outs"):
+            for entry in stage.get(kind, []):
+                if entry["path"].startswith(VOLATILE) or entry["path"] in volatile_dirs:
+                    entry.pop("md5", None)
+                    entry.pop("size", None)
+                    entry.pop("nfiles", None)
+    return lock

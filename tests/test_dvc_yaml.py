@@ -58,10 +58,20 @@ def test_stage_deps_cover_every_module_it_imports(name, stage):
 @pytest.mark.parametrize(("name", "stage"), list(stages()))
 def test_stage_params_exist_in_params_yaml(name, stage):
     for entry in stage.get("params", []):
+        if entry == {"params.yaml": None}:  # the whole file (check_params)
+            continue
         node = PARAMS
         for part in entry.split("."):
             assert isinstance(node, dict) and part in node, f"{name}: params `{entry}` not in params.yaml"
             node = node[part]
+
+
+def test_every_stage_runs_after_check_params():
+    """check_params validates before any stage deletes its outputs: all others are downstream of it."""
+    assert "metrics/check_params.json" in DVC["stages"]["prepare"]["deps"]
+    for name, stage in stages():
+        if name not in ("check_params", "prepare"):
+            assert any(str(d).startswith(("data/splits/", "models/", "metrics/audit")) for d in stage["deps"]), name
 
 
 def test_no_param_key_is_named_size_or_nfiles():

@@ -1,9 +1,10 @@
 import copy
+import re
 
 import pytest
 
 from remi.errors import ParamsError
-from remi.params import overlay, validate
+from remi.params import load_params, overlay, validate
 
 
 @pytest.mark.parametrize(("section", "key", "value", "message"), [
@@ -41,3 +42,44 @@ def test_default_params_and_the_tiny_profile_are_valid(params):
     validate(params)
     for profile in ("tiny", "compare"):
         validate(overlay(params, yaml.safe_load((REPO / "profiles" / f"{profile}.yaml").read_text())))
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("train", "max_lr", float("inf"), "train.max_lr = inf: expected a number > 0"),
+    ("remi", "lambda_kl", float("inf"), "remi.lambda_kl = inf"),
+    ("remi", "lr", float("nan"), "remi.lr = nan"),
+    ("train", "epochs", "30", "train.epochs = '30'"),
+    ("train", "epochs", 10**30, "train.epochs = 1000000000000000000000000000000"),
+    ("data", "raw_dir", "/etc", "a relative path inside the repository"),
+    ("data", "raw_dir", "data/../../etc", "a relative path inside the repository"),
+    ("unlearn", "methods", [["retrain"]], "a non-empty list of distinct method names"),
+    ("audit", "attacks", [{"a": 1}], "a non-empty list of distinct attack names"),
+    ("gate", "registered_model", "x' or name='y", "a registered-model name"),
+    ("audit", "low_fprs", [0], "audit.low_fprs = [0]"),
+])
+def test_hostile_values_are_rejected(params, section, key, value, message):
+    bad = copy.deepcopy(params)
+    bad[section][key] = value
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        validate(bad)
+
+
+def test_an_unknown_section_and_a_huge_value_give_short_messages(params):
+    bad = copy.deepcopy(params) | {"remii": {"lr": 1}}
+    bad["model"]["mlp"] = {"hidden_units": [0] * 3_500_000}
+    with pytest.raises(ParamsError) as error:
+        validate(bad)
+    assert "section `remii` is not a known section" in str(error.value)
+    assert len(str(error.value)) < 2000 and "characters)" in str(error.value)
+
+
+def test_yaml_aliases_and_oversized_files_are_refused_before_parsing(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+                    'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n')
+    with pytest.raises(ParamsError, match="YAML alias"):
+        load_params(bomb)
+    big = tmp_path / "big.yaml"
+    big.write_text("data:\n  x: [" + "0, " * 3_500_000 + "]\n")
+    with pytest.raises(ParamsError, match="the limit is"):
+        load_params(big)

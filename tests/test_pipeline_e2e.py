@@ -11,7 +11,7 @@ import yaml
 from tests.conftest import pipeline_copy
 
 pytestmark = pytest.mark.slow
-STAGES = {"prepare", "train_target", "train_shadows", "train_attack", "unlearn@retrain", "unlearn@remi",
+STAGES = {"check_params", "prepare", "train_target", "train_shadows", "train_attack", "unlearn@retrain", "unlearn@remi",
           "forgetting_quality", "audit", "gate"}
 
 
@@ -42,7 +42,7 @@ def test_full_run_outputs_metrics_and_the_attack_sees_forgetting(pipeline):
     assert ran == STAGES
     for path in ("models/target/model.pt", "models/attack/attack.pt", "models/shadows/shadow_002/outputs.pt",
                  "models/unlearned/remi/model.pt", "models/unlearned/retrain/model.pt",
-                 "reports/audit.md", "reports/roc.png", "reports/membership_scores.csv"):
+                 "reports/audit/audit.md", "reports/audit/roc.png", "reports/membership_scores.csv"):
         assert (work / path).stat().st_size > 0, path
     audit = json.loads((work / "metrics/audit.json").read_text())
     # The attack separates members before unlearning, and clearly less after.
@@ -50,7 +50,7 @@ def test_full_run_outputs_metrics_and_the_attack_sees_forgetting(pipeline):
     assert audit["target/shadow_attack_auc"] - audit["remi/shadow_attack_auc"] > 0.05
     assert abs(audit["remi/shadow_attack_auc"] - audit["retrain/shadow_attack_auc"]) < 0.1
     assert audit["target/forget_accuracy"] > audit["remi/forget_accuracy"]
-    assert "| test accuracy |" in (work / "reports/audit.md").read_text()
+    assert "| test accuracy |" in (work / "reports/audit/audit.md").read_text()
     quality = json.loads((work / "metrics/forgetting_quality.json").read_text())
     assert 0 < quality["remi/forgetting_quality"] <= 1 and 0 < quality["retrain_vs_retrain/forgetting_quality"] <= 1
     assert "remi/forgetting_quality" in audit and "retrain/forgetting_quality" in audit
@@ -72,7 +72,7 @@ def test_mlflow_run_tree_and_lineage(pipeline):
     shadow_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == shadows_run.info.run_id]
     assert len(shadow_runs) == 3
     remi_run = next(r for r in children if r.data.tags.get("role") == "remi")
-    target_record = json.loads((work / "models/target/mlflow_run.json").read_text())
+    target_record = json.loads((work / "lineage/target.json").read_text())
     assert remi_run.data.tags["upstream.target"] == target_record["run_id"]
     assert len(remi_run.data.tags["git_commit"]) == 40
     assert "remi.lr" in remi_run.data.params and "unlearn_seconds" in remi_run.data.metrics
@@ -106,7 +106,8 @@ def test_new_erasure_request_reruns_only_prepare_unlearn_and_audit(pipeline):
     set_params(work, forget={"mode": "requests"})
     result, ran = repro(run)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert ran == {"prepare", "unlearn@retrain", "unlearn@remi", "forgetting_quality", "audit", "gate"}
+    assert ran == {"check_params", "prepare", "unlearn@retrain", "unlearn@remi", "forgetting_quality", "audit",
+                   "gate"}
     forget = json.loads((work / "data/splits/forget.json").read_text())
     assert forget["sample_ids"] == sorted(request["sample_ids"]) and forget["requests"] == ["req-001"]
 
@@ -150,7 +151,7 @@ def test_html_report_renders_in_a_headless_browser(pipeline, tmp_path):
     from PIL import Image
 
     work, _ = pipeline
-    page = (work / "reports/audit.html").resolve()
+    page = (work / "reports/audit/audit.html").resolve()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
@@ -183,7 +184,7 @@ def test_failed_gate_exits_non_zero_and_keeps_the_candidate(pipeline):
     # ReMI's test accuracy is below the target's, so a zero tolerance must fail.
     set_params(work, gate={"max_test_accuracy_drop": 0.0})
     result, ran = repro(run)
-    assert result.returncode != 0 and ran == {"gate"}
+    assert result.returncode != 0 and ran == {"check_params", "gate"}
     assert "Gate failed" in result.stderr and "test accuracy drop of remi from target" in result.stderr
     assert json.loads((work / "metrics/gate.json").read_text())["passed"] == 0
     after = client.get_model_version_by_alias(name, "candidate")

@@ -114,4 +114,4 @@ def test_cifar10_resnet9_profile_runs_on_real_images_in_cifars_format(tmp_path):
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert (params["data"]["dataset"], params["model"]["arch"]) == ("cifar10", "resnet9")
     check_audit(json.loads((tmp_path / "metrics/audit.json").read_text()))
-    assert "cifar10" in (tmp_path / "reports/audit.md").read_text()
+    assert "cifar10" in (tmp_path / "reports/audit/audit.md").read_text()

@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
+from remi.erasure_requests import RequestError, read_requests
 from remi.errors import UserError, ValidationFailed
-from remi.splits import SPLIT_NAMES, make_splits, read_request, retain_ids, select_forget
+from remi.splits import SPLIT_NAMES, make_splits, retain_ids, select_forget
 from remi.validation import validate_forget, validate_requests, validate_split_index
 
 SIZES = {"target_train": 300, "out": 100, "audit_holdout": 100, "test": 200, "shadow_pool": 400}
@@ -46,18 +47,16 @@ def test_split_index_suite_reports_overlapping_splits(fashion_mnist):
         validate_split_index(splits, fashion_mnist.labels, fashion_mnist.num_classes)
 
 
-def _request(tmp_path, ids, digest="abc", name="r1.json"):
-    path = tmp_path / name
-    path.write_text(json.dumps({"request_id": name, "dataset": "fashion_mnist",
-                                "dataset_digest": digest, "sample_ids": ids}))
-    return read_request(path)
+def _request(tmp_path, ids, digest="abc", name="r1"):
+    (tmp_path / f"{name}.json").write_text(json.dumps({"request_id": name, "dataset": "fashion_mnist",
+                                                       "dataset_digest": digest, "sample_ids": ids}))
+    return read_requests(tmp_path)[0]
 
 
 @pytest.mark.parametrize(("ids", "broken"), [
     ([5, 5], "compound_columns_to_be_unique"),          # duplicate
     ([5, 1999], "to_be_in_set"),                        # not a target_train member
     ([5, 10**7], "to_be_in_set"),                       # unknown sample
-    ([5, "x7"], "match_regex"),                         # not an integer ID
 ])
 def test_bad_erasure_requests_fail_with_a_report(tmp_path, ids, broken):
     target = torch.arange(0, 1000)
@@ -72,16 +71,20 @@ def test_request_for_another_data_version_is_rejected(tmp_path):
                           "fashion_mnist", "new")
 
 
-def test_malformed_request_file_says_what_is_expected(tmp_path):
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(UserError, match="not readable JSON"):
-        read_request(tmp_path / "bad.json")
-    (tmp_path / "shape.json").write_text(json.dumps({"sample_ids": "1,2"}))
-    with pytest.raises(UserError, match="`request_id` must be a str"):
-        read_request(tmp_path / "shape.json")
-
-
 def test_forget_set_must_leave_a_retain_set():
     target = torch.arange(10)
     with pytest.raises(ValidationFailed, match="table_row_count"):
         validate_forget(target, target)
+
+
+def test_every_entry_of_the_requests_directory_is_a_request_or_an_error(tmp_path):
+    _request(tmp_path, [1, 2], name="a")
+    (tmp_path / ".gitkeep").write_text("")
+    assert [r.request_id for r in read_requests(tmp_path)] == ["a"]
+    (tmp_path / "b.JSON").write_text("{}")
+    (tmp_path / "c.json").write_text(json.dumps({"request_id": "c", "dataset": "fashion_mnist",
+                                                 "dataset_digest": "abc", "sample_ids": ["13567", 12.0]}))
+    with pytest.raises(RequestError) as error:
+        read_requests(tmp_path)
+    assert "b.JSON: not a request file" in str(error.value)
+    assert "2 sample ID(s) are not JSON integers" in str(error.value)

@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from remi.device import compute_device, describe, synchronize
 from remi.nets import build_network
-from remi.params import overlay
+from remi.params import overlay, read_params_file
 from remi.training import train_classifier
 
 # profile -> (input shape, classes)
@@ -39,11 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     device = compute_device()
-    base = yaml.safe_load(Path("params.yaml").read_text())
+    base = read_params_file("params.yaml")
     name = describe(device)
     results = {"device": name, "torch": torch.__version__, "profiles": {}}
     for profile in PROFILES:
-        params = base if profile == "params.yaml" else overlay(base, yaml.safe_load(Path(profile).read_text()))
+        params = base if profile == "params.yaml" else overlay(base, read_params_file(profile))
         shape, classes = SHAPES[params["data"]["dataset"]]
         model = build_network(params["model"], shape, classes).to(device)
         inputs = torch.randn(args.samples, *shape, device=device)

@@ -29,8 +29,8 @@ from remi.audit import gap_metrics, gaps_to_reference, model_metrics, score_mode
 from remi.audit_inputs import load_attack_inputs, load_audit_sets
 from remi.datasets import load_dataset
 from remi.device import compute_device
-from remi.io import read_json, write_json
-from remi.layout import TARGET_DIR, unlearned_dir
+from remi.io import read_json, write_bytes, write_json
+from remi.layout import TARGET_DIR, unlearn_metrics_path, unlearned_dir
 from remi.params import load_params, validate
 from remi.tasks import load_task
 from remi.unlearning import run_method
@@ -70,7 +70,7 @@ def main() -> None:
 
     fixed = {"target": metrics_of(load_model(TARGET_DIR, device)),
              "retrain": metrics_of(load_model(unlearned_dir("retrain"), device))}
-    retrain_seconds = read_json(unlearned_dir("retrain") / "timing.json")["unlearn_seconds"]
+    retrain_seconds = read_json(unlearn_metrics_path("retrain"))["unlearn_seconds"]
     results: dict[str, list[dict[str, float]]] = {}
     for name, overrides in VARIANTS.items():
         variant = params | {"remi": params["remi"] | overrides}
@@ -90,7 +90,7 @@ def main() -> None:
     write_json(Path("metrics/remi_ablation.json"), {"dataset": params["data"]["dataset"], "seeds": args.seeds,
                                                     "variants": summary, "target": fixed["target"],
                                                     "retrain": fixed["retrain"]})
-    Path("reports/remi_ablation.md").write_text(_report(summary, fixed, params, args.seeds, retrain_seconds))
+    write_bytes(Path("reports/remi_ablation.md"), _report(summary, fixed, params, args.seeds, retrain_seconds).encode())
     print(Path("reports/remi_ablation.md").read_text())
 
 

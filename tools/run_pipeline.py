@@ -1,6 +1,10 @@
 """Run `dvc repro` as one MLflow parent run; every stage logs a child run under it.
 
     python tools/run_pipeline.py [dvc repro arguments...]
+
+params.yaml is read and validated first, before DVC parses it (a hostile file, e.g. a YAML alias
+bomb, would hang DVC's own parser) and before any stage deletes its outputs. Stage commands find
+the project's interpreter through bin/python, whatever PATH holds.
 """
 
 import os
@@ -12,6 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from remi import tracking
+from remi.io import sweep_stale_temps
+from remi.layout import OUTPUT_ROOTS
+from remi.params import load_params
+from remi.process_identity import process_tags
+from remi.stage_main import run_entry_point
 
 
 def run_under_parent_run(command: list[str], run_name: str) -> int:
@@ -21,7 +30,10 @@ def run_under_parent_run(command: list[str], run_name: str) -> int:
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", tracking.EXPERIMENT))
-    tags = {"stage": "pipeline", "role": "pipeline", **tracking.code_identity()}
+    reaped = tracking.reap_orphaned_runs()
+    if reaped:
+        print(f"Marked {len(reaped)} MLflow run(s) of killed processes as KILLED.")
+    tags = {"stage": "pipeline", "role": "pipeline", **tracking.code_identity(), **process_tags()}
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         started = time.perf_counter()
         env = os.environ | {tracking.PARENT_RUN_ENV: run.info.run_id}
@@ -37,8 +49,10 @@ def run_under_parent_run(command: list[str], run_name: str) -> int:
 
 
 def main() -> int:
+    load_params()
+    sweep_stale_temps(OUTPUT_ROOTS)
     return run_under_parent_run([sys.executable, "-m", "dvc", "repro", *sys.argv[1:]], "dvc repro")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_entry_point(main)

@@ -6,18 +6,17 @@
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from remi.params import apply_profile
+from remi.stage_main import run_entry_point
 
 
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    apply_profile(Path("params.yaml"), yaml.safe_load(Path(sys.argv[1]).read_text()))
+    apply_profile(Path("params.yaml"), Path(sys.argv[1]))
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

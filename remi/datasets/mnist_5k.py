@@ -3,14 +3,13 @@
 One row per image: 784 pixel values (0-255) then the label.
 """
 
-import gzip
-import zlib
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from remi.datasets.base import Dataset, raw_digest, require_files
+from remi.datasets.base import Dataset, gunzip, raw_digest, require_files
 from remi.errors import DataMissingError
 
 FILES = ("mnist_5k.csv.gz",)
@@ -22,9 +21,8 @@ def load(raw_dir: Path) -> Dataset:
     require_files("mnist_5k", raw_dir, FILES)
     path = raw_dir / FILES[0]
     try:
-        with gzip.open(path, "rt") as text:
-            rows = np.loadtxt(text, delimiter=",", dtype=np.int64, ndmin=2)
-    except (OSError, EOFError, ValueError, zlib.error) as error:
+        rows = np.loadtxt(io.StringIO(gunzip(path).decode("ascii")), delimiter=",", dtype=np.int64, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as error:
         raise DataMissingError(f"{path} is not a readable gzipped CSV of integers ({error}).") from error
     if rows.shape[1] != PIXELS + 1:
         raise DataMissingError(f"{path}: rows have {rows.shape[1]} columns; expected {PIXELS} pixels + label.")

@@ -1,0 +1,88 @@
+"""Atomic, byte-stable, bounded file I/O and the artifacts built on it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from remi.artifacts import ArtifactError, TrainingDiverged, load_model, require_finite, save_model, torch_bytes
+from remi.errors import UserError
+from remi.io import atomic_write, read_user_file, replace_dir, sweep_stale_temps, write_json
+
+
+def test_equal_tensors_give_equal_bytes_whatever_the_file_name(tmp_path):
+    payload = {"w": torch.arange(12.0).reshape(3, 4)}
+    assert torch_bytes(payload) == torch_bytes({"w": torch.arange(12.0).reshape(3, 4)})
+    atomic_write(tmp_path / "a.pt", lambda tmp: tmp.write_bytes(torch_bytes(payload)))
+    atomic_write(tmp_path / "b.pt", lambda tmp: tmp.write_bytes(torch_bytes(payload)))
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_written_files_and_directories_get_the_umask_modes(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+        replace_dir(tmp_path / "d", lambda d: (d / "f").write_text("x"))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_replace_dir_swaps_the_whole_set_and_keeps_the_old_one_on_failure(tmp_path):
+    target = tmp_path / "reports"
+    replace_dir(target, lambda d: [(d / n).write_text("old") for n in ("a", "b")])
+
+    def half_then_crash(directory):
+        (directory / "a").write_text("new")
+        raise RuntimeError("killed half way")
+
+    with pytest.raises(RuntimeError):
+        replace_dir(target, half_then_crash)
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"a": "old", "b": "old"}
+    replace_dir(target, lambda d: (d / "c").write_text("new"))
+    assert [p.name for p in target.iterdir()] == ["c"]
+    assert [p.name for p in tmp_path.iterdir()] == ["reports"]  # no temp or old directory left
+
+
+def test_a_killed_writers_temp_files_are_swept_and_a_live_ones_are_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / f".model.pt.{dead}.abcd1234.tmp").write_text("half")
+    (tmp_path / f".target.{dead}.abcd1234.tmp").mkdir()
+    live = tmp_path / f".model.pt.{os.getpid()}.abcd1234.tmp"
+    live.write_text("being written")
+    assert len(sweep_stale_temps((tmp_path,))) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [live.name]
+
+
+def test_user_files_are_bounded_and_must_be_regular(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * 101)
+    with pytest.raises(UserError, match="the limit is 100"):
+        read_user_file(tmp_path / "big", 100, "Request")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UserError, match="not a regular file"):
+        read_user_file(tmp_path / "fifo", 100, "Request")
+    (tmp_path / "link").symlink_to("/dev/zero")
+    with pytest.raises(UserError, match="symbolic link"):
+        read_user_file(tmp_path / "link", 100, "Request")
+
+
+def test_a_diverged_model_is_never_written(tmp_path, fashion_mnist):
+    model = torch.nn.Linear(784, 10)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        save_model(tmp_path, model, {"arch": "mlp"}, fashion_mnist)
+    assert not (tmp_path / "model.pt").exists()
+    require_finite({"step": torch.tensor(3)}, "integers are never NaN")
+
+
+def test_a_corrupt_model_file_says_how_to_restore_it(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ArtifactError, match="dvc checkout"):
+        load_model(tmp_path)
+    with pytest.raises(ArtifactError, match="is missing"):
+        load_model(tmp_path / "nowhere")
