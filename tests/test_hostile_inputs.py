@@ -189,29 +189,29 @@ PARAMS_CASES = {
 }
 
 
+def assert_params_refused(work: Path, env: dict, text: str, message: str) -> None:
+    """params.yaml replaced by `text` is refused by `make run`'s entry point; then restored."""
+    original = (work / "params.yaml").read_text()
+    (work / "params.yaml").write_text(text)
+    try:
+        assert_refused(work, env, (sys.executable, "tools/run_pipeline.py"), message)
+    finally:
+        (work / "params.yaml").write_text(original)
+
+
 @pytest.mark.parametrize("case", list(PARAMS_CASES))
 def test_hostile_param_is_refused_before_any_output_is_touched(copy, case):
     work, run = copy
-    original = (work / "params.yaml").read_text()
     edit, message = PARAMS_CASES[case]
-    merged = overlay(parse_params(original), yaml.safe_load(edit))
-    (work / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
-    try:
-        assert_refused(work, run.env, (sys.executable, "tools/run_pipeline.py"), message)
-    finally:
-        (work / "params.yaml").write_text(original)
+    merged = overlay(parse_params((work / "params.yaml").read_text()), yaml.safe_load(edit))
+    assert_params_refused(work, run.env, yaml.safe_dump(merged, sort_keys=False), message)
 
 
 def test_missing_key_is_refused(copy):
     work, run = copy
-    original = (work / "params.yaml").read_text()
-    params = yaml.safe_load(original)
+    params = yaml.safe_load((work / "params.yaml").read_text())
     del params["train"]["seed"]
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        assert_refused(work, run.env, (sys.executable, "tools/run_pipeline.py"), "train.seed is missing")
-    finally:
-        (work / "params.yaml").write_text(original)
+    assert_params_refused(work, run.env, yaml.safe_dump(params, sort_keys=False), "train.seed is missing")
 
 
 @pytest.mark.parametrize(("case", "text", "message"), [
@@ -224,12 +224,7 @@ def test_missing_key_is_refused(copy):
 ])
 def test_hostile_params_file_is_refused_quickly(copy, case, text, message):
     work, run = copy
-    original = (work / "params.yaml").read_text()
-    (work / "params.yaml").write_text(text)
-    try:
-        assert_refused(work, run.env, (sys.executable, "tools/run_pipeline.py"), message)
-    finally:
-        (work / "params.yaml").write_text(original)
+    assert_params_refused(work, run.env, text, message)
 
 
 def test_plain_dvc_repro_stops_at_check_params_with_outputs_intact(copy):
@@ -313,3 +308,18 @@ def test_hostile_model_file_is_refused(copy, case, payload, message):
     finally:
         model.unlink()
         model.write_bytes(saved)
+
+
+def test_venv_dvc_runs_the_stages_with_the_projects_interpreter_without_path_set_up(copy):
+    """`.venv/bin/dvc repro` from a shell whose PATH has only the system python (no torch)."""
+    work, run = copy
+    venv = Path(sys.prefix)
+    (work / ".venv").symlink_to(venv)
+    env = run.env | {"PATH": "/usr/bin:/bin"}
+    try:
+        result = subprocess.run([str(work / ".venv/bin/dvc"), "repro", "--force", "--single-item", "gate"],
+                                cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "Gate passed" in result.stdout + result.stderr
+    finally:
+        (work / ".venv").unlink()

@@ -84,3 +84,26 @@ def test_cifar10_loader_rejects_bad_and_code_running_files(small_cifar):
     (raw_dir / "test_batch").unlink()
     with pytest.raises(DataMissingError, match=r"get_data\.sh cifar10"):
         load_dataset("cifar10", raw_dir)
+
+
+class _HugeArray:
+    """Pickles as numpy's array placeholder with a 28.6 GiB shape: a few hundred bytes on disk."""
+
+    def __reduce__(self):
+        return (np._core.multiarray._reconstruct, (np.ndarray, (30_000, 1024, 1000), b"b"))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (lambda: pickle.dumps({b"data": _HugeArray(), b"labels": [0]}, protocol=2), "numpy writes"),
+    (lambda: pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [2**70]}, protocol=2),
+     "not a CIFAR-10 batch"),
+    (lambda: pickle.dumps({b"data": np.zeros((1, 3072), np.uint8)}, protocol=2)[:-5], "not a CIFAR-10 batch"),
+    (lambda: b"\x80\x02]q\x00(" + b"h\x05" * 20, "not a CIFAR-10 batch"),  # memo reference never stored
+])
+def test_cifar10_batches_that_abuse_resources_or_break_the_format_are_refused(small_cifar, content, message):
+    raw_dir, _ = small_cifar
+    data = content()
+    assert len(data) < 10_000
+    (raw_dir / "data_batch_2").write_bytes(data)
+    with pytest.raises(DataMissingError, match=message):
+        load_dataset("cifar10", raw_dir)
