@@ -2,6 +2,7 @@
 
 Every case must end in a readable error naming the problem, exit code 2, every output byte as it
 was, and stay within a time and memory bound (the process is measured, not trusted).
+REMI_HOSTILE_REPORT=<file> appends each case's seconds and peak memory to <file>.
 """
 
 import json
@@ -55,6 +56,10 @@ def copy(tiny_run, tmp_path_factory):
 def assert_refused(work: Path, env: dict, cmd: tuple[str, ...], message: str) -> None:
     before = output_hashes(work)
     code, text, seconds, peak_mb = run_bounded(work, env, *cmd)
+    if os.environ.get("REMI_HOSTILE_REPORT"):  # one JSON line per case: what the bounds are checked against
+        with open(os.environ["REMI_HOSTILE_REPORT"], "a") as report:
+            report.write(json.dumps({"case": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                                     "seconds": round(seconds, 2), "peak_mb": round(peak_mb)}) + "\n")
     assert code == 2, f"exit {code}:\n{text[-3000:]}"
     assert message in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
