@@ -1,7 +1,7 @@
 """Where the networks compute: the CPU unless REMI_DEVICE names a GPU.
 
 A device is a property of the machine, not of the experiment, so it comes from the environment and
-never from params.yaml (DESIGN.md section 6). Random draws (batch order, noise, labels) always come
+never from params.yaml (docs/design.md, "Devices"). Random draws (batch order, noise, labels) always come
 from CPU generators and are then moved, so a seed picks the same samples on every device.
 Training data sits on the device for the whole fit; inference results come back to the CPU.
 """

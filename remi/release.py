@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from remi.errors import UserError
+from remi.io import file_md5, read_json
 from remi.locks import file_lock
 
 ALIAS = "candidate"
@@ -25,6 +26,17 @@ REQUESTS_TAG = "erasure_requests"
 
 class RegistryRefused(UserError):
     """Moving @candidate to this model would honour fewer erasure requests than it does now."""
+
+
+def release_tags(model_file: Path, forget_file: Path, method: str, identity: dict[str, str]) -> dict[str, str]:
+    """A version's tags: its identity (model and forget-set md5), what it honours, where it came from."""
+    forget = read_json(forget_file)
+    requests = forget.get("requests", [])
+    return {"model_md5": file_md5(model_file), "forget_set_md5": file_md5(forget_file),
+            REQUESTS_TAG: str(len(requests)),
+            "erasure_request_ids_sha256": hashlib.sha256("\n".join(requests).encode()).hexdigest(),
+            "dataset_digest": forget["dataset_digest"], "method": method,
+            "git_commit": identity["git_commit"], "dvc_lock_md5": identity["dvc_lock_md5"]}
 
 
 def registry_lock_path(tracking_uri: str, registered_name: str) -> Path:

@@ -1,5 +1,6 @@
 """How an entry point (a stage or a tool) starts and fails: user errors as one readable message and
-exit code 2; SIGTERM unwinds like an exception, so MLflow runs end as KILLED and temp files go."""
+exit code 2; SIGTERM unwinds like an exception, so MLflow runs end (FAILED, not left RUNNING) and
+temp files are removed."""
 
 import os
 import signal

@@ -1,4 +1,4 @@
-"""ReMI's pluggable privacy-leakage estimators (DESIGN.md section 2).
+"""ReMI's pluggable privacy-leakage estimators (docs/design.md, "The method").
 
 An estimator turns the model's logits on labelled samples into a differentiable member score
 (higher = more member-like). ReMI pushes it down on the forget batch (the MI term) and stops when it

@@ -1,6 +1,6 @@
 """ReMI: fine-tune with retain-set fidelity + a membership-inference loss + a Gaussian KL term.
 
-Our reconstruction of Sula et al. (arXiv 2407.00866); see DESIGN.md section 2 and the README.
+Our reconstruction of Sula et al. (arXiv 2407.00866); see docs/design.md, "The method".
 Per step, on one batch each of retain and forget samples:
 
     loss = lambda_ce * CE(f(x_r), y_r) + lambda_distill * KL(f0(x_r) || f(x_r))     # fidelity
