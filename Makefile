@@ -20,7 +20,7 @@ data: $(VENV)/.installed
 	bash scripts/get_data.sh
 
 run: setup
-	$(PYTHON) tools/run_pipeline.py
+	$(VENV)/bin/remi run
 
 test: setup
 	bash scripts/get_chromium.sh
@@ -30,5 +30,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 ui: $(VENV)/.installed
-	$(VENV)/bin/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
-	  --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+	$(VENV)/bin/remi ui

@@ -10,7 +10,7 @@ NETWORKS = ("small_cnn", "mlp", "resnet18", "resnet9")
 REFERENCE = "retrain"  # the method every audit gap and forgetting-quality score is measured to
 UNLEARNING_METHODS = ("retrain", "remi", "finetune", "neggrad_plus", "random_label", "salun", "scrub", "fisher",
                       "ssd")
-LEAKAGE_ESTIMATORS = ("shadow_attack", "loss_threshold", "lira")  # what ReMI's MI term uses
+LEAKAGE_ESTIMATORS = ("shadow_attack", "loss_threshold", "class_gaussian")  # what ReMI's MI term uses
 AUDIT_ATTACKS = ("shadow_attack", "loss_attack", "mia_efficacy", "lira", "lira_fixed_variance", "rmia")
 
 

@@ -2,25 +2,25 @@
 
 import time
 
-from remi import tracking
-from remi.artifacts import load_model
-from remi.audit import (
+from remi.audit.acceptance import acceptance_checks
+from remi.audit.inputs import load_attack_inputs, load_audit_sets
+from remi.audit.report import AuditEvidence, write_reports
+from remi.audit.scoring import (
     REFERENCE,
     AuditSets,
     add_run_facts,
     flatten_audit,
     gap_metrics,
     gaps_to_reference,
-    goal_checks,
     model_metrics,
     score_model,
 )
-from remi.audit_inputs import load_attack_inputs, load_audit_sets
-from remi.audit_report import AuditEvidence, write_reports
-from remi.datasets import load_dataset
-from remi.device import compute_device
-from remi.io import read_json, write_json
-from remi.layout import (
+from remi.data.datasets import load_dataset
+from remi.networks.checkpoints import load_model
+from remi.params_schema import Params
+from remi.pipeline import tracking
+from remi.pipeline.entry_point import stage_main
+from remi.pipeline.layout import (
     AUDIT_REPORT_DIR,
     REPORTS_DIR,
     TARGET_DIR,
@@ -29,55 +29,66 @@ from remi.layout import (
     unlearn_metrics_path,
     unlearned_dir,
 )
-from remi.params import load_params
-from remi.stage_main import stage_main
+from remi.pipeline.params import load_params
+from remi.runtime.device import compute_device
+from remi.runtime.files import read_json, write_json
 
 
 def main() -> None:
     params = load_params()
-    audit = params["audit"]
-    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    audit = params.audit
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     sets = load_audit_sets(audit)
-    methods = params["unlearn"]["methods"]
+    methods = params.unlearn.methods
     model_dirs = {"target": TARGET_DIR} | {m: unlearned_dir(m) for m in methods}
     upstream = ["prepare", "attack", "shadows", "target", *(f"unlearn/{m}" for m in methods)]
-    with tracking.stage_run("audit", "audit", {"audit": audit}, upstream) as run:
+    with tracking.stage_run("audit", "audit", {"audit": audit, "acceptance": params.acceptance}, upstream) as run:
         started = time.perf_counter()
         device = compute_device()
         inputs = load_attack_inputs(params, dataset, sets, device)
         models = {name: load_model(directory, device) for name, directory in model_dirs.items()}
-        scores = {name: score_model(model, dataset, sets, inputs, audit["attacks"])
+        scores = {name: score_model(model, dataset, sets, inputs, audit.attacks)
                   for name, model in models.items()}
-        per_model = {name: model_metrics(model, dataset, sets, scores[name], audit["low_fprs"])
+        per_model = {name: model_metrics(model, dataset, sets, scores[name], audit.low_fprs)
                      for name, model in models.items()}
         timings = {m: read_json(unlearn_metrics_path(m)) | read_json(run_record_path(f"unlearn/{m}"))
                    for m in methods}
         quality = read_json(metrics_path("forgetting_quality"))
         add_run_facts(per_model, {m: t["unlearn_seconds"] for m, t in timings.items()}, quality)
-        for name, gaps in gaps_to_reference(per_model, gap_metrics(audit["attacks"], audit["low_fprs"])).items():
+        for name, gaps in gaps_to_reference(per_model, gap_metrics(audit.attacks, audit.low_fprs)).items():
             per_model[name] |= gaps
-        checks = {m: goal_checks(per_model, audit["goals"], m) for m in methods if m != REFERENCE}
+        checks = {m: acceptance_checks(per_model, params.acceptance, m) for m in methods if m != REFERENCE}
         flat = flatten_audit(per_model, checks)
         context = _context(params, sets, timings, run) | {
             "forgetting quality": f"{quality['models_per_population']} models per population, "
                                   f"{quality['stage_seconds']:.0f} s (stage forgetting_quality)",
             "audit run time (scoring, before reports)": f"{time.perf_counter() - started:.1f} s"}
-        evidence = AuditEvidence(per_model, checks, scores, models, audit["attacks"], audit["low_fprs"], context)
+        evidence = AuditEvidence(per_model, checks, scores, models, audit.attacks, audit.low_fprs, context)
         write_reports(AUDIT_REPORT_DIR, REPORTS_DIR / "membership_scores.csv", evidence, dataset, sets)
         flat["audit/seconds"] = time.perf_counter() - started
         write_json(metrics_path("audit"), flat)
         tracking.log_metrics(flat)
         tracking.log_artifacts(AUDIT_REPORT_DIR, "reports")
+        _log_evaluations(params, per_model, run.info.run_id)
+
+
+def _log_evaluations(params: Params, per_model: dict[str, dict[str, float]], audit_run_id: str) -> None:
+    """One child run per audited model with the same metric names (forget_accuracy, shadow_attack_auc,
+    gap_..., seconds), so MLflow's Compare lines methods up across seeds and pipeline runs."""
+    for name, metrics in per_model.items():
+        section = {name: params.method(name)} if name in params.unlearn.methods else {}
+        with tracking.stage_run("evaluation", name, {"method": name, **section}, parent_run_id=audit_run_id):
+            tracking.log_metrics(metrics)
 
 
 def _context(params, sets: AuditSets, timings: dict, run) -> dict[str, str]:
     run_ids = {t["pipeline_run_id"] for t in timings.values()}
     same_run = len(run_ids) == 1 and "none" not in run_ids
     return {
-        "dataset": params["data"]["dataset"], "forget samples": str(len(sets.forget)),
+        "dataset": params.data.dataset, "forget samples": str(len(sets.forget)),
         "audit_holdout samples": str(len(sets.audit_holdout)),
-        "reference (shadow) models": str(params["shadows"]["count"]),
-        "low FPRs": ", ".join(f"{f:g}" for f in params["audit"]["low_fprs"]),
+        "reference (shadow) models": str(params.shadows.count),
+        "low FPRs": ", ".join(f"{f:g}" for f in params.audit.low_fprs),
         "timing devices": ", ".join(sorted({t["device"] for t in timings.values()})),
         "all methods timed in the same pipeline run":
             "yes" if same_run else "NO: run `dvc repro -s -f unlearn` then `dvc repro` to compare seconds",

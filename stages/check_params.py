@@ -6,10 +6,10 @@ bad value stops `dvc repro` here, with every output intact. Its output never cha
 edit re-runs only the stages whose own params changed.
 """
 
-from remi.io import write_json
-from remi.layout import metrics_path
-from remi.params import load_params
-from remi.stage_main import run_entry_point
+from remi.pipeline.entry_point import run_entry_point
+from remi.pipeline.layout import metrics_path
+from remi.pipeline.params import load_params
+from remi.runtime.files import write_json
 
 
 def main() -> None:

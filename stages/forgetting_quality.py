@@ -7,38 +7,42 @@ import time
 
 import numpy as np
 
-from remi import tracking
+from remi.audit.forgetting_quality import forgetting_quality, per_example_epsilon, population_statistics
 from remi.catalog import REFERENCE
-from remi.datasets import load_dataset
-from remi.device import compute_device
-from remi.forgetting_quality import forgetting_quality, per_example_epsilon, population_statistics
-from remi.io import atomic_write, write_json
-from remi.layout import REPORTS_DIR, metrics_path, split_path
-from remi.params import load_params
-from remi.splits import load_split
-from remi.stage_main import stage_main
-from remi.tasks import load_task
+from remi.data.datasets import load_dataset
+from remi.data.splits import load_split
+from remi.pipeline import tracking
+from remi.pipeline.entry_point import stage_main
+from remi.pipeline.layout import REPORTS_DIR, metrics_path, split_path
+from remi.pipeline.params import load_params
+from remi.pipeline.tasks import load_task
+from remi.runtime.device import compute_device
+from remi.runtime.files import atomic_write, write_json
+from remi.runtime.progress import Progress
 
 
 def main() -> None:
     params = load_params()
-    settings = params["forgetting_quality"]
-    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    settings = params.forgetting_quality
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     forget_ids = load_split(split_path("forget"))
     forget = dataset.subset(forget_ids)
-    count, base, device = settings["models"], settings["seed"], compute_device()
-    sections = {"forgetting_quality": settings, "remi": params["remi"], "retrain": params["retrain"]}
+    count, base, device = settings.models, settings.seed, compute_device()
+    sections = {"forgetting_quality": settings, "remi": params.remi, "retrain": params.retrain}
     with tracking.stage_run("forgetting_quality", "forgetting_quality", sections, ["prepare", "target"]):
         started = time.perf_counter()
+        others = [m for m in params.unlearn.methods if m != REFERENCE]
+        progress = Progress("forgetting-quality models", count * (2 + len(others)))
         retrain_task = load_task(params, dataset, REFERENCE, device)
-        reference = population_statistics(retrain_task, REFERENCE, [base + i for i in range(count)], forget)
-        second = population_statistics(retrain_task, REFERENCE, [base + count + i for i in range(count)], forget)
-        epsilons = {"retrain_vs_retrain": per_example_epsilon(second, reference, settings["delta"])}
-        for method in (m for m in params["unlearn"]["methods"] if m != REFERENCE):
+        reference = population_statistics(retrain_task, REFERENCE, [base + i for i in range(count)], forget, progress)
+        second = population_statistics(retrain_task, REFERENCE, [base + count + i for i in range(count)], forget,
+                                       progress)
+        epsilons = {"retrain_vs_retrain": per_example_epsilon(second, reference, settings.delta)}
+        for method in others:
             unlearned = population_statistics(load_task(params, dataset, method, device), method,
-                                              [base + i for i in range(count)], forget)
-            epsilons[method] = per_example_epsilon(unlearned, reference, settings["delta"])
-        metrics = {f"{name}/forgetting_quality": forgetting_quality(eps, settings["bin_width"])
+                                              [base + i for i in range(count)], forget, progress)
+            epsilons[method] = per_example_epsilon(unlearned, reference, settings.delta)
+        metrics = {f"{name}/forgetting_quality": forgetting_quality(eps, settings.bin_width)
                    for name, eps in epsilons.items()}
         metrics |= {f"{name}/mean_epsilon": float(np.mean(eps)) for name, eps in epsilons.items()}
         metrics["models_per_population"] = count

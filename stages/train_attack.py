@@ -2,29 +2,30 @@
 
 import torch
 
-from remi import tracking
-from remi.artifacts import load_model, load_shadow_outputs, save_attack, save_class_gaussians
-from remi.attacks import attack_scores, fit_class_gaussians, train_attack_model
-from remi.datasets import load_dataset
-from remi.device import compute_device
-from remi.io import replace_dir, write_json
-from remi.layout import ATTACK_DIR, TARGET_DIR, metrics_path, run_record_path, shadow_dir, split_path
-from remi.metrics import membership_metrics
-from remi.params import load_params
-from remi.splits import load_split
-from remi.stage_main import stage_main
-from remi.training import predict_logits
+from remi.attacks.checkpoints import save_attack, save_class_gaussians
+from remi.attacks.roc import membership_metrics
+from remi.attacks.shadow_attack_model import attack_scores, fit_class_gaussians, train_attack_model
+from remi.data.datasets import load_dataset
+from remi.data.splits import load_split
+from remi.networks.checkpoints import load_model, load_shadow_outputs
+from remi.networks.training import predict_logits
+from remi.pipeline import tracking
+from remi.pipeline.entry_point import stage_main
+from remi.pipeline.layout import ATTACK_DIR, TARGET_DIR, metrics_path, run_record_path, shadow_dir, split_path
+from remi.pipeline.params import load_params
+from remi.runtime.device import compute_device
+from remi.runtime.files import replace_dir, write_json
 
 
 def main() -> None:
     params = load_params()
-    count, held_out = params["shadows"]["count"], params["attack"]["holdout_shadows"]
+    count, held_out = params.shadows.count, params.attack.holdout_shadows
     outputs = [load_shadow_outputs(shadow_dir(i)) for i in range(count)]
     fit, held = outputs[: count - held_out], outputs[count - held_out :]
-    low_fprs = params["audit"]["low_fprs"]
-    sections = {"attack": params["attack"], "shadows": params["shadows"]}
+    low_fprs = params.audit.low_fprs
+    sections = {"attack": params.attack, "shadows": params.shadows}
     with tracking.stage_run("train_attack", "attack", sections, ["shadows", "target"]) as run:
-        attack = train_attack_model(*_stack(fit), params["attack"])
+        attack = train_attack_model(*_stack(fit), params.attack)
         held_logits, held_labels, held_member = _stack(held)
         scores = attack_scores(attack, held_logits, held_labels)
         on_shadows = membership_metrics(scores[held_member.numpy()], scores[~held_member.numpy()], low_fprs)
@@ -51,7 +52,7 @@ def _stack(outputs: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
 
 def _target_metrics(attack, params, low_fprs: list[float]) -> dict[str, float]:
     """The attack on the real target: its members (target_train) vs audit_holdout."""
-    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     target = load_model(TARGET_DIR, compute_device())
     scores = {}
     for name in ("target_train", "audit_holdout"):

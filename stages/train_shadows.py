@@ -9,38 +9,41 @@ import time
 
 import torch
 
-from remi import tracking
-from remi.artifacts import load_shadow_outputs, save_model, torch_bytes
-from remi.datasets import load_dataset
-from remi.device import compute_device
-from remi.io import file_md5, read_json, replace_dir, write_bytes, write_json
-from remi.layout import SHADOWS_DIR, metrics_path, run_record_path, shadow_dir, split_path
-from remi.params import load_params
-from remi.shadows import shadow_fingerprint, train_shadow
-from remi.splits import load_split
-from remi.stage_main import stage_main
-from remi.training import accuracy
+from remi.attacks.shadow_models import shadow_fingerprint, train_shadow
+from remi.data.datasets import load_dataset
+from remi.data.splits import load_split
+from remi.networks.checkpoints import load_shadow_outputs, save_model, torch_bytes
+from remi.networks.training import accuracy
+from remi.pipeline import tracking
+from remi.pipeline.entry_point import stage_main
+from remi.pipeline.layout import SHADOWS_DIR, metrics_path, run_record_path, shadow_dir, split_path
+from remi.pipeline.params import load_params
+from remi.runtime.device import compute_device
+from remi.runtime.files import file_md5, read_json, replace_dir, write_bytes, write_json
+from remi.runtime.progress import Progress
 
 FINGERPRINT = "fingerprint.json"
 
 
 def main() -> None:
     params = load_params()
-    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     pool = load_split(split_path("shadow_pool"))
     pool_md5 = file_md5(split_path("shadow_pool"))
-    count = params["shadows"]["count"]
-    sections = {key: params[key] for key in ("model", "train", "shadows")}
+    count = params.shadows.count
+    sections = params.model_dump(include={"model", "train", "shadows"})
     with tracking.stage_run("train_shadows", "shadows", sections, ["prepare"]) as stage:
         tracking.log_data_input(split_path("shadow_pool"), context="shadow_pool")
-        trained, started = 0, time.perf_counter()
+        trained, started, progress = 0, time.perf_counter(), Progress("shadows", count)
         for shadow_id in range(count):
             fingerprint = shadow_fingerprint(shadow_id, params, pool_md5, dataset.digest)
             record = shadow_dir(shadow_id) / FINGERPRINT
             if record.exists() and read_json(record)["fingerprint"] == fingerprint:
+                progress.advance("reused")
                 continue
-            _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage.info.run_id)
+            _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage.info.run_id, progress)
             trained += 1
+            progress.advance("trained")
         for stale in sorted(SHADOWS_DIR.glob("shadow_*"))[count:]:
             shutil.rmtree(stale)
         metrics = _summary(count) | {"shadows_trained": trained, "shadows_reused": count - trained,
@@ -50,15 +53,17 @@ def main() -> None:
         tracking.log_metrics(metrics)
 
 
-def _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage_run_id) -> None:
+def _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage_run_id, progress: Progress) -> None:
     role = f"shadow_{shadow_id:03d}"
-    sections = {"shadow_id": shadow_id, **{key: params[key] for key in ("model", "train", "shadows")}}
+    sections = {"shadow_id": shadow_id, **params.model_dump(include={"model", "train", "shadows"})}
     with tracking.stage_run("train_shadows", role, sections, parent_run_id=stage_run_id):
         tracking.set_tags({"shadow.fingerprint": fingerprint})  # ties the run to the files it made
-        model, outputs = train_shadow(dataset, pool, shadow_id, params, compute_device())
+        epochs = params.train.epochs
+        model, outputs = train_shadow(dataset, pool, shadow_id, params, compute_device(),
+                                      on_epoch=lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}"))
 
         def fill(directory):
-            save_model(directory, model, params["model"], dataset)
+            save_model(directory, model, params.model, dataset)
             write_bytes(directory / "outputs.pt", torch_bytes(outputs))
             # Written last: a shadow counts as complete only once its fingerprint exists.
             write_json(directory / FINGERPRINT, {"fingerprint": fingerprint})

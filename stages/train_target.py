@@ -2,33 +2,38 @@
 
 import time
 
-from remi import tracking
-from remi.artifacts import save_model
-from remi.datasets import load_dataset
-from remi.device import compute_device, synchronize
-from remi.io import replace_dir, write_json
-from remi.layout import TARGET_DIR, metrics_path, run_record_path, split_path
-from remi.nets import build_network
-from remi.params import load_params
-from remi.splits import load_split
-from remi.stage_main import stage_main
-from remi.training import seeded_network, split_accuracies, train_classifier
+from remi.data.datasets import load_dataset
+from remi.data.splits import load_split
+from remi.networks.architectures import build_network
+from remi.networks.checkpoints import save_model
+from remi.networks.training import seeded_network, split_accuracies, train_classifier
+from remi.pipeline import tracking
+from remi.pipeline.entry_point import stage_main
+from remi.pipeline.layout import TARGET_DIR, metrics_path, run_record_path, split_path
+from remi.pipeline.params import load_params
+from remi.runtime.device import compute_device, synchronize
+from remi.runtime.files import replace_dir, write_json
+from remi.runtime.progress import Progress
 
 
 def main() -> None:
     params = load_params()
-    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     ids = {name: load_split(split_path(name)) for name in ("target_train", "audit_holdout", "test")}
-    sections = {key: params[key] for key in ("model", "train")}
+    sections = params.model_dump(include={"model", "train"})
     with tracking.stage_run("train_target", "target", sections, ["prepare"]) as run:
         for name in ids:
             tracking.log_data_input(split_path(name), context=name)
-        seed, device = params["train"]["seed"], compute_device()
-        model = seeded_network(lambda: build_network(params["model"], dataset.input_shape, dataset.num_classes), seed)
+        seed, device = params.train.seed, compute_device()
+        model = seeded_network(lambda: build_network(params.model, dataset.input_shape, dataset.num_classes), seed)
         model.to(device)
-        started = time.perf_counter()
-        train_classifier(model, *dataset.subset(ids["target_train"]), params["train"], seed,
-                         on_epoch=lambda epoch, values: tracking.log_metrics(values, step=epoch))
+        started, progress = time.perf_counter(), Progress("target epochs", params.train.epochs, log_each_item=False)
+
+        def on_epoch(epoch: int, values: dict[str, float]) -> None:
+            tracking.log_metrics(values, step=epoch)
+            progress.advance(f"loss {values['train_loss']:.3f}")
+
+        train_classifier(model, *dataset.subset(ids["target_train"]), params.train, seed, on_epoch=on_epoch)
         synchronize(device)
         seconds = time.perf_counter() - started
         accuracies = split_accuracies(model, dataset.inputs, dataset.labels, ids)
@@ -40,7 +45,7 @@ def main() -> None:
             "train_seconds": seconds,
         }
 
-        replace_dir(TARGET_DIR, lambda directory: save_model(directory, model, params["model"], dataset))
+        replace_dir(TARGET_DIR, lambda directory: save_model(directory, model, params.model, dataset))
         tracking.write_run_record(run_record_path("target"), run)
         write_json(metrics_path("train_target"), metrics)
         tracking.log_metrics(metrics)

@@ -8,15 +8,16 @@ import os
 
 import torch
 
-from remi import tracking
-from remi.artifacts import save_model
-from remi.datasets import load_dataset
-from remi.device import compute_device, describe
-from remi.io import replace_dir, write_json
-from remi.layout import run_record_path, split_path, unlearn_metrics_path, unlearned_dir
-from remi.params import load_params
-from remi.stage_main import stage_main
-from remi.tasks import load_task
+from remi.data.datasets import load_dataset
+from remi.networks.checkpoints import save_model
+from remi.pipeline import tracking
+from remi.pipeline.entry_point import stage_main
+from remi.pipeline.layout import run_record_path, split_path, unlearn_metrics_path, unlearned_dir
+from remi.pipeline.params import load_params
+from remi.pipeline.tasks import load_task
+from remi.runtime.device import compute_device, describe
+from remi.runtime.files import replace_dir, write_json
+from remi.runtime.progress import Progress
 from remi.unlearning import run_method
 
 
@@ -25,20 +26,24 @@ def main() -> None:
     parser.add_argument("--method", required=True)
     method = parser.parse_args().method
     params = load_params()
-    if method not in params["unlearn"]["methods"]:
+    if method not in params.unlearn.methods:
         parser.error(f"--method {method!r} is not listed in params.yaml unlearn.methods")
-    dataset = load_dataset(params["data"]["dataset"], params["data"]["raw_dir"])
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     device = compute_device()
-    sections = {"method": method, "train": params["train"], "model": params["model"],
-                method: params[method]}
+    sections = {"method": method, "train": params.train, "model": params.model, method: params.method(method)}
     with tracking.stage_run("unlearn", method, sections, ["prepare", "target", "attack"]) as run:
         for name in ("target_train", "forget", "out"):
             tracking.log_data_input(split_path(name), context=name)
         curves: list[tuple[int, dict[str, float]]] = []
-        # Curves are buffered and logged after the clock stops: tracking I/O is not unlearning.
-        task = load_task(params, dataset, method, device,
-                         on_step=lambda step, values: curves.append((step, values)))
-        model, seconds = run_method(method, task)
+        progress = Progress(f"unlearn {method}", 1)
+
+        def on_step(step: int, values: dict[str, float]) -> None:
+            # Buffered, logged after the clock stops: tracking I/O is not unlearning.
+            curves.append((step, values))
+            progress.detail(f"step {step}")
+
+        model, seconds = run_method(method, load_task(params, dataset, method, device, on_step=on_step))
+        progress.advance(f"{seconds:.1f} s")
         model.cpu()
         tracking.log_curves(curves)
         metrics = {"unlearn_seconds": seconds, "threads": torch.get_num_threads()}
@@ -47,7 +52,7 @@ def main() -> None:
 
         # The model directory holds the weights only, so a reproduced model keeps its hash; the
         # seconds and the run that measured them go beside it.
-        replace_dir(unlearned_dir(method), lambda directory: save_model(directory, model, params["model"], dataset))
+        replace_dir(unlearned_dir(method), lambda directory: save_model(directory, model, params.model, dataset))
         write_json(unlearn_metrics_path(method), metrics)
         tracking.write_run_record(run_record_path(f"unlearn/{method}"), run, model_uri=model_uri,
                                   device=describe(device),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+REMI = str(Path(sys.executable).with_name("remi"))  # the console script `pip install` made beside python
 RAW_DIR = REPO / "data" / "raw" / "fashion_mnist"
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -17,16 +18,17 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 @pytest.fixture(scope="session")
 def fashion_mnist():
-    from remi.datasets import load_dataset
+    from remi.data.datasets import load_dataset
 
     return load_dataset("fashion_mnist", RAW_DIR)
 
 
 @pytest.fixture
 def params():
-    from remi.params import load_params
+    """params.yaml as the plain mapping it is before validation (tests edit it)."""
+    from remi.pipeline.params import read_params_file
 
-    return load_params(REPO / "params.yaml")
+    return read_params_file(REPO / "params.yaml")
 
 
 def runner(work: Path) -> Callable[..., subprocess.CompletedProcess]:
@@ -54,7 +56,7 @@ def pipeline_copy(work: Path, profile: str) -> Callable[..., subprocess.Complete
         if raw.is_dir():
             shutil.copytree(raw, work / "data" / "raw" / raw.name)
     run = runner(work)
-    assert run(sys.executable, "tools/use_profile.py", profile).returncode == 0
+    assert run(sys.executable, "-m", "remi", "profile", profile).returncode == 0
     for cmd in (("git", "init", "-q"), ("git", "add", "-A"),
                 ("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")):
         assert run(*cmd).returncode == 0
@@ -66,7 +68,7 @@ def tiny_run(tmp_path_factory) -> Path:
     """The whole tiny-profile pipeline, run once per session; tests work on clones of it."""
     work = tmp_path_factory.mktemp("tiny_run") / "repo"
     run = pipeline_copy(work, "profiles/tiny.yaml")
-    result = run(sys.executable, "tools/run_pipeline.py")
+    result = run(sys.executable, "-m", "remi", "run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from remi.attacks import train_attack_model
-from remi.membership_attacks import ATTACKS, AttackInputs
-from remi.metrics import membership_metrics
-from remi.nets import small_cnn
-from remi.training import predict_logits, seeded_network, train_classifier
+from remi.attacks.audit_attacks import ATTACKS, AttackInputs
+from remi.attacks.roc import membership_metrics
+from remi.attacks.shadow_attack_model import train_attack_model
+from remi.networks.architectures import small_cnn
+from remi.networks.training import predict_logits, seeded_network, train_classifier
 
 pytestmark = pytest.mark.slow
 RECIPE = {"epochs": 15, "batch_size": 64, "max_lr": 0.003}

@@ -3,11 +3,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_curve
 
-from remi.attacks import attack_scores, train_attack_model
-from remi.membership_attacks import loss_score
-from remi.metrics import membership_metrics, rank_auc
+from remi.attacks.audit_attacks import loss_score
+from remi.attacks.roc import membership_metrics, rank_auc
+from remi.attacks.shadow_attack_model import attack_scores, train_attack_model
+from remi.params_schema import Attack
 
-ATTACK = {"hidden_units": 16, "epochs": 5, "batch_size": 256, "lr": 0.01, "seed": 0}
+ATTACK = Attack(hidden_units=16, epochs=5, batch_size=256, lr=0.01, holdout_shadows=1, seed=0)
 
 
 def _outputs(count, confidence, generator):

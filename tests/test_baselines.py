@@ -5,21 +5,22 @@ import copy
 import pytest
 import torch
 
-from remi.attacks import AttackModel
-from remi.nets import small_cnn
-from remi.training import accuracy, predict_logits, seeded_network, train_classifier
+from remi.attacks.shadow_attack_model import AttackModel
+from remi.networks.architectures import small_cnn
+from remi.networks.training import accuracy, predict_logits, seeded_network, train_classifier
+from remi.params_schema import Finetune, Fisher, Salun, Scrub, Ssd, Train, TwoSetFineTune
 from remi.unlearning import METHODS, UnlearningTask
 
 PARAMS = {
-    "finetune": {"epochs": 3, "batch_size": 64, "lr": 0.001, "seed": 0},
-    "neggrad_plus": {"steps": 40, "batch_size": 64, "lr": 0.001, "retain_weight": 0.9, "seed": 0},
-    "random_label": {"steps": 40, "batch_size": 64, "lr": 0.001, "retain_weight": 0.5, "seed": 0},
-    "salun": {"steps": 40, "batch_size": 64, "lr": 0.001, "retain_weight": 0.5, "saliency_fraction": 0.3,
-              "seed": 0},
-    "scrub": {"steps": 60, "forget_steps": 20, "batch_size": 64, "lr": 0.001, "seed": 0},
-    "fisher": {"alpha": 1e-6, "max_variance": 1e-3, "samples": 300, "batch_size": 32, "seed": 0},
-    "ssd": {"alpha": 10.0, "dampening": 1.0, "samples": 300, "batch_size": 32, "seed": 0},
+    "finetune": Finetune(epochs=3, batch_size=64, lr=0.001, seed=0),
+    "neggrad_plus": TwoSetFineTune(steps=40, batch_size=64, lr=0.001, retain_weight=0.9, seed=0),
+    "random_label": TwoSetFineTune(steps=40, batch_size=64, lr=0.001, retain_weight=0.5, seed=0),
+    "salun": Salun(steps=40, batch_size=64, lr=0.001, retain_weight=0.5, saliency_fraction=0.3, seed=0),
+    "scrub": Scrub(steps=60, forget_steps=20, batch_size=64, lr=0.001, seed=0),
+    "fisher": Fisher(alpha=1e-6, max_variance=1e-3, samples=300, batch_size=32, seed=0),
+    "ssd": Ssd(alpha=10.0, dampening=1.0, samples=300, batch_size=32, seed=0),
 }
+NOT_USED = Train(epochs=1, batch_size=1, max_lr=0.1, seed=0)  # the baselines here do not retrain
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def memorised(fashion_mnist):
     order = torch.randperm(len(fashion_mnist), generator=torch.Generator().manual_seed(3))
     train, out = order[:600], order[600:900]
     model = seeded_network(lambda: small_cnn((1, 28, 28), 10, 8, 16, 64), 0)
-    train_classifier(model, *fashion_mnist.subset(train), {"epochs": 25, "batch_size": 32, "max_lr": 0.003}, 0)
+    train_classifier(model, *fashion_mnist.subset(train), Train(epochs=25, batch_size=32, max_lr=0.003, seed=0), 0)
     # forget: the 100 samples of one class are a set the rest of the data does not explain away
     labels = fashion_mnist.labels[train]
     forget, retain = train[labels == 6][:100], train[labels != 6]
@@ -38,8 +39,8 @@ def _task(memorised, method, **overrides):
     dataset, model, retain, forget, out = memorised
     return UnlearningTask(original=model, retain=dataset.subset(retain), forget=dataset.subset(forget),
                           out=dataset.subset(out), attack=AttackModel(16, 8), class_gaussians=None,
-                          new_network=lambda: small_cnn((1, 28, 28), 10, 8, 16, 64), train_params={},
-                          method_params=PARAMS[method] | overrides)
+                          new_network=lambda: small_cnn((1, 28, 28), 10, 8, 16, 64), train_params=NOT_USED,
+                          method_params=PARAMS[method].model_copy(update=overrides))
 
 
 def _accuracy(model, samples):

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from remi.datasets import load_dataset
+from remi.data.datasets import load_dataset
 from remi.errors import DataMissingError, ParamsError
 from tests.conftest import RAW_DIR
 

@@ -11,14 +11,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from remi.attacks import AttackModel, fit_class_gaussians
+from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
+from remi.attacks.signals import attack_features
 from remi.catalog import LEAKAGE_ESTIMATORS
-from remi.device import DEVICE_ENV, DeviceError, compute_device, describe, model_device
-from remi.nets import resnet9
-from remi.params import load_params
-from remi.signals import attack_features
-from remi.stage_main import stage_main
-from remi.training import predict_logits, seeded_network, train_classifier
+from remi.networks.architectures import resnet9
+from remi.networks.training import predict_logits, seeded_network, train_classifier
+from remi.params_schema import Train
+from remi.pipeline.entry_point import stage_main
+from remi.pipeline.params import load_params
+from remi.runtime.device import DEVICE_ENV, DeviceError, compute_device, describe, model_device
 from remi.unlearning import METHODS, UnlearningTask, run_method
 from remi.unlearning.remi import split_head
 from tests.conftest import REPO
@@ -70,7 +71,7 @@ def colour_task() -> UnlearningTask:
         return resnet9((3, 32, 32), 10, width=4)
 
     original = seeded_network(build, 0).to(device)
-    train_classifier(original, inputs[:300], labels[:300], {"epochs": 2, "batch_size": 50, "max_lr": 0.01}, 0)
+    train_classifier(original, inputs[:300], labels[:300], Train(epochs=2, batch_size=50, max_lr=0.01, seed=0), 0)
     out_logits = predict_logits(original, inputs[300:])
     attack = AttackModel(attack_features(out_logits, labels[300:]).shape[1], 8).requires_grad_(False).eval()
     return UnlearningTask(
@@ -79,7 +80,7 @@ def colour_task() -> UnlearningTask:
         forget=(inputs[250:300].to(device), labels[250:300].to(device)),
         out=(inputs[300:].to(device), labels[300:].to(device)),
         attack=attack.to(device), class_gaussians=fit_class_gaussians(out_logits, labels[300:]).to(device),
-        new_network=lambda: build().to(device), train_params={"epochs": 1, "batch_size": 50, "max_lr": 0.01})
+        new_network=lambda: build().to(device), train_params=Train(epochs=1, batch_size=50, max_lr=0.01, seed=0))
 
 
 SHORT = {"finetune": {"epochs": 1}, "neggrad_plus": {"steps": 3}, "random_label": {"steps": 3},
@@ -117,4 +118,4 @@ def test_remi_runs_with_each_estimator_on_the_device(colour_task, estimator):
 
 def _for(task: UnlearningTask, method: str, overrides: dict) -> UnlearningTask:
     """The task with `method`'s params.yaml settings, shortened by `overrides`."""
-    return replace(task, method_params=DEFAULTS[method] | {"seed": 0} | overrides)
+    return replace(task, method_params=DEFAULTS.method(method).model_copy(update={"seed": 0} | overrides))

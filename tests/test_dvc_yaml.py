@@ -82,3 +82,23 @@ def test_no_param_key_is_named_size_or_nfiles():
                 yield from keys(value)
 
     assert not {"size", "nfiles"} & set(keys(PARAMS))
+
+
+def _stages_reading(prefix: str) -> set[str]:
+    return {name.split("@")[0] for name, stage in stages() if any(d.startswith(prefix) for d in stage["deps"])}
+
+
+@pytest.mark.parametrize(("package", "readers"), [
+    # Editing the audit re-runs the audit and the gate; forgetting quality reads only its own module.
+    ("remi/audit/scoring.py", {"audit"}),
+    ("remi/audit/report.py", {"audit"}),
+    ("remi/audit/acceptance.py", {"audit", "gate"}),
+    ("remi/audit/forgetting_quality.py", {"forgetting_quality"}),
+    # The attack model and the audit attacks are not the target's business.
+    ("remi/attacks/", {"train_shadows", "train_attack", "unlearn", "forgetting_quality", "audit"}),
+    ("remi/unlearning/", {"unlearn", "forgetting_quality"}),
+    ("remi/networks/training.py", {"train_target", "train_shadows", "train_attack", "unlearn",
+                                   "forgetting_quality", "audit"}),
+])
+def test_code_edits_invalidate_only_the_stages_they_concern(package, readers):
+    assert _stages_reading(package) == readers

@@ -1,6 +1,6 @@
 import numpy as np
 
-from remi.forgetting_quality import forgetting_quality, per_example_epsilon
+from remi.audit.forgetting_quality import forgetting_quality, per_example_epsilon
 
 
 def test_identical_populations_score_well_above_separated_ones():

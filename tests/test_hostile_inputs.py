@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from remi.params import overlay, parse_params
+from remi.pipeline.params import overlay, parse_params
 from tests.conftest import clone_run, output_hashes
 
 pytestmark = pytest.mark.slow
@@ -195,11 +195,11 @@ PARAMS_CASES = {
 
 
 def assert_params_refused(work: Path, env: dict, text: str, message: str) -> None:
-    """params.yaml replaced by `text` is refused by `make run`'s entry point; then restored."""
+    """params.yaml replaced by `text` is refused by `remi run`; then restored."""
     original = (work / "params.yaml").read_text()
     (work / "params.yaml").write_text(text)
     try:
-        assert_refused(work, env, (sys.executable, "tools/run_pipeline.py"), message)
+        assert_refused(work, env, (sys.executable, "-m", "remi", "run"), message)
     finally:
         (work / "params.yaml").write_text(original)
 

@@ -7,9 +7,16 @@ import sys
 import pytest
 import torch
 
-from remi.artifacts import ArtifactError, TrainingDiverged, load_model, require_finite, save_model, torch_bytes
 from remi.errors import UserError
-from remi.io import atomic_write, read_user_file, replace_dir, sweep_stale_temps, write_json
+from remi.networks.checkpoints import (
+    ArtifactError,
+    TrainingDiverged,
+    load_model,
+    require_finite,
+    save_model,
+    torch_bytes,
+)
+from remi.runtime.files import atomic_write, read_user_file, replace_dir, sweep_stale_temps, write_json
 
 
 def test_equal_tensors_give_equal_bytes_whatever_the_file_name(tmp_path):

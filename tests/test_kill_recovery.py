@@ -87,7 +87,7 @@ def test_kill_anywhere_in_a_stage_then_repro_gives_the_clean_state(clean, stage)
         after = random.Random(f"{stage}-{seed}").uniform(0.2, window)
         # A draw past the stage's end (it finished first) checks a plain forced re-run instead.
         what = f"{stage} {'killed' if kill_during(work, run.env, stage, after) else 'finished'} at {after:.1f} s"
-        result = run(sys.executable, "tools/run_pipeline.py")
+        result = run(sys.executable, "-m", "remi", "run")
         assert result.returncode == 0, f"{what}:\n{result.stderr[-3000:]}"
         assert output_hashes(work, stable_only=True) == hashes, what
         assert stable_lock(work) == lock, what
@@ -99,7 +99,7 @@ def test_two_clean_runs_give_the_same_bytes(tiny_run, tmp_path):
     """Splits, models and reports byte-identical; dvc.lock differs only in files that record seconds."""
     work = tmp_path / "repo"
     run = pipeline_copy(work, "profiles/tiny.yaml")
-    result = run(sys.executable, "tools/run_pipeline.py")
+    result = run(sys.executable, "-m", "remi", "run")
     assert result.returncode == 0, result.stderr[-3000:]
     first, second = output_hashes(tiny_run, stable_only=True), output_hashes(work, stable_only=True)
     assert first == second

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from remi.nets import NETWORKS, build_network
-from remi.params import load_params
-from remi.training import train_classifier
+from remi.networks.architectures import NETWORKS, build_network
+from remi.networks.training import train_classifier
+from remi.params_schema import Train
+from remi.pipeline.params import load_params
 from remi.unlearning.remi import split_head
 from tests.conftest import REPO
 
@@ -15,20 +16,22 @@ SMALL = {"small_cnn": {"conv1_channels": 4, "conv2_channels": 8, "hidden_units":
 
 
 def test_every_network_has_options_in_params_yaml():
-    model = load_params(REPO / "params.yaml")["model"]
-    assert set(NETWORKS) <= set(model)
+    model = load_params(REPO / "params.yaml").model
+    assert set(NETWORKS) <= set(type(model).model_fields)
     for arch in NETWORKS:
-        net = build_network(model | {"arch": arch}, SHAPES[arch], 7)
+        net = build_network(model.model_copy(update={"arch": arch}), SHAPES[arch], 7)
         assert net(torch.zeros(2, *SHAPES[arch])).shape == (2, 7)
 
 
 @pytest.mark.parametrize("arch", sorted(NETWORKS))
 def test_network_learns_a_small_task_and_splits_for_remi(arch):
     torch.manual_seed(0)
-    net = build_network({"arch": arch, arch: SMALL[arch]}, SHAPES[arch], 2)
+    defaults = load_params(REPO / "params.yaml").model
+    options = getattr(defaults, arch).model_copy(update=SMALL[arch])
+    net = build_network(defaults.model_copy(update={"arch": arch, arch: options}), SHAPES[arch], 2)
     inputs = torch.randn(64, *SHAPES[arch])
     labels = (inputs.flatten(1)[:, 0] > 0).long()  # learnable from the inputs
-    train_classifier(net, inputs, labels, {"epochs": 15, "batch_size": 16, "max_lr": 0.01}, seed=0)
+    train_classifier(net, inputs, labels, Train(epochs=15, batch_size=16, max_lr=0.01, seed=0), seed=0)
     assert (net(inputs).argmax(1) == labels).float().mean() > 0.9
     frozen, head = split_head(net, 2)
     assert torch.allclose(head(frozen(inputs)), net(inputs), atol=1e-5)

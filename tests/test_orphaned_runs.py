@@ -4,8 +4,8 @@ import os
 import subprocess
 import sys
 
-from remi.process_identity import process_tags
-from tests.conftest import REPO
+from remi.runtime.process_identity import process_tags
+from tests.conftest import REMI, REPO
 
 
 def test_cleanup_marks_the_runs_of_dead_processes_killed_and_keeps_live_ones(tmp_path):
@@ -19,7 +19,7 @@ def test_cleanup_marks_the_runs_of_dead_processes_killed_and_keeps_live_ones(tmp
     dead = client.create_run(experiment, tags=process_tags() | {"process.pid": str(dead_pid)}).info.run_id
     alive = client.create_run(experiment, tags=process_tags()).info.run_id  # this test's own process
     foreign = client.create_run(experiment, tags=process_tags() | {"process.host": "elsewhere"}).info.run_id
-    result = subprocess.run([sys.executable, "tools/mlflow_cleanup.py"], cwd=REPO, capture_output=True,
+    result = subprocess.run([REMI, "reap-runs"], cwd=REPO, capture_output=True,
                             text=True, env=os.environ | {"MLFLOW_TRACKING_URI": uri}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Marked 1 run(s) KILLED" in result.stdout

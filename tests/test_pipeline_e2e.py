@@ -1,4 +1,4 @@
-"""The real pipeline (`dvc repro` through tools/run_pipeline.py) on the tiny profile, in a copy."""
+"""The real pipeline (`dvc repro` through `remi run`) on the tiny profile, in a copy."""
 
 import json
 import subprocess
@@ -23,7 +23,7 @@ def pipeline(tmp_path_factory):
 
 
 def repro(run):
-    result = run(sys.executable, "tools/run_pipeline.py")
+    result = run(sys.executable, "-m", "remi", "run")
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
     return result, ran
 

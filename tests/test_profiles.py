@@ -1,5 +1,5 @@
 """Every profile that can run on this machine runs here, through the real pipeline, in a copy:
-MNIST-5k (MLP) over two seeds with `dvc exp run` (tools/run_seeds.py) and the comparison report
+MNIST-5k (MLP) over two seeds with `dvc exp run` (`remi seeds`) and the comparison report
 built from them; letter (MLP) and the Fashion-MNIST comparison of all nine methods (whose stages
 and data are the default's, plus seven methods) with `dvc repro`. The tiny profile is
 tests/test_pipeline_e2e.py. CIFAR-10 itself needs internet and its full profiles a GPU; the
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from remi.datasets import cifar10
-from remi.datasets.fashion_mnist import read_idx
+from remi.data.datasets import cifar10
+from remi.data.datasets.fashion_mnist import read_idx
 from tests.conftest import RAW_DIR, REPO, pipeline_copy
 from tests.test_registry_datasets import write_cifar_batch
 
@@ -34,7 +34,7 @@ def check_audit(audit: dict) -> None:
 
 def test_mnist_5k_profile_over_seeds_with_dvc_exp_and_the_comparison_report(tmp_path):
     run = pipeline_copy(tmp_path, "profiles/mnist_5k.yaml")
-    result = run(sys.executable, "tools/run_seeds.py", "--seeds", "0", "1")
+    result = run(sys.executable, "-m", "remi", "seeds", "--seeds", "0", "1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     record = json.loads((tmp_path / "metrics/seeds/mnist_5k.json").read_text())
     assert set(record["runs"]) == {"0", "1"} and record["model"] == "mlp"
@@ -45,7 +45,7 @@ def test_mnist_5k_profile_over_seeds_with_dvc_exp_and_the_comparison_report(tmp_
     experiments = run(sys.executable, "-m", "dvc", "exp", "list", "--name-only").stdout.split()
     assert {"mnist_5k-seed0", "mnist_5k-seed1"} <= set(experiments)
 
-    result = run(sys.executable, "tools/compare_table.py", "--seeds", "metrics/seeds/mnist_5k.json")
+    result = run(sys.executable, "-m", "remi", "compare", "--seeds", "metrics/seeds/mnist_5k.json")
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "reports/comparison.md").read_text()
     assert "## mnist_5k (mlp)" in report and "| remi |" in report and " ± " in report
@@ -57,7 +57,7 @@ def test_mnist_5k_profile_over_seeds_with_dvc_exp_and_the_comparison_report(tmp_
 
 def test_letter_profile_runs_the_whole_pipeline(tmp_path):
     run = pipeline_copy(tmp_path, "profiles/letter.yaml")
-    result = run(sys.executable, "tools/run_pipeline.py")
+    result = run(sys.executable, "-m", "remi", "run")
     output = result.stdout + result.stderr
     # The gate may refuse to register (a release decision on this profile's thresholds); every
     # earlier stage must succeed.
@@ -68,7 +68,7 @@ def test_letter_profile_runs_the_whole_pipeline(tmp_path):
 
 
 def test_every_profile_is_valid_over_the_default_params():
-    from remi.params import overlay, validate
+    from remi.pipeline.params import overlay, validate
 
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     for profile in sorted((REPO / "profiles").glob("*.yaml")):
@@ -78,7 +78,7 @@ def test_every_profile_is_valid_over_the_default_params():
 def test_fashion_mnist_compare_profile_reproduces_the_committed_seed_0_audit(tmp_path):
     """The profile behind the committed comparison: same seed, same numbers (timings aside)."""
     run = pipeline_copy(tmp_path, "profiles/compare.yaml")
-    result = run(sys.executable, "tools/run_pipeline.py", "audit")
+    result = run(sys.executable, "-m", "remi", "run", "audit")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     audit = json.loads((tmp_path / "metrics/audit.json").read_text())
     check_audit(audit)
@@ -98,7 +98,7 @@ def test_cifar10_resnet9_profile_runs_on_real_images_in_cifars_format(tmp_path):
     run = pipeline_copy(tmp_path, "profiles/cifar10_resnet9.yaml")
     (tmp_path / "narrow.yaml").write_text("model:\n  resnet9:\n    width: 8\n")
     for profile in ("profiles/tiny.yaml", "narrow.yaml"):
-        assert run(sys.executable, "tools/use_profile.py", profile).returncode == 0
+        assert run(sys.executable, "-m", "remi", "profile", profile).returncode == 0
     images = read_idx(RAW_DIR / "train-images-idx3-ubyte.gz")[:6000]
     labels = read_idx(RAW_DIR / "train-labels-idx1-ubyte.gz")[:6000].tolist()
     colour = np.repeat(np.pad(images, ((0, 0), (2, 2), (2, 2)))[:, None], 3, axis=1)
@@ -108,7 +108,7 @@ def test_cifar10_resnet9_profile_runs_on_real_images_in_cifars_format(tmp_path):
         part = slice(1000 * index, 1000 * (index + 1))
         write_cifar_batch(raw / name, colour[part], labels[part])
 
-    result = run(sys.executable, "tools/run_pipeline.py")
+    result = run(sys.executable, "-m", "remi", "run")
     output = result.stdout + result.stderr
     assert result.returncode == 0 or "failed to reproduce 'gate'" in output, output[-3000:]
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())

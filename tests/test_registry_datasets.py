@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from remi.datasets import load_dataset
+from remi.data.datasets import load_dataset
 from remi.errors import DataMissingError
 from tests.conftest import REPO
 

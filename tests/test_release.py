@@ -5,7 +5,7 @@ import multiprocessing
 import pytest
 import torch
 
-from remi.release import ALIAS, RegistryRefused, register_candidate
+from remi.pipeline.release import ALIAS, RegistryRefused, register_candidate
 
 NAME = "unlearned"
 

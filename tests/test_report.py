@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from remi.report import sample_png
+from remi.audit.rendering import sample_png
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (16,)])

@@ -4,10 +4,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from remi.attacks import AttackModel, fit_class_gaussians
-from remi.nets import small_cnn
-from remi.signals import gaussian_kl, logit_scaled_confidence
-from remi.unlearning.leakage import ESTIMATORS
+from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
+from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
+from remi.networks.architectures import small_cnn
+from remi.unlearning.leakage_estimators import ESTIMATORS
 from remi.unlearning.remi import loss_terms, split_head
 
 

@@ -3,16 +3,21 @@ import json
 import pytest
 import torch
 
-from remi.erasure_requests import RequestError, read_requests
+from remi.data.erasure_requests import RequestError, read_requests
+from remi.data.splits import SPLIT_NAMES, make_splits, retain_ids, select_forget
+from remi.data.validation import validate_forget, validate_requests, validate_split_index
 from remi.errors import UserError, ValidationFailed
-from remi.splits import SPLIT_NAMES, make_splits, retain_ids, select_forget
-from remi.validation import validate_forget, validate_requests, validate_split_index
+from remi.params_schema import Forget, Splits
 
 SIZES = {"target_train": 300, "out": 100, "audit_holdout": 100, "test": 200, "shadow_pool": 400}
 
 
+def _splits(num_samples: int, seed: int = 0, **sizes: int) -> dict[str, torch.Tensor]:
+    return make_splits(num_samples, Splits(seed=seed, **(SIZES | sizes)))
+
+
 def test_splits_are_disjoint_and_reproducible_from_the_seed():
-    first, again, other = (make_splits(2000, SIZES, seed) for seed in (0, 0, 1))
+    first, again, other = (_splits(2000, seed) for seed in (0, 0, 1))
     all_ids = torch.cat([first[name] for name in SPLIT_NAMES])
     assert len(all_ids.unique()) == len(all_ids) == sum(SIZES.values())
     assert all(torch.equal(first[n], again[n]) for n in SPLIT_NAMES)
@@ -21,27 +26,27 @@ def test_splits_are_disjoint_and_reproducible_from_the_seed():
 
 def test_splits_larger_than_the_dataset_are_rejected():
     with pytest.raises(UserError, match="dataset has 500"):
-        make_splits(500, SIZES, 0)
+        _splits(500)
 
 
 def test_forget_modes_select_inside_target_train():
     labels = torch.arange(2000) % 10
-    target = make_splits(2000, SIZES, 0)["target_train"]
-    random_forget = select_forget(target, labels, {"mode": "random", "fraction": 0.1, "seed": 3}, [])
+    target = _splits(2000)["target_train"]
+    random_forget = select_forget(target, labels, Forget(mode="random", fraction=0.1, class_label=0, seed=3), [])
     assert len(random_forget) == 30 and torch.isin(random_forget, target).all()
-    class_forget = select_forget(target, labels, {"mode": "class", "class_label": 4}, [])
+    class_forget = select_forget(target, labels, Forget(mode="class", fraction=0.1, class_label=4, seed=0), [])
     assert (labels[class_forget] == 4).all()
     assert len(class_forget) == (labels[target] == 4).sum()
     assert len(retain_ids(target, class_forget)) == len(target) - len(class_forget)
 
 
 def test_split_index_suite_passes_on_real_splits(fashion_mnist):
-    splits = make_splits(len(fashion_mnist), SIZES | {"target_train": 2000}, 0)
+    splits = _splits(len(fashion_mnist), target_train=2000)
     validate_split_index(splits, fashion_mnist.labels, fashion_mnist.num_classes)
 
 
 def test_split_index_suite_reports_overlapping_splits(fashion_mnist):
-    splits = make_splits(len(fashion_mnist), SIZES | {"target_train": 2000}, 0)
+    splits = _splits(len(fashion_mnist), target_train=2000)
     splits["test"] = torch.cat([splits["test"], splits["target_train"][:5]])
     with pytest.raises(ValidationFailed, match="expect_column_values_to_be_unique"):
         validate_split_index(splits, fashion_mnist.labels, fashion_mnist.num_classes)

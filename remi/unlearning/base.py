@@ -2,15 +2,17 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 import torch
 from torch import nn
 
-from remi.attacks import AttackModel, ClassGaussians
+from remi.attacks.shadow_attack_model import AttackModel, ClassGaussians
+from remi.params_schema import Retrain, Section, Train
 
 Samples = tuple[torch.Tensor, torch.Tensor]  # (inputs, labels)
 StepCallback = Callable[[int, dict[str, float]], None]
+MethodParams = TypeVar("MethodParams", bound=Section)
 
 
 def subsample(samples: Samples, count: int, generator: torch.Generator) -> Samples:
@@ -30,9 +32,15 @@ class UnlearningTask:
     attack: AttackModel
     class_gaussians: ClassGaussians | None  # non-member signal statistics from the shadows
     new_network: Callable[[], nn.Module]  # a freshly initialised network of the same architecture
-    train_params: dict[str, Any]
-    method_params: dict[str, Any] = field(default_factory=dict)
+    train_params: Train
+    method_params: Section = field(default_factory=lambda: Retrain(seed=0))
     on_step: StepCallback | None = None  # per-step curves, e.g. for MLflow
+
+    def params(self, kind: type[MethodParams]) -> MethodParams:
+        """The method's params.yaml section, typed (a method asks for the section it is written for)."""
+        if not isinstance(self.method_params, kind):
+            raise TypeError(f"expected {kind.__name__} params, got {type(self.method_params).__name__}")
+        return self.method_params
 
     def log(self, step: int, values: dict[str, float]) -> None:
         if self.on_step:

@@ -15,15 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remi.training import train_classifier
+from remi.networks.training import train_classifier
+from remi.params_schema import Finetune, Salun, Scrub, Train, TwoSetFineTune
 from remi.unlearning.base import Samples, UnlearningTask
 
 
 def finetune(task: UnlearningTask) -> nn.Module:
-    p = task.method_params
+    p = task.params(Finetune)
     model = copy.deepcopy(task.original)
-    recipe = {"epochs": p["epochs"], "batch_size": p["batch_size"], "max_lr": p["lr"]}
-    return train_classifier(model, *task.retain, recipe, p["seed"],
+    recipe = Train(epochs=p.epochs, batch_size=p.batch_size, max_lr=p.lr, seed=p.seed)
+    return train_classifier(model, *task.retain, recipe, p.seed,
                             on_epoch=lambda epoch, values: task.log(epoch, values))
 
 
@@ -38,16 +39,16 @@ def _two_set_fine_tune(task: UnlearningTask, forget_loss, masks: list[torch.Tens
 
     With `masks`, only the weights where the mask is 1 ever receive a gradient, so only they move.
     """
-    p = task.method_params
-    generator = torch.Generator().manual_seed(p["seed"])
+    p = task.params(TwoSetFineTune)
+    generator = torch.Generator().manual_seed(p.seed)
     model = copy.deepcopy(task.original).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=p["lr"])
-    pairs = zip(_batches(task.retain, p["batch_size"], p["steps"], generator),
-                _batches(task.forget, p["batch_size"], p["steps"], generator), strict=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
+    pairs = zip(_batches(task.retain, p.batch_size, p.steps, generator),
+                _batches(task.forget, p.batch_size, p.steps, generator), strict=True)
     for step, ((retain_x, retain_y), (forget_x, forget_y)) in enumerate(pairs):
         retain_loss = F.cross_entropy(model(retain_x), retain_y)
         unlearn_loss = forget_loss(model(forget_x), forget_y, generator)
-        loss = p["retain_weight"] * retain_loss + (1 - p["retain_weight"]) * unlearn_loss
+        loss = p.retain_weight * retain_loss + (1 - p.retain_weight) * unlearn_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for parameter, mask in zip(model.parameters(), masks or [], strict=False):
@@ -84,26 +85,26 @@ def saliency_masks(model: nn.Module, forget: Samples, fraction: float, batch_siz
 
 
 def salun(task: UnlearningTask) -> nn.Module:
-    masks = saliency_masks(copy.deepcopy(task.original), task.forget, task.method_params["saliency_fraction"])
+    masks = saliency_masks(copy.deepcopy(task.original), task.forget, task.params(Salun).saliency_fraction)
     return _two_set_fine_tune(task, _towards_wrong_labels, masks)
 
 
 def scrub(task: UnlearningTask) -> nn.Module:
-    p = task.method_params
-    generator = torch.Generator().manual_seed(p["seed"])
+    p = task.params(Scrub)
+    generator = torch.Generator().manual_seed(p.seed)
     teacher = task.original.eval()
     student = copy.deepcopy(task.original).train()
-    optimizer = torch.optim.Adam(student.parameters(), lr=p["lr"])
+    optimizer = torch.optim.Adam(student.parameters(), lr=p.lr)
 
     def divergence(inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             target = F.log_softmax(teacher(inputs), dim=1)
         return F.kl_div(F.log_softmax(student(inputs), dim=1), target, log_target=True, reduction="batchmean")
 
-    batches = zip(_batches(task.retain, p["batch_size"], p["steps"], generator),
-                  _batches(task.forget, p["batch_size"], p["steps"], generator), strict=True)
+    batches = zip(_batches(task.retain, p.batch_size, p.steps, generator),
+                  _batches(task.forget, p.batch_size, p.steps, generator), strict=True)
     for step, ((retain_x, retain_y), (forget_x, _)) in enumerate(batches):
-        if step < p["forget_steps"]:  # max-step: away from the teacher on forget
+        if step < p.forget_steps:  # max-step: away from the teacher on forget
             optimizer.zero_grad(set_to_none=True)
             (-divergence(forget_x)).backward()
             optimizer.step()

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from remi.params_schema import Fisher, Ssd
 from remi.unlearning.base import Samples, UnlearningTask, subsample
 
 
@@ -32,27 +33,27 @@ def diagonal_fisher(model: nn.Module, samples: Samples, batch_size: int) -> list
 
 
 def fisher(task: UnlearningTask) -> nn.Module:
-    p = task.method_params
-    generator = torch.Generator().manual_seed(p["seed"])
+    p = task.params(Fisher)
+    generator = torch.Generator().manual_seed(p.seed)
     model = copy.deepcopy(task.original)
-    importance = diagonal_fisher(model, subsample(task.retain, p["samples"], generator), p["batch_size"])
+    importance = diagonal_fisher(model, subsample(task.retain, p.samples, generator), p.batch_size)
     with torch.no_grad():
         for parameter, weight in zip(model.parameters(), importance, strict=True):
-            variance = (p["alpha"] / (weight + 1e-12)).clamp(max=p["max_variance"])
+            variance = (p.alpha / (weight + 1e-12)).clamp(max=p.max_variance)
             parameter += variance.sqrt() * torch.randn(parameter.shape, generator=generator).to(parameter.device)
     return model.eval()
 
 
 def ssd(task: UnlearningTask) -> nn.Module:
-    p = task.method_params
-    generator = torch.Generator().manual_seed(p["seed"])
+    p = task.params(Ssd)
+    generator = torch.Generator().manual_seed(p.seed)
     model = copy.deepcopy(task.original)
     training = (torch.cat([task.retain[0], task.forget[0]]), torch.cat([task.retain[1], task.forget[1]]))
-    train_importance = diagonal_fisher(model, subsample(training, p["samples"], generator), p["batch_size"])
-    forget_importance = diagonal_fisher(model, subsample(task.forget, p["samples"], generator), p["batch_size"])
+    train_importance = diagonal_fisher(model, subsample(training, p.samples, generator), p.batch_size)
+    forget_importance = diagonal_fisher(model, subsample(task.forget, p.samples, generator), p.batch_size)
     with torch.no_grad():
         for parameter, general, specific in zip(model.parameters(), train_importance, forget_importance, strict=True):
-            selected = specific > p["alpha"] * general
-            factor = (p["dampening"] * general / (specific + 1e-12)).clamp(max=1.0)
+            selected = specific > p.alpha * general
+            factor = (p.dampening * general / (specific + 1e-12)).clamp(max=1.0)
             parameter.mul_(torch.where(selected, factor, torch.ones_like(factor)))
     return model.eval()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from remi.catalog import UNLEARNING_METHODS, check_registry
-from remi.device import model_device, synchronize
+from remi.runtime.device import model_device, synchronize
 from remi.unlearning.base import UnlearningTask
 from remi.unlearning.gradient_methods import finetune, neggrad_plus, random_label, salun, scrub
 from remi.unlearning.importance_methods import fisher, ssd

@@ -28,45 +28,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from remi.attacks.roc import rank_auc
+from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
-from remi.metrics import rank_auc
-from remi.signals import gaussian_kl, logit_scaled_confidence
-from remi.training import accuracy
+from remi.networks.training import accuracy
+from remi.params_schema import Remi
 from remi.unlearning.base import Samples, UnlearningTask, subsample
-from remi.unlearning.leakage import ESTIMATORS, LeakageScore
+from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
 
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
 
 
 def remi(task: UnlearningTask) -> nn.Module:
-    p = task.method_params
-    generator = torch.Generator().manual_seed(p["seed"])
+    p = task.params(Remi)
+    generator = torch.Generator().manual_seed(p.seed)
     model = copy.deepcopy(task.original).eval()
-    frozen, head = split_head(model, p["trainable_layers"])
+    frozen, head = split_head(model, p.trainable_layers)
     with torch.no_grad():
         retain, forget, check_out = ((_features(frozen, x), y) for x, y in (
             task.retain, task.forget, subsample(task.out, CHECK_SAMPLES, generator)))
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
-        leakage = ESTIMATORS[p["estimator"]](task, (head(check_out[0]), check_out[1]))
+        leakage = ESTIMATORS[p.estimator](task, (head(check_out[0]), check_out[1]))
     check_forget = subsample(forget, CHECK_SAMPLES, generator)
-    optimizer = torch.optim.Adam(head.parameters(), lr=p["lr"])
-    for step in range(p["max_steps"] + 1):
-        if step % p["check_every"] == 0 or step == p["max_steps"]:
+    optimizer = torch.optim.Adam(head.parameters(), lr=p.lr)
+    for step in range(p.max_steps + 1):
+        if step % p.check_every == 0 or step == p.max_steps:
             separation, out_signal = distinguishability(head, leakage, check_forget, check_out)
             task.log(step, separation)
             if _looks_unseen(separation, p):
                 break
-        if step == p["max_steps"]:
+        if step == p.max_steps:
             break
-        retain_batch = _batch(retain[1], p["batch_size"], generator)
-        forget_batch = _batch(forget[1], p["batch_size"], generator)
+        retain_batch = _batch(retain[1], p.batch_size, generator)
+        forget_batch = _batch(forget[1], p.batch_size, generator)
         terms = loss_terms(head, leakage,
                            retain=(retain[0][retain_batch], retain[1][retain_batch],
                                    teacher_log_probs[retain_batch]),
                            forget=(forget[0][forget_batch], forget[1][forget_batch]),
                            out_signal=out_signal)
-        loss = (p["lambda_ce"] * terms["ce"] + p["lambda_distill"] * terms["distill"]
-                + p["lambda_mi"] * terms["mi"] + p["lambda_kl"] * terms["kl"])
+        loss = (p.lambda_ce * terms["ce"] + p.lambda_distill * terms["distill"]
+                + p.lambda_mi * terms["mi"] + p.lambda_kl * terms["kl"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -74,15 +75,15 @@ def remi(task: UnlearningTask) -> nn.Module:
     return model.requires_grad_(True).eval()
 
 
-def _looks_unseen(separation: dict[str, float], p: dict) -> bool:
+def _looks_unseen(separation: dict[str, float], p: Remi) -> bool:
     """Stop rule: forget looks no more member-like than out, by both AUCs and by accuracy.
 
     One-sided on purpose: the scores approach `target_auc` from above, and going on past it would
     make forget look *less* member-like than unseen data, which is a signal of its own.
     """
-    aucs_low = all(separation[key] <= p["target_auc"] + p["auc_tolerance"]
+    aucs_low = all(separation[key] <= p.target_auc + p.auc_tolerance
                    for key in ("signal_auc", "leakage_auc"))
-    return aucs_low and separation["accuracy_gap"] <= p["accuracy_tolerance"]
+    return aucs_low and separation["accuracy_gap"] <= p.accuracy_tolerance
 
 
 def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module]:

@@ -1,0 +1,1 @@
+"""The privacy audit: scoring each model, forgetting quality, acceptance checks, and the reports."""

@@ -1,0 +1,67 @@
+"""Per-example forgetting quality, after the NeurIPS 2023 machine-unlearning challenge.
+
+For each forget sample, compare the distribution of one output statistic (the logit-scaled
+true-class confidence) over M unlearned models with its distribution over M retrained models.
+Every threshold on the statistic is an attack telling the two populations apart; its error rates
+give a lower bound on the (epsilon, delta) privacy loss:
+
+    epsilon(x) = max over thresholds of max(log(1 - delta - FPR) - log(FNR),
+                                            log(1 - delta - FNR) - log(FPR))
+
+M models cannot measure a rate below 1/M, so a rate of 0 counts as half a model, 1/(2M): epsilon is
+then at most log(2M(1 - delta) - 1), reached by populations that no threshold confuses. Small M makes
+the estimate coarse and noisy in both directions. Each sample
+scores 2^-n with n = floor(epsilon / bin_width); the forgetting quality is their mean, in (0, 1],
+higher = harder to tell from retraining. Retrain-vs-retrain (two disjoint sets of retrained models)
+is the best achievable value under the same estimator.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from remi.attacks.signals import logit_scaled_confidence
+from remi.networks.training import predict_logits
+from remi.runtime.progress import Progress
+from remi.unlearning import METHODS, UnlearningTask
+
+
+def per_example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: float) -> np.ndarray:
+    """epsilon per sample from statistics of shape (models, samples) for each population."""
+    floor = 1 / (2 * min(len(unlearned), len(retrained)))
+    epsilons = np.zeros(unlearned.shape[1])
+    thresholds = np.concatenate([unlearned, retrained])  # every observed value is a threshold
+    for index in range(unlearned.shape[1]):
+        u, r = unlearned[:, index], retrained[:, index]
+        t = np.unique(thresholds[:, index])[:, None]
+        # Attack "unlearned if statistic > t": FPR on retrained, FNR on unlearned; and its mirror.
+        best = 0.0
+        for fpr, fnr in (((r > t).mean(1), (u <= t).mean(1)), ((r <= t).mean(1), (u > t).mean(1))):
+            fpr, fnr = np.maximum(fpr, floor), np.maximum(fnr, floor)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = np.maximum(np.log(1 - delta - fpr) - np.log(fnr), np.log(1 - delta - fnr) - np.log(fpr))
+            values = values[np.isfinite(values)]
+            if len(values):
+                best = max(best, float(values.max()))
+        epsilons[index] = best
+    return epsilons
+
+
+def forgetting_quality(epsilons: np.ndarray, bin_width: float) -> float:
+    """Mean of 2^-floor(epsilon / bin_width): 1 when no sample is distinguishable at all."""
+    return float(np.mean(2.0 ** -np.floor(epsilons / bin_width)))
+
+
+def population_statistics(task: UnlearningTask, method: str, seeds: list[int],
+                          forget: tuple[torch.Tensor, torch.Tensor], progress: Progress | None = None) -> np.ndarray:
+    """Run `method` once per seed (same original model, same sets) and return the logit-scaled
+    confidence of every resulting model on the forget samples: shape (len(seeds), samples)."""
+    statistics = []
+    for seed in seeds:
+        model = METHODS[method](replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))
+        logits = predict_logits(model, forget[0])
+        statistics.append(logit_scaled_confidence(logits, forget[1]).double().numpy())
+        if progress:
+            progress.advance(f"{method}, seed {seed}")
+    return np.stack(statistics)

@@ -1,0 +1,137 @@
+"""The `remi` command: one front door to the pipeline and its tools.
+
+    remi run [dvc repro arguments]      the whole pipeline (or the stages named), one MLflow parent run
+    remi profile profiles/tiny.yaml     overlay a profile onto params.yaml
+    remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
+    remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
+    remi ablation --seeds 0 1 2         ReMI's ablations and sweeps on the pipeline's artifacts
+    remi benchmark networks|unlearning  timing tools (BENCHMARKS.md)
+    remi summary                        the last run's result at a glance
+    remi ui                             the MLflow UI on the local store
+    remi reap-runs                      mark runs of killed processes KILLED
+
+Each subcommand imports what it needs only when it runs, so `remi --help` is instant. Errors in what
+the user gave (params, requests, files) print one readable message and exit 2, as the stages do.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from remi.pipeline.entry_point import run_entry_point
+from remi.pipeline.layout import project_root
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from remi.pipeline.runner import run_pipeline
+
+    return run_pipeline(args.dvc_arguments)
+
+
+def _profile(args: argparse.Namespace) -> None:
+    from remi.pipeline.params import apply_profile
+
+    apply_profile(Path("params.yaml"), args.profile)
+    print(f"params.yaml now has {args.profile} applied; `remi run` re-runs what it changed.")
+
+
+def _seeds(args: argparse.Namespace) -> int:
+    from remi.pipeline.seeds import run_seeds
+
+    return run_seeds(args.seeds, args.output)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from remi.audit.comparison import compare
+
+    compare(args.audit, args.seeds, args.report, args.metrics)
+
+
+def _ablation(args: argparse.Namespace) -> None:
+    from remi.audit.ablation import run_ablation
+
+    run_ablation(args.seeds)
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    if args.what == "networks":
+        from remi.benchmarks.networks import benchmark_networks
+
+        benchmark_networks(args.samples, args.out)
+    else:
+        from remi.benchmarks.unlearning import benchmark_unlearning
+
+        benchmark_unlearning(args.repeats)
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from remi.pipeline.summary import print_summary
+
+    print_summary(args.markdown)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from remi.pipeline.tracking import serve_ui
+
+    return serve_ui(args.host, args.port)
+
+
+def _reap_runs(args: argparse.Namespace) -> None:
+    from remi.pipeline.tracking import reap_orphaned_runs
+
+    reaped = reap_orphaned_runs()
+    print(f"Marked {len(reaped)} run(s) KILLED" + (f": {', '.join(reaped)}" if reaped else "."))
+
+
+def _seed_list(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="remi", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    # Its other arguments (stage names, -f, ...) go to dvc repro unparsed: see main().
+    command("run", _run, "run the pipeline (`dvc repro [ARGS]`) under one MLflow parent run")
+    command("profile", _profile, "overlay a profile onto params.yaml").add_argument("profile", type=Path)
+    seeds = command("seeds", _seeds, "run the pipeline once per seed with dvc exp run, up to the audit")
+    _seed_list(seeds)
+    seeds.add_argument("--output", type=Path, help="default: metrics/seeds/<dataset>.json")
+    compare = command("compare", _compare, "comparison table of one run, or mean +- std over seed files")
+    compare.add_argument("audit", nargs="?", type=Path, default=Path("metrics/audit.json"))
+    compare.add_argument("--seeds", type=Path, nargs="+", help="metrics/seeds/<dataset>.json files")
+    compare.add_argument("--report", type=Path, default=Path("reports/comparison.md"))
+    compare.add_argument("--metrics", type=Path, default=Path("metrics/comparison.json"))
+    _seed_list(command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts"))
+    benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
+    benchmark.add_argument("what", choices=("networks", "unlearning"))
+    benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
+    benchmark.add_argument("--out", type=Path, help="networks: also write the timings to this JSON file")
+    benchmark.add_argument("--repeats", type=int, default=3, help="unlearning: repeats per method")
+    summary = command("summary", _summary, "the last run's result: ReMI vs retraining, the gate, where the reports are")
+    summary.add_argument("--markdown", action="store_true", help="only the results table, as in the README")
+    ui = command("ui", _ui, "serve the MLflow UI on the local store")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    command("reap-runs", _reap_runs, "mark MLflow runs of this host's killed processes KILLED")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.dvc_arguments = rest
+    os.chdir(project_root())  # like dvc: any directory inside the project will do
+    run_entry_point(lambda: args.handler(args))

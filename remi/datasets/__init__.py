@@ -1,6 +1,0 @@
-"""Datasets behind one registry: `load_dataset(name, raw_dir)`."""
-
-from remi.datasets.base import Dataset
-from remi.datasets.registry import DATASETS, load_dataset
-
-__all__ = ["DATASETS", "Dataset", "load_dataset"]

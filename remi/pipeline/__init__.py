@@ -1,0 +1,1 @@
+"""How the library runs as a pipeline: params, output layout, MLflow tracking, stage entry, release."""

@@ -1,0 +1,117 @@
+"""Read params.yaml (and profiles) safely and validate them into typed `Params` before any training.
+
+What a valid value is lives in remi/params_schema.py; this module turns a file into a mapping (bounded
+size, no YAML aliases) and pydantic's errors into one readable message.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from remi.errors import ParamsError, UserError
+from remi.params_schema import Params
+from remi.runtime.files import atomic_write, read_user_file
+
+MAX_PARAMS_BYTES = 256 * 1024  # params.yaml is ~6 KB; anything near this is not a params file
+SHOWN_CHARS = 80  # of an offending value, in error messages
+SHOWN_PROBLEMS = 25  # a message lists at most this many problems
+
+
+def shown(value: Any) -> str:
+    """A value as it goes into an error message: its repr, cut short (a value may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+def shown_key(key: Any) -> str:
+    """A key as written in params.yaml if it is a short printable string, else as shown()."""
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= SHOWN_CHARS else shown(key)
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error as a line of the message: where in params.yaml, what was there, what is expected."""
+    location = list(error["loc"])
+    if location[-1:] == ["[key]"]:  # a mapping's key, e.g. an unknown attack in acceptance.max_auc_gap
+        location = [*location[:-2], "key"]
+    where = ".".join(shown_key(part) for part in location)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        if len(error["loc"]) == 1:
+            return f"section `{where}` is not a known section (known: {', '.join(Params.model_fields)})"
+        return f"{where} is not a known key"
+    if error["type"] == "missing":
+        return f"section `{where}` is missing" if len(error["loc"]) == 1 else f"{where} is missing"
+    if not where:  # a cross-check between sections
+        return message
+    return f"{where} = {shown(error['input'])}: {message}"
+
+
+def validate(params: dict[str, Any]) -> Params:
+    """The typed params, or a ParamsError listing every missing, unknown or out-of-range key."""
+    try:
+        return Params.model_validate(params)
+    except ValidationError as error:
+        problems = [line for e in error.errors() for line in _problem(e).split("\n")]
+        if len(problems) > SHOWN_PROBLEMS:
+            problems = [*problems[:SHOWN_PROBLEMS], f"... and {len(problems) - SHOWN_PROBLEMS} more"]
+        raise ParamsError("Invalid params.yaml:\n  - " + "\n  - ".join(problems)) from None
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors' aliases: a handful of nested aliases expand to billions of nodes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ParamsError(f"params.yaml uses a YAML alias (*{event.anchor}) at line "
+                              f"{event.start_mark.line + 1}: write the values out instead.")
+        return super().compose_node(parent, index)
+
+
+def parse_params(text: bytes | str, source: str = "params.yaml") -> dict[str, Any]:
+    """The params mapping in `text`, parsed without aliases; not yet validated."""
+    try:
+        params = yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{source} is not valid YAML: {str(error)[:500]}") from error
+    except RecursionError as error:
+        raise ParamsError(f"{source} nests too deeply to be a params file.") from error
+    if not isinstance(params, dict):
+        raise ParamsError(f"{source} must hold a mapping of sections.")
+    return params
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """Parse a params file (or a profile) with the size bound every user file gets."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run from the repository root.")
+    try:
+        text = read_user_file(path, MAX_PARAMS_BYTES, "Params file")
+    except UserError as error:
+        raise ParamsError(str(error)) from error
+    return parse_params(text, str(path))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the whole params file (every stage does, so a bad value stops the run early)."""
+    return validate(read_params_file(path))
+
+
+def overlay(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, section by section (nested dicts merge, values replace)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = overlay(base[key], value) if nested else value
+    return merged
+
+
+def apply_profile(params_path: Path, profile_path: Path) -> None:
+    """Rewrite a params file with a profile overlaid; the result is validated first."""
+    merged = overlay(read_params_file(params_path), read_params_file(profile_path))
+    validate(merged)
+    text = yaml.safe_dump(merged, sort_keys=False)
+    atomic_write(params_path, lambda tmp: tmp.write_text(text))

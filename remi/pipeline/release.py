@@ -1,0 +1,82 @@
+"""Registering the gate's model as @candidate: one locked step, idempotent, forward only.
+
+- Idempotent: a version is identified by its model file's md5 and its forget set's md5; re-running
+  the gate (after a kill between registering and aliasing, or a reproduced model) finds that
+  version and points the alias at it instead of registering a duplicate.
+- Forward only: the alias never moves to a model that honours fewer erasure requests than the
+  current candidate (two pipelines sharing a store must not roll erasure back).
+- Locked: the check and the move happen under one lock, so two gates cannot interleave them.
+  The lock is a local file (beside an sqlite store): gates on other hosts sharing a server are
+  not serialised by it.
+"""
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+from remi.errors import UserError
+from remi.runtime.files import file_md5, read_json
+from remi.runtime.locks import file_lock
+
+ALIAS = "candidate"
+LOCK_TIMEOUT_SECONDS = 300
+IDENTITY_TAGS = ("model_md5", "forget_set_md5")
+REQUESTS_TAG = "erasure_requests"
+
+
+class RegistryRefused(UserError):
+    """Moving @candidate to this model would honour fewer erasure requests than it does now."""
+
+
+def release_tags(model_file: Path, forget_file: Path, method: str, identity: dict[str, str]) -> dict[str, str]:
+    """A version's tags: its identity (model and forget-set md5), what it honours, where it came from."""
+    forget = read_json(forget_file)
+    requests = forget.get("requests", [])
+    return {"model_md5": file_md5(model_file), "forget_set_md5": file_md5(forget_file),
+            REQUESTS_TAG: str(len(requests)),
+            "erasure_request_ids_sha256": hashlib.sha256("\n".join(requests).encode()).hexdigest(),
+            "dataset_digest": forget["dataset_digest"], "method": method,
+            "git_commit": identity["git_commit"], "dvc_lock_md5": identity["dvc_lock_md5"]}
+
+
+def registry_lock_path(tracking_uri: str, registered_name: str) -> Path:
+    key = hashlib.sha256(f"{tracking_uri}\n{registered_name}".encode()).hexdigest()[:16]
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).with_name(f".registry-{key}.lock")
+    return Path(tempfile.gettempdir()) / f"remi-registry-{key}.lock"
+
+
+def _version_with_identity(client, name: str, tags: dict[str, str]) -> int | None:
+    query = " and ".join([f"name = '{name}'", *(f"tags.{key} = '{tags[key]}'" for key in IDENTITY_TAGS)])
+    versions = client.search_model_versions(query)
+    return min(int(v.version) for v in versions) if versions else None
+
+
+def _current_candidate(client, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:  # no such model yet, or no alias yet
+        return None
+
+
+def register_candidate(tracking_uri: str, model_uri: str, registered_name: str, tags: dict[str, str]) -> int:
+    """The version of `registered_name` now @candidate: found by identity tags, else registered."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    with file_lock(registry_lock_path(tracking_uri, registered_name), LOCK_TIMEOUT_SECONDS,
+                   f"registering {registered_name}"):
+        current = _current_candidate(client, registered_name)
+        honoured = int(current.tags.get(REQUESTS_TAG, 0)) if current else 0
+        if honoured > int(tags[REQUESTS_TAG]):
+            raise RegistryRefused(
+                f"{registered_name}@{ALIAS} is version {current.version}, which honours {honoured} erasure "
+                f"request(s); this model honours {tags[REQUESTS_TAG]}. The alias only moves forward: "
+                "apply every request the candidate honours (data/requests/) and run again.")
+        version = _version_with_identity(client, registered_name, tags)
+        if version is None:
+            version = int(mlflow.register_model(model_uri, registered_name, tags=tags).version)
+        client.set_registered_model_alias(registered_name, ALIAS, str(version))
+        return version

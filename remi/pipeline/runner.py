@@ -1,0 +1,52 @@
+"""Run `dvc repro` as one MLflow parent run; every stage logs a child run under it (`remi run`).
+
+params.yaml is read and validated first, before DVC parses it (a hostile file, e.g. a YAML alias
+bomb, would hang DVC's own parser) and before any stage deletes its outputs. Stage commands find
+the project's interpreter through bin/python, whatever PATH holds.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+from remi.pipeline import tracking
+from remi.pipeline.layout import OUTPUT_ROOTS, metrics_path
+from remi.pipeline.params import load_params
+from remi.pipeline.summary import summary_text
+from remi.runtime.files import sweep_stale_temps
+from remi.runtime.process_identity import process_tags
+
+
+def run_under_parent_run(command: list[str], run_name: str) -> int:
+    """Run `command` (a dvc call) inside one MLflow parent run that every stage's run nests under."""
+    mlflow = tracking.configured_mlflow()
+    reaped = tracking.reap_orphaned_runs()
+    if reaped:
+        print(f"Marked {len(reaped)} MLflow run(s) of killed processes as KILLED.")
+    tags = {"stage": "pipeline", "role": "pipeline", **tracking.code_identity(), **process_tags()}
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        started = time.perf_counter()
+        env = os.environ | {tracking.PARENT_RUN_ENV: run.info.run_id}
+        code = subprocess.call(command, env=env)
+        seconds = time.perf_counter() - started
+        mlflow.log_metric("pipeline_seconds", seconds)
+        # Tagged after the run: dvc.lock now holds the hashes of what this run produced.
+        mlflow.set_tags({f"final.{k}": v for k, v in tracking.code_identity().items()})
+        print(f"{run_name} finished in {seconds:.1f} s with exit code {code}; MLflow run {run.info.run_id}")
+        if code:
+            mlflow.end_run(status="FAILED")
+    return code
+
+
+def run_pipeline(dvc_arguments: list[str]) -> int:
+    """Validate params, clear a killed run's temp files, `dvc repro` under one parent run, and end
+    with the summary when the audit finished (including when the gate then refused the model)."""
+    load_params()
+    sweep_stale_temps(OUTPUT_ROOTS)
+    started = time.time()
+    code = run_under_parent_run([sys.executable, "-m", "dvc", "repro", *dvc_arguments], "dvc repro")
+    gate = metrics_path("gate")
+    if code == 0 or (gate.exists() and gate.stat().st_mtime >= started):
+        print("\n" + summary_text(), flush=True)
+    return code

@@ -1,0 +1,37 @@
+"""Assemble an unlearning task from the pipeline's artifacts on disk."""
+
+
+import torch
+
+from remi.attacks.checkpoints import load_attack, load_class_gaussians
+from remi.data.datasets import Dataset
+from remi.data.splits import load_split, retain_ids
+from remi.networks.architectures import build_network
+from remi.networks.checkpoints import load_model
+from remi.params_schema import Params
+from remi.pipeline.layout import ATTACK_DIR, TARGET_DIR, split_path
+from remi.unlearning import UnlearningTask
+from remi.unlearning.base import Samples, StepCallback
+
+
+def load_task(params: Params, dataset: Dataset, method: str, device: torch.device,
+              on_step: StepCallback | None = None) -> UnlearningTask:
+    """The target, its attack, and the retain/forget/out samples named by data/splits/, all on `device`."""
+    target_train, forget = load_split(split_path("target_train")), load_split(split_path("forget"))
+
+    def on_device(ids: torch.Tensor) -> Samples:
+        inputs, labels = dataset.subset(ids)
+        return inputs.to(device), labels.to(device)
+
+    return UnlearningTask(
+        original=load_model(TARGET_DIR, device),
+        retain=on_device(retain_ids(target_train, forget)),
+        forget=on_device(forget),
+        out=on_device(load_split(split_path("out"))),
+        attack=load_attack(ATTACK_DIR, device),
+        class_gaussians=load_class_gaussians(ATTACK_DIR, device),
+        new_network=lambda: build_network(params.model, dataset.input_shape, dataset.num_classes).to(device),
+        train_params=params.train,
+        method_params=params.method(method),
+        on_step=on_step,
+    )

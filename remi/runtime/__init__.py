@@ -1,0 +1,1 @@
+"""What every layer runs on: device choice, atomic files, locks, process identity. Knows nothing of ML."""
