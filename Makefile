@@ -28,6 +28,7 @@ test: setup
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 ui: $(VENV)/.installed
 	$(VENV)/bin/remi ui

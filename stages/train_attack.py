@@ -45,9 +45,10 @@ def main() -> None:
         tracking.log_metrics(metrics)
 
 
-def _stack(outputs: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+def _stack(outputs: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits, labels, is_member) of several shadows, concatenated."""
-    return tuple(torch.cat([o[key] for o in outputs]) for key in ("logits", "labels", "is_member"))
+    logits, labels, is_member = (torch.cat([o[key] for o in outputs]) for key in ("logits", "labels", "is_member"))
+    return logits, labels, is_member
 
 
 def _target_metrics(attack, params, low_fprs: list[float]) -> dict[str, float]:

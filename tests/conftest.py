@@ -68,7 +68,7 @@ def tiny_run(tmp_path_factory) -> Path:
     """The whole tiny-profile pipeline, run once per session; tests work on clones of it."""
     work = tmp_path_factory.mktemp("tiny_run") / "repo"
     run = pipeline_copy(work, "profiles/tiny.yaml")
-    result = run(sys.executable, "-m", "remi", "run")
+    result = run(REMI, "run")  # the console script, as users call it
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work
 

@@ -17,6 +17,9 @@ class AttackModel(nn.Module):
     frozen, stays differentiable w.r.t. the audited model's logits (ReMI needs that).
     """
 
+    feature_mean: torch.Tensor  # buffers, declared for the type checker
+    feature_std: torch.Tensor
+
     def __init__(self, num_features: int, hidden_units: int) -> None:
         super().__init__()
         self.register_buffer("feature_mean", torch.zeros(num_features))
@@ -37,6 +40,9 @@ class ClassGaussians(nn.Module):
     confidence on samples a shadow did *not* train on; a sample's score is how many standard
     deviations above its class's non-member mean it lies (higher = more member-like).
     Differentiable w.r.t. the logits, so ReMI can use it as its leakage estimator."""
+
+    mean: torch.Tensor  # buffers, declared for the type checker
+    std: torch.Tensor
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ process), so treat that column as indicative.
 """
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -74,7 +75,7 @@ def run_ablation(seeds: list[int]) -> None:
             gaps = gaps_to_reference(per_model, gap_metrics(audit.attacks, audit.low_fprs))["remi"]
             results.setdefault(name, []).append(per_model["remi"] | gaps)
             print(f"{name:32s} seed {seed}: average gap {gaps['average_gap']:.4f}, {seconds:.2f} s", flush=True)
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for name, runs in results.items():
         summary[name] = {key: mean_std([run[key] for run in runs]) for key in COLUMNS}
         summary[name] |= {"seconds_ratio_to_retrain": summary[name]["seconds"]["mean"] / retrain_seconds,

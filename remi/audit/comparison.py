@@ -63,7 +63,7 @@ def fastest_verdict(summary: dict[str, dict[str, dict[str, float]]]) -> str:
         ratio = summary["remi"]["seconds_ratio_to_retrain"]["mean"]
         return (f"ReMI took {ratio:.3f} of retraining's time on average: more than {FAST:.0%}, so it is not "
                 "in the fast group.")
-    ranked = sorted(fast, key=fast.get)
+    ranked = sorted(fast, key=fast.__getitem__)
     others = ", ".join(f"{m} {fast[m]:.3f}" for m in ranked if m != "remi")
     if ranked[0] == "remi":
         return (f"Among the methods taking at most {FAST:.0%} of retraining's time, ReMI has the smallest mean "

@@ -116,7 +116,8 @@ def histogram_figure(scores: ModelScores, attack: str) -> bytes:
     for axis, (model, per_attack) in zip(axes.flat, scores.items(), strict=True):
         parts = per_attack[attack]
         values = np.concatenate(list(parts.values()))
-        bins = np.linspace(*np.percentile(values, [0.5, 99.5]), 40)
+        low, high = np.percentile(values, [0.5, 99.5])
+        bins = np.linspace(low, high, 40)
         for part in ("forget", "retain", "audit_holdout"):
             axis.hist(np.clip(parts[part], bins[0], bins[-1]), bins=bins, density=True, histtype="step",
                       linewidth=1.4, label=part)

@@ -9,6 +9,7 @@ from torch import nn
 
 from remi.attacks.audit_attacks import ATTACKS, MIA_EFFICACY_THRESHOLD, AttackInputs, Scores
 from remi.attacks.roc import fpr_label, membership_metrics
+from remi.attacks.shadow_attack_model import AttackModel
 from remi.catalog import REFERENCE
 from remi.data.datasets import Dataset
 from remi.networks.training import accuracy, predict_logits
@@ -49,7 +50,7 @@ class AuditSets:
                 ("forget", "retain", "audit_holdout", "fit_members", "fit_nonmembers", "population")}
 
 
-def attack_inputs(dataset: Dataset, sets: AuditSets, references: list[nn.Module], attack_model: nn.Module,
+def attack_inputs(dataset: Dataset, sets: AuditSets, references: list[nn.Module], attack_model: AttackModel,
                   audit_params: Audit) -> AttackInputs:
     parts = sets.attack_parts()
     return AttackInputs(

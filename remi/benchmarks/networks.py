@@ -16,7 +16,7 @@ import torch
 
 from remi.networks.architectures import build_network
 from remi.networks.training import train_classifier
-from remi.pipeline.params import overlay, read_params_file
+from remi.pipeline.params import overlay, read_params_file, validate
 from remi.runtime.device import compute_device, describe, synchronize, use_available_cores
 
 # profile -> (input shape, classes)
@@ -32,9 +32,9 @@ def benchmark_networks(samples: int, out: Path | None) -> None:
     device = compute_device()
     base = read_params_file("params.yaml")
     name = describe(device)
-    results = {"device": name, "torch": torch.__version__, "profiles": {}}
+    timings: dict[str, dict[str, object]] = {}
     for profile in PROFILES:
-        params = base if profile == "params.yaml" else overlay(base, read_params_file(profile))
+        params = validate(base if profile == "params.yaml" else overlay(base, read_params_file(profile)))
         shape, classes = SHAPES[params.data.dataset]
         model = build_network(params.model, shape, classes).to(device)
         inputs = torch.randn(samples, *shape, device=device)
@@ -47,10 +47,11 @@ def benchmark_networks(samples: int, out: Path | None) -> None:
         synchronize(device)
         per_sample = (time.perf_counter() - started) / samples
         target = per_sample * params.splits.target_train * params.train.epochs
-        results["profiles"][profile] = {"arch": params.model.arch, "seconds_per_1000_samples": 1000 * per_sample,
+        timings[profile] = {"arch": params.model.arch, "seconds_per_1000_samples": 1000 * per_sample,
                                         "target_training_seconds": target}
         print(f"{profile:32s} {params.model.arch:9s} {1000 * per_sample:8.3f} s / 1000 samples; "
               f"one target ({params.splits.target_train} x {params.train.epochs} epochs): "
               f"{target:9.1f} s   [{name}]", flush=True)
     if out:
+        results = {"device": name, "torch": torch.__version__, "profiles": timings}
         out.write_text(json.dumps(results, indent=2) + "\n")

@@ -8,6 +8,7 @@ from remi.catalog import REFERENCE
 from remi.errors import UserError
 from remi.pipeline.layout import AUDIT_REPORT_DIR, LINEAGE_DIR, metrics_path
 from remi.pipeline.params import load_params
+from remi.pipeline.tracking import experiment_url
 from remi.runtime.files import read_json
 
 Row = tuple[str, dict[str, float | None]]
@@ -67,7 +68,7 @@ def summary_text() -> str:
         raise UserError(f"{audit_file} does not exist yet: run `remi run` first.")
     audit, method = read_json(audit_file), params.gate.method
     target_record = LINEAGE_DIR / "target.json"
-    experiment = read_json(target_record)["experiment_id"] if target_record.exists() else "?"
+    experiment = read_json(target_record)["experiment_id"] if target_record.exists() else "0"
     prepared = read_json(metrics_path("prepare")) if metrics_path("prepare").exists() else {}
     forget = int(prepared.get("forget_count", 0))
     lines = [f"{method} vs retraining on {params.data.dataset} ({params.model.arch})"
@@ -75,7 +76,7 @@ def summary_text() -> str:
              *_text_table(audit, params.audit.attacks, method), "",
              _gate_line(method, params.gate.registered_model),
              f"Report: {Path(AUDIT_REPORT_DIR, 'audit.html').resolve().as_uri()}",
-             f"MLflow: `remi ui`, then http://127.0.0.1:5000/#/experiments/{experiment}"]
+             f"MLflow: `remi ui`, then {experiment_url('http://127.0.0.1:5000', experiment)}"]
     return "\n".join(lines)
 
 

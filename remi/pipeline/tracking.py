@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,11 @@ from remi.runtime.process_identity import HOST_TAG, is_gone, process_tags
 
 EXPERIMENT = "remi-unlearning"
 PARENT_RUN_ENV = "REMI_PIPELINE_RUN_ID"
-# Without it MLflow 3's UI guesses the experiment's kind and may open on its GenAI view (traces);
-# this kind opens on the runs table.
+# MLflow 3's UI opens an experiment on its GenAI view (traces, tokens) unless told this is model
+# training: by the experiment's kind tag, and in 3.17 (whose sidebar switch overrides the tag) by the
+# page's workflowType, which every link we print carries.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+UI_VIEW = "workflowType=machine_learning"
 
 
 def quiet_telemetry() -> None:
@@ -75,7 +77,7 @@ def code_identity(root: Path | None = None) -> dict[str, str]:
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested sections (mappings or params models) as dotted MLflow param names."""
-    flat = {}
+    flat: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
         if isinstance(value, BaseModel):
@@ -112,10 +114,16 @@ def stage_run(stage: str, role: str, params: dict[str, Any],
         yield run
 
 
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The UI's page of an experiment's runs (not its GenAI overview)."""
+    return f"{base}/#/experiments/{experiment_id}?{UI_VIEW}"
+
+
 def serve_ui(host: str, port: int) -> int:
     """`mlflow server` on this project's store until interrupted; its exit code."""
-    quiet_telemetry()
-    print(f"MLflow UI on http://{host}:{port} (store {tracking_uri()}); Ctrl-C stops it.", flush=True)
+    experiment = configured_mlflow().get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    print(f"MLflow UI: {experiment_url(f'http://{host}:{port}', experiment.experiment_id)} "
+          f"(store {tracking_uri()}); Ctrl-C stops it.", flush=True)
     command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1",
                "--backend-store-uri", tracking_uri()]
     try:
@@ -151,14 +159,16 @@ def log_data_input(path: Path, context: str) -> None:
     """Log a split file as a run input, its DVC md5 as the digest."""
     mlflow = configured_mlflow()
     from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.data.sources import LocalArtifactDatasetSource
 
-    dataset = MetaDataset(LocalArtifactDatasetSource(str(Path(path).resolve())),
+    # Generated at import time by mlflow.data.artifact_dataset_sources, so invisible to a type checker.
+    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+
+    dataset = MetaDataset(LocalArtifactDatasetSource(str(Path(path).resolve())),  # type: ignore[abstract]
                           name=Path(path).stem, digest=file_md5(path))
     mlflow.log_input(dataset, context=context)
 
 
-def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     configured_mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 

@@ -65,7 +65,7 @@ def sweep_stale_temps(roots: tuple[Path, ...]) -> list[Path]:
     return removed
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp_path)` and move the result onto `path` only if it returned normally."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")

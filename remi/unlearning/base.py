@@ -15,6 +15,13 @@ StepCallback = Callable[[int, dict[str, float]], None]
 MethodParams = TypeVar("MethodParams", bound=Section)
 
 
+def gradient(parameter: torch.Tensor) -> torch.Tensor:
+    """A parameter's gradient after backward() (every parameter of these networks gets one)."""
+    if parameter.grad is None:
+        raise RuntimeError("expected a gradient: call backward() on a loss that uses every parameter")
+    return parameter.grad
+
+
 def subsample(samples: Samples, count: int, generator: torch.Generator) -> Samples:
     """At most `count` samples, drawn without replacement."""
     picked = torch.randperm(len(samples[1]), generator=generator)[:count].to(samples[1].device)

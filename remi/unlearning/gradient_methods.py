@@ -17,7 +17,7 @@ from torch import nn
 
 from remi.networks.training import train_classifier
 from remi.params_schema import Finetune, Salun, Scrub, Train, TwoSetFineTune
-from remi.unlearning.base import Samples, UnlearningTask
+from remi.unlearning.base import Samples, UnlearningTask, gradient
 
 
 def finetune(task: UnlearningTask) -> nn.Module:
@@ -52,7 +52,7 @@ def _two_set_fine_tune(task: UnlearningTask, forget_loss, masks: list[torch.Tens
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for parameter, mask in zip(model.parameters(), masks or [], strict=False):
-            parameter.grad *= mask
+            gradient(parameter).mul_(mask)
         optimizer.step()
         task.log(step, {"retain_loss": retain_loss.item(), "forget_term": unlearn_loss.item()})
     return model.eval()
@@ -77,7 +77,7 @@ def saliency_masks(model: nn.Module, forget: Samples, fraction: float, batch_siz
     model.zero_grad(set_to_none=True)
     for inputs, labels in zip(forget[0].split(batch_size), forget[1].split(batch_size), strict=True):
         (F.cross_entropy(model(inputs), labels, reduction="sum") / len(forget[1])).backward()
-    saliency = [p.grad.abs() for p in model.parameters()]
+    saliency = [gradient(p).abs() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
     flat = torch.cat([s.flatten() for s in saliency])
     threshold = flat.kthvalue(max(1, round((1 - fraction) * len(flat)))).values

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from remi.params_schema import Fisher, Ssd
-from remi.unlearning.base import Samples, UnlearningTask, subsample
+from remi.unlearning.base import Samples, UnlearningTask, gradient, subsample
 
 
 def diagonal_fisher(model: nn.Module, samples: Samples, batch_size: int) -> list[torch.Tensor]:
@@ -26,7 +26,7 @@ def diagonal_fisher(model: nn.Module, samples: Samples, batch_size: int) -> list
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(inputs), labels).backward()
         for total, parameter in zip(totals, model.parameters(), strict=True):
-            total += parameter.grad.detach() ** 2
+            total += gradient(parameter).detach() ** 2
         batches += 1
     model.zero_grad(set_to_none=True)
     return [total / batches for total in totals]
@@ -40,7 +40,7 @@ def fisher(task: UnlearningTask) -> nn.Module:
     with torch.no_grad():
         for parameter, weight in zip(model.parameters(), importance, strict=True):
             variance = (p.alpha / (weight + 1e-12)).clamp(max=p.max_variance)
-            parameter += variance.sqrt() * torch.randn(parameter.shape, generator=generator).to(parameter.device)
+            parameter.add_(variance.sqrt() * torch.randn(parameter.shape, generator=generator).to(parameter.device))
     return model.eval()
 
 

@@ -7,8 +7,8 @@ Per step, on one batch each of retain and forget samples:
          + lambda_mi * mean softplus(A(f(x_f)))      # leakage estimator: forget looks like non-member
          + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal
 
-A is the leakage estimator named by `remi.estimator` (leakage.py: the shadow attack model, a
-confidence threshold, or a LiRA-style Gaussian score). The signal s is the logit-scaled true-class
+A is the leakage estimator named by `remi.estimator` (leakage_estimators.py: the shadow attack model, a
+confidence threshold, or per-class Gaussian scores). The signal s is the logit-scaled true-class
 confidence. (mu_o, var_o) are detached: they are the
 target the forget distribution moves to, not something to move. They are refreshed at every
 stopping check from CHECK_SAMPLES out samples: a better estimate than one batch, and cheaper.

@@ -1,0 +1,103 @@
+"""Every `remi` subcommand, through the installed console script (ui: tests/test_mlflow_ui.py; run:
+the pipeline tests; seeds and compare --seeds: tests/test_profiles.py; reap-runs: test_orphaned_runs)."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from remi.cli import build_parser
+from tests.conftest import REMI, REPO, clone_run
+
+SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "benchmark", "summary", "ui", "reap-runs"}
+
+
+def remi(*args: str, cwd=REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([REMI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_every_subcommand_and_a_wrong_call_exits_2():
+    result = remi("--help")
+    assert result.returncode == 0
+    parser_commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert parser_commands == SUBCOMMANDS and all(name in result.stdout for name in SUBCOMMANDS)
+    wrong = remi("summary", "--no-such-flag")
+    assert wrong.returncode == 2 and "unrecognized arguments: --no-such-flag" in wrong.stderr
+
+
+def _project(tmp_path):
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    return tmp_path
+
+
+def test_profile_rewrites_params_and_a_bad_profile_changes_nothing(tmp_path):
+    project = _project(tmp_path)
+    (project / "sub").mkdir()
+    result = remi("profile", "profiles/tiny.yaml", cwd=project / "sub")  # found from a subdirectory, like dvc
+    assert result.returncode == 0, result.stderr
+    assert "target_train: 1000" in (project / "params.yaml").read_text()
+    before = (project / "params.yaml").read_bytes()
+    (project / "bad.yaml").write_text("train:\n  epochs: 2.5\n")
+    refused = remi("profile", "bad.yaml", cwd=project)
+    assert refused.returncode == 2 and "train.epochs = 2.5: Input should be a valid integer" in refused.stderr
+    assert "Traceback" not in refused.stderr and (project / "params.yaml").read_bytes() == before
+
+
+def test_summary_before_any_run_says_what_to_do(tmp_path):
+    result = remi("summary", cwd=_project(tmp_path))
+    assert result.returncode == 2 and "run `remi run` first" in result.stderr
+
+
+def test_benchmark_networks_times_every_profile(tmp_path):
+    out = tmp_path / "networks.json"
+    result = remi("benchmark", "networks", "--samples", "32", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    timings = json.loads(out.read_text())["profiles"]
+    assert set(timings) == {"params.yaml", "profiles/mnist_5k.yaml", "profiles/letter.yaml",
+                            "profiles/cifar10_resnet9.yaml", "profiles/cifar10_resnet18.yaml"}
+    assert all(t["seconds_per_1000_samples"] > 0 for t in timings.values())
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_run, tmp_path_factory):
+    """A copy of the finished tiny pipeline that these tests may write into."""
+    work = tmp_path_factory.mktemp("cli") / "repo"
+    clone_run(tiny_run, work)
+    return work
+
+
+@pytest.mark.slow
+def test_summary_and_compare_read_the_finished_run(finished):
+    audit = json.loads((finished / "metrics/audit.json").read_text())
+    summary = remi("summary", cwd=finished)
+    assert summary.returncode == 0, summary.stderr
+    assert "remi vs retraining on fashion_mnist" in summary.stdout and "Gate: " in summary.stdout
+    assert f"{audit['remi/forget_accuracy']:.3f}" in summary.stdout
+    assert "workflowType=machine_learning" in summary.stdout
+    table = remi("summary", "--markdown", cwd=finished).stdout
+    assert table.startswith("| metric (forget vs audit_holdout) | target | retrain | remi |") and "seconds" not in table
+    compare = remi("compare", cwd=finished)
+    assert compare.returncode == 0 and "remi" in compare.stdout and "retrain" in compare.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_unlearning_times_each_method_against_retraining(finished):
+    result = remi("benchmark", "unlearning", "--repeats", "1", cwd=finished)
+    assert result.returncode == 0, result.stderr
+    assert "retrain    seconds" in result.stdout and "ratio to retrain: median 1.000" in result.stdout
+    assert "remi       seconds" in result.stdout
+
+
+@pytest.mark.slow
+def test_ablation_audits_every_variant(finished):
+    from remi.audit.ablation import VARIANTS
+
+    result = remi("ablation", "--seeds", "0", cwd=finished, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads((finished / "metrics/remi_ablation.json").read_text())
+    assert numbers["seeds"] == [0] and set(numbers["variants"]) == set(VARIANTS)
+    report = (finished / "reports/remi_ablation.md").read_text()
+    assert all(f"| {name} |" in report for name in VARIANTS)
