@@ -184,11 +184,11 @@ def test_requests_while_forget_mode_is_random_are_not_ignored(copy):
 PARAMS_CASES = {
     "string epochs": ("train:\n  epochs: '30'", "train.epochs = '30'"),
     "negative epochs": ("train:\n  epochs: -1", "train.epochs = -1"),
-    "unknown arch": ("model:\n  arch: resnet999", "unknown 'resnet999'"),
+    "unknown arch": ("model:\n  arch: resnet999", "model.arch = 'resnet999': unknown network"),
     "infinite learning rate": ("train:\n  max_lr: .inf", "train.max_lr = inf"),
     "infinite lambda_kl": ("remi:\n  lambda_kl: .inf", "remi.lambda_kl = inf"),
     "NaN learning rate": ("remi:\n  lr: .nan", "remi.lr = nan"),
-    "zero low FPR": ("audit:\n  low_fprs: [0]", "audit.low_fprs = [0]"),
+    "zero low FPR": ("audit:\n  low_fprs: [0]", "audit.low_fprs.0 = 0"),
     "unknown section": ("remii:\n  lr: 1", "section `remii` is not a known section"),
     "raw_dir outside": ("data:\n  raw_dir: /etc", "a relative path inside the repository"),
 }

@@ -1,6 +1,7 @@
 """The real pipeline (`dvc repro` through `remi run`) on the tiny profile, in a copy."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -157,7 +158,7 @@ def test_html_report_renders_in_a_headless_browser(pipeline, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
-    for heading in ("Metrics", "Goals", "ROC curves (log-log)", "Membership-score histograms",
+    for heading in ("Metrics", "Acceptance", "ROC curves (log-log)", "Membership-score histograms",
                     "Per-class accuracy", "Most exposed forget samples"):
         assert f"<h2>{heading}" in dom, heading
     for attack in ("shadow_attack", "lira", "rmia", "mia_efficacy"):
@@ -181,10 +182,13 @@ def test_failed_gate_exits_non_zero_and_keeps_the_candidate(pipeline):
     name = yaml.safe_load((work / "params.yaml").read_text())["gate"]["registered_model"]
     before = client.get_model_version_by_alias(name, "candidate")
     versions = len(client.search_model_versions(f"name='{name}'"))
-    # ReMI's test accuracy is below the target's, so a zero tolerance must fail.
-    set_params(work, gate={"max_test_accuracy_drop": 0.0})
+    # ReMI's test accuracy is below the target's, so a zero tolerance must fail. The audit re-runs
+    # too: its report shows the same limit, now missed.
+    set_params(work, acceptance={"max_test_accuracy_drop": 0.0})
     result, ran = repro(run)
-    assert result.returncode != 0 and ran == {"check_params", "gate"}
+    assert result.returncode != 0 and ran == {"check_params", "audit", "gate"}
+    report = (work / "reports/audit/audit.md").read_text()
+    assert re.search(r"\| test accuracy drop of remi from target <= \| [0-9.]+ \| 0\.0000 \| MISS", report)
     assert "Gate failed" in result.stderr and "test accuracy drop of remi from target" in result.stderr
     assert json.loads((work / "metrics/gate.json").read_text())["passed"] == 0
     after = client.get_model_version_by_alias(name, "candidate")
