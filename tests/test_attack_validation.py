@@ -9,10 +9,11 @@ from remi.attacks.roc import membership_metrics
 from remi.attacks.shadow_attack_model import train_attack_model
 from remi.networks.architectures import small_cnn
 from remi.networks.training import predict_logits, seeded_network, train_classifier
+from remi.params_schema import Attack, Train
 
 pytestmark = pytest.mark.slow
-RECIPE = {"epochs": 15, "batch_size": 64, "max_lr": 0.003}
-ATTACK = {"hidden_units": 32, "epochs": 10, "batch_size": 256, "lr": 0.003, "seed": 0}
+RECIPE = Train(epochs=15, batch_size=64, max_lr=0.003, seed=0)
+ATTACK = Attack(hidden_units=32, epochs=10, batch_size=256, lr=0.003, holdout_shadows=1, seed=0)
 REFERENCES = 6
 
 
