@@ -6,7 +6,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: setup data run test lint ui
+.PHONY: setup data run test lint ui reunlearn
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,8 +22,12 @@ data: $(VENV)/.installed
 run: setup
 	$(VENV)/bin/remi run
 
+reunlearn: setup
+	$(VENV)/bin/remi cycle
+
 test: setup
 	bash scripts/get_chromium.sh
+	bash scripts/get_postgres.sh
 	$(PYTHON) -m pytest
 
 lint: $(VENV)/.installed

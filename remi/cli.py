@@ -9,6 +9,9 @@
     remi summary                        the last run's result at a glance
     remi ui                             the MLflow UI on the local store
     remi reap-runs                      mark runs of killed processes KILLED
+    remi request add|status|verify|cancel   erasure requests and their ledger
+    remi cycle                          the re-unlearning job a scheduler runs (exit codes: docs/operations.md)
+    remi stack start|stop               a local team stack: PostgreSQL + S3 (moto) + MLflow with basic auth
 
 Each subcommand imports what it needs only when it runs, so `remi --help` is instant. Errors in what
 the user gave (params, requests, files) print one readable message and exit 2, as the stages do.
@@ -87,6 +90,44 @@ def _reap_runs(args: argparse.Namespace) -> None:
     print(f"Marked {len(reaped)} run(s) KILLED" + (f": {', '.join(reaped)}" if reaped else "."))
 
 
+def _request(args: argparse.Namespace) -> int | None:
+    from remi.operations import intake, ledger, status
+
+    if args.action == "add":
+        for path in args.files:
+            print(f"Received {intake.add_request(path)} (from {path}); the next `remi cycle` applies it.")
+    elif args.action == "status":
+        print(status.status_table())
+    elif args.action == "verify":
+        print(f"{ledger.LEDGER_PATH}: {len(ledger.read_events())} events, the hash chain and every move are valid; "
+              f"head {ledger.head_sha256()} (compare with the last cycle's MLflow tag ledger_head_sha256).")
+    else:
+        for request in args.ids:
+            intake.cancel_request(request)
+            print(f"Cancelled {request}.")
+    return None
+
+
+def _cycle(args: argparse.Namespace) -> int:
+    from remi.operations.cycle import run_cycle
+
+    return run_cycle(args.wait)
+
+
+def _stack(args: argparse.Namespace) -> None:
+    from remi.operations import stack
+
+    if args.action == "start":
+        state = stack.start()
+        print(f"MLflow {state['mlflow_url']} (PostgreSQL store, artifacts in S3, basic auth), S3 "
+              f"{state['s3_endpoint']}.\nUse it:  source {stack.STACK_DIR}/env   (MLflow as user "
+              f"{state['ci_user']}); for DVC:  dvc remote add -d shared s3://{stack.BUCKET}/dvc && "
+              f"dvc remote modify shared endpointurl {state['s3_endpoint']}")
+    else:
+        stack.stop()
+        print(f"Stopped the stack and deleted its data ({stack.STACK_DIR}).")
+
+
 def _seed_list(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
 
@@ -124,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     command("reap-runs", _reap_runs, "mark MLflow runs of this host's killed processes KILLED")
+    request = command("request", _request, "erasure requests: add envelopes, show their states, verify the ledger")
+    actions = request.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("add", help="receive request envelopes into data/inbox/").add_argument(
+        "files", type=Path, nargs="+")
+    actions.add_parser("status", help="every request: state, model version, days since received, latency")
+    actions.add_parser("verify", help="check the ledger's hash chain and every request's moves")
+    actions.add_parser("cancel", help="end pending requests").add_argument("ids", nargs="+")
+    cycle = command("cycle", _cycle, "the re-unlearning job: ingest new requests, run, gate, record, push")
+    cycle.add_argument("--wait", type=float, default=0, help="seconds to wait for a running cycle (default 0)")
+    command("stack", _stack, "a local team stack on 127.0.0.1: PostgreSQL, S3 (moto), MLflow with basic auth"
+            ).add_argument("action", choices=("start", "stop"))
     return parser
 
 

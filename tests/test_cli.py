@@ -1,5 +1,6 @@
-"""Every `remi` subcommand, through the installed console script (ui: tests/test_mlflow_ui.py; run:
-the pipeline tests; seeds and compare --seeds: tests/test_profiles.py; reap-runs: test_orphaned_runs)."""
+"""Every `remi` subcommand, through the installed console script (ui: tests/test_mlflow_ui.py; request
+and cycle: tests/test_ledger.py, tests/test_cycle.py; run: the pipeline tests; seeds and compare
+--seeds: tests/test_profiles.py; reap-runs: tests/test_orphaned_runs.py)."""
 
 import json
 import shutil
@@ -10,7 +11,8 @@ import pytest
 from remi.cli import build_parser
 from tests.conftest import REMI, REPO, clone_run
 
-SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "benchmark", "summary", "ui", "reap-runs"}
+SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "benchmark", "summary", "ui", "reap-runs", "request",
+               "cycle", "stack"}
 
 
 def remi(*args: str, cwd=REPO, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -52,7 +52,7 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _decode(path: Path) -> Any:
+def decode_strict_json(path: Path) -> Any:
     """Strict JSON of one file: UTF-8, no NaN/Infinity, no duplicate keys, bounded size and depth."""
     raw = read_user_file(path, MAX_REQUEST_BYTES, "Erasure request")
     try:
@@ -83,14 +83,18 @@ def _field_problems(path: Path, body: Any) -> list[str]:
     elif body["request_id"] != path.stem:
         problems.append(f"{path}: request_id {body['request_id']!r} must match the file name "
                         f"({body['request_id']}.json)")
-    if not body["sample_ids"]:
-        problems.append(f"{path}: `sample_ids` is empty")
-    bad = [(i, v) for i, v in enumerate(body["sample_ids"])
-           if type(v) is not int or not 0 <= v <= MAX_SAMPLE_ID]  # bool is not an ID, nor "12"
+    return problems + sample_id_problems(path, body["sample_ids"])
+
+
+def sample_id_problems(path: Path, sample_ids: list[Any]) -> list[str]:
+    """A non-empty list of JSON integers in 0..MAX_SAMPLE_ID (bool is not an ID, nor "12")."""
+    if not sample_ids:
+        return [f"{path}: `sample_ids` is empty"]
+    bad = [(i, v) for i, v in enumerate(sample_ids) if type(v) is not int or not 0 <= v <= MAX_SAMPLE_ID]
     if bad:
         shown = ", ".join(f"[{i}] = {str(v)[:24]}" for i, v in bad[:5])
-        problems.append(f"{path}: {len(bad)} sample ID(s) are not JSON integers in 0..{MAX_SAMPLE_ID}: {shown}")
-    return problems
+        return [f"{path}: {len(bad)} sample ID(s) are not JSON integers in 0..{MAX_SAMPLE_ID}: {shown}"]
+    return []
 
 
 def read_requests(requests_dir: Path) -> list[ErasureRequest]:
@@ -111,7 +115,7 @@ def read_requests(requests_dir: Path) -> list[ErasureRequest]:
                             "rename it or move it out of data/requests/")
             continue
         try:
-            body = _decode(path)
+            body = decode_strict_json(path)
         except UserError as error:
             problems.append(str(error))
             continue

@@ -1,0 +1,134 @@
+"""The re-unlearning job a scheduler calls (`remi cycle`, `make reunlearn`): pull the shared state,
+take every new request, run the pipeline (DVC re-runs only what the new forget set touches), let the
+gate decide, push the state, and record each request's outcome in the ledger.
+
+Exit codes (docs/operations.md):
+    0  released: a model honouring every pending request is the registry's @candidate
+    2  a user error (params, a tampered ledger, ...): the message says what to fix
+    3  nothing to do: no new or pending request
+    4  some requests were rejected (reports in data/rejected/); the valid ones went on and were released
+    5  the gate refused the model: the pending requests stay pending for the next cycle
+    6  infrastructure: the pipeline or the remote failed; nothing was recorded as applied
+    7  another cycle is running (see --wait)
+"""
+
+import subprocess
+import sys
+import time
+from enum import IntEnum
+from pathlib import Path
+
+from remi.data.datasets import load_dataset
+from remi.data.splits import make_splits
+from remi.errors import UserError
+from remi.operations.intake import INBOX_DIR, ingest_inbox
+from remi.operations.ledger import LEDGER_PATH, PENDING, head_sha256, locked, now, read_events, request_states
+from remi.pipeline import tracking
+from remi.pipeline.layout import metrics_path, split_path
+from remi.pipeline.params import load_params
+from remi.pipeline.runner import run_pipeline
+from remi.runtime.files import file_md5, read_json
+from remi.runtime.locks import LockTimeout, file_lock
+
+CYCLE_LOCK = Path(".remi-cycle.lock")
+
+
+class Outcome(IntEnum):
+    RELEASED = 0
+    NOTHING_TO_DO = 3
+    REJECTED = 4
+    GATE_FAILED = 5
+    INFRASTRUCTURE = 6
+    BUSY = 7
+
+
+def _dvc(*args: str) -> int:
+    return subprocess.call([sys.executable, "-m", "dvc", *args])
+
+
+def _default_remote() -> str | None:
+    result = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True)
+    name = result.stdout.strip()
+    return name if result.returncode == 0 and name else None
+
+
+def _pending(ledger: Path) -> list[str]:
+    return sorted(r for r, s in request_states(read_events(ledger)).items() if s.state in PENDING)
+
+
+def _gate_outcome(pipeline_code: int, started: float) -> dict | None:
+    """gate.json if it speaks for this run (the pipeline finished, or the gate itself refused)."""
+    gate = metrics_path("gate")
+    if not gate.exists() or (pipeline_code != 0 and gate.stat().st_mtime < started):
+        return None
+    return read_json(gate)
+
+
+def _record(ledger: Path, pending: list[str], gate: dict, registered_model: str) -> None:
+    facts = {"forget_md5": file_md5(split_path("forget")), "dvc_lock_md5": file_md5(Path("dvc.lock"))}
+    released = bool(gate.get("passed"))
+    with locked(ledger) as book:
+        for request in pending:
+            if book.state(request) != "applied":
+                book.append(request, "applied", **facts)
+            if released:
+                latency = (now() - book.states[request].received).total_seconds() / 86400
+                book.append(request, "released", model=registered_model, alias="candidate",
+                            model_version=int(gate["registered_version"]), latency_days=round(latency, 4))
+            else:
+                book.append(request, "gate_failed", **facts)
+
+
+def _log_cycle(counts: dict[str, float], ledger: Path) -> None:
+    latencies = [e["detail"]["latency_days"] for e in read_events(ledger) if e["event"] == "released"]
+    mlflow = tracking.configured_mlflow()
+    tags = {"stage": "cycle", "role": "cycle", "ledger_head_sha256": head_sha256(ledger), **tracking.code_identity()}
+    with mlflow.start_run(run_name="cycle", tags=tags):
+        mlflow.log_metrics(counts | ({"erasure_latency_days_max": max(latencies)} if latencies else {}))
+        mlflow.log_artifact(str(ledger))
+
+
+def _cycle(ledger: Path) -> Outcome:
+    params = load_params()
+    if params.forget.mode != "requests":
+        raise UserError("The re-unlearning job needs forget.mode: requests in params.yaml (the forget set is "
+                        "the union of the accepted requests).")
+    remote = _default_remote()
+    if remote and _dvc("pull", "--run-cache", "--allow-missing") != 0:
+        print(f"dvc pull from remote {remote!r} failed; nothing was changed.", file=sys.stderr)
+        return Outcome.INFRASTRUCTURE
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
+    rejected = ingest_inbox(dataset, make_splits(len(dataset), params.splits)["target_train"], ledger)
+    for request in rejected:
+        print(f"Rejected {request}: see data/rejected/{request}.report.txt")
+    pending = _pending(ledger)
+    if not pending:
+        print("Nothing to do: no new or pending erasure request" + (f" ({INBOX_DIR} is empty)." if not rejected
+                                                                    else " besides the rejected ones."))
+        return Outcome.REJECTED if rejected else Outcome.NOTHING_TO_DO
+    print(f"{len(pending)} pending request(s): {', '.join(pending)}", flush=True)
+    started = time.time()
+    gate = _gate_outcome(run_pipeline([]), started)
+    if gate is None:
+        print("The pipeline failed before the gate; the requests stay pending.", file=sys.stderr)
+        return Outcome.INFRASTRUCTURE
+    _record(ledger, pending, gate, params.gate.registered_model)
+    if remote and _dvc("push", "--run-cache") != 0:
+        print(f"dvc push to remote {remote!r} failed; run `dvc push --run-cache` when it is back.", file=sys.stderr)
+        return Outcome.INFRASTRUCTURE
+    _log_cycle({"requests_pending": len(pending), "requests_rejected": len(rejected),
+                "released": float(bool(gate.get("passed")))}, ledger)
+    if not gate.get("passed"):
+        return Outcome.GATE_FAILED
+    return Outcome.REJECTED if rejected else Outcome.RELEASED
+
+
+def run_cycle(wait_seconds: float = 0, ledger: Path = LEDGER_PATH) -> int:
+    """One cycle under the job lock; its Outcome as the exit code."""
+    try:
+        with file_lock(CYCLE_LOCK, wait_seconds, "the re-unlearning job"):
+            return int(_cycle(ledger))
+    except LockTimeout:
+        print(f"Another re-unlearning cycle holds {CYCLE_LOCK}; this one did nothing. Retry later or pass "
+              "--wait SECONDS.", file=sys.stderr)
+        return int(Outcome.BUSY)

@@ -1,0 +1,113 @@
+"""Requests in and out of the pipeline's forget set.
+
+    data/inbox/<id>.json      envelopes received (`remi request add`, or dropped there by a system)
+    data/requests/<id>.json   accepted requests: their union is the forget set (prepare reads these)
+    data/rejected/<id>.json   refused envelopes, beside <id>.report.txt saying why
+
+Each step writes the file before the ledger event and removes the old file after it, so a crash
+between the two leaves a state the next cycle recognises and completes (no request lost, none
+applied twice: the forget set is a union, and every event is checked against the request's state).
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from remi.data.datasets import Dataset
+from remi.data.erasure_requests import ErasureRequest, RequestError, read_requests
+from remi.data.validation import validate_requests
+from remi.errors import UserError, ValidationFailed
+from remi.operations.envelope import Envelope, read_envelope
+from remi.operations.ledger import LEDGER_PATH, LedgerWriter, locked, now
+from remi.pipeline.layout import REQUESTS_DIR
+from remi.runtime.files import atomic_write, write_json
+
+INBOX_DIR = Path("data/inbox")
+REJECTED_DIR = Path("data/rejected")
+SHOWN_REPORT_CHARS = 2000  # of a rejection report, in the ledger (the whole report is in data/rejected/)
+
+
+def _received_detail(envelope: Envelope) -> dict[str, object]:
+    return {"submitted_time": envelope.submitted_time.isoformat(), "regulation": envelope.regulation,
+            "dataset": envelope.dataset, "samples": len(envelope.sample_ids)}
+
+
+def add_request(path: Path, ledger: Path = LEDGER_PATH) -> str:
+    """Receive the envelope in `path`: copy it to the inbox and record `received`; its request id."""
+    envelope = read_envelope(path)
+    with locked(ledger) as book:
+        if book.state(envelope.request_id) is not None:
+            raise UserError(f"Request {envelope.request_id} is already in the ledger "
+                            f"({book.state(envelope.request_id)}); see `remi request status`.")
+        body = json.loads(path.read_bytes())
+        write_json(INBOX_DIR / f"{envelope.request_id}.json", body)
+        book.append(envelope.request_id, "received", **_received_detail(envelope))
+    return envelope.request_id
+
+
+def cancel_request(request: str, ledger: Path = LEDGER_PATH) -> None:
+    """End a request that no released model honours yet; its file leaves the inbox or the forget set."""
+    with locked(ledger) as book:
+        state = book.state(request)
+        if state in (None, "rejected", "released", "cancelled"):
+            raise UserError(f"Request {request} is {state or 'not in the ledger'}: only a pending request can be "
+                            "cancelled (a released model already honours it).")
+        for directory in (INBOX_DIR, REQUESTS_DIR):
+            (directory / f"{request}.json").unlink(missing_ok=True)
+        book.append(request, "cancelled")
+
+
+def _reject(book: LedgerWriter, path: Path, request: str, report: str) -> None:
+    atomic_write(REJECTED_DIR / f"{request}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
+    atomic_write(REJECTED_DIR / f"{request}.json", lambda tmp: tmp.write_bytes(path.read_bytes()))
+    book.append(request, "rejected", report=report[:SHOWN_REPORT_CHARS])
+    path.unlink()
+
+
+def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: torch.Tensor) -> bool:
+    """Validate one inbox file into the forget set or out to data/rejected/; True if accepted."""
+    request = path.stem
+    try:
+        envelope = read_envelope(path)
+    except RequestError as error:
+        if book.state(request) is None:
+            book.append(request, "received", submitted_time=now().isoformat(), unreadable=True)
+        _reject(book, path, request, str(error))
+        return False
+    if book.state(request) is None:  # dropped into the inbox without `remi request add`
+        book.append(request, "received", **_received_detail(envelope))
+    if book.state(request) != "received":  # a crash after the event, before the inbox file went
+        path.unlink()
+        return book.state(request) == "validated"
+    accepted = REQUESTS_DIR / f"{request}.json"
+    try:
+        validate_requests([ErasureRequest(accepted, request, envelope.dataset, envelope.dataset_digest,
+                                          envelope.sample_ids)], target_train, dataset.name, dataset.digest)
+    except ValidationFailed as error:
+        _reject(book, path, request, str(error))
+        return False
+    write_json(accepted, envelope.request_body())
+    book.append(request, "validated", sample_ids=len(envelope.sample_ids))
+    path.unlink()
+    return True
+
+
+def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LEDGER_PATH) -> list[str]:
+    """Every inbox file validated (Great Expectations, against this data version) into the forget
+    set or rejected with its report; the ids rejected. Accepted requests already under data/requests/
+    that the ledger does not know (put there by hand) are recorded as received and validated."""
+    rejected = []
+    with locked(ledger) as book:
+        for path in sorted(INBOX_DIR.glob("*.json")) if INBOX_DIR.is_dir() else []:
+            if not _ingest_one(book, path, dataset, target_train):
+                rejected.append(path.stem)
+        try:
+            present = read_requests(REQUESTS_DIR)
+        except RequestError as error:
+            raise UserError(f"{REQUESTS_DIR} holds files the pipeline cannot read:\n{error}") from error
+        for request in present:
+            if book.state(request.request_id) is None:
+                book.append(request.request_id, "received", submitted_time=now().isoformat(), adopted=True)
+                book.append(request.request_id, "validated", sample_ids=len(request.sample_ids))
+    return rejected

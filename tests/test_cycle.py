@@ -1,0 +1,222 @@
+"""The re-unlearning job on the tiny profile, cycle after cycle, as a scheduler would run it: new
+requests released, an empty cycle doing nothing, an invalid request rejected while the valid one goes
+on, a job killed during unlearning finished by the next one with no request lost or applied twice."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from remi.data.datasets import load_dataset
+from remi.data.splits import make_splits
+from remi.operations.cycle import Outcome
+from remi.operations.ledger import read_events, request_states
+from remi.pipeline.params import load_params
+from tests.conftest import REMI, pipeline_copy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A tiny-profile copy whose forget set is the union of the accepted requests; nothing run yet."""
+    work = tmp_path_factory.mktemp("cycle") / "repo"
+    run = pipeline_copy(work, "profiles/tiny.yaml")
+    (work / "requests_mode.yaml").write_text("forget:\n  mode: requests\n")
+    assert run(REMI, "profile", "requests_mode.yaml").returncode == 0
+    params = load_params(work / "params.yaml")
+    dataset = load_dataset(params.data.dataset, work / params.data.raw_dir)
+    members = make_splits(len(dataset), params.splits)["target_train"].tolist()
+    return work, run, dataset.digest, members
+
+
+def _envelope(work, digest, sample_ids):
+    request = str(uuid.uuid4())
+    body = {"subject_request_id": request, "type": "erasure", "submitted_time": "2026-11-26T08:00:00Z",
+            "dataset": "fashion_mnist", "dataset_digest": digest, "sample_ids": sample_ids}
+    path = work / f"{request}.envelope.json"
+    path.write_text(json.dumps(body))
+    return request, path.name
+
+
+def _states(work):
+    return {r: s.state for r, s in request_states(read_events(work / "data/ledger.jsonl")).items()}
+
+
+def _events(work, request):
+    return [e["event"] for e in read_events(work / "data/ledger.jsonl") if e["request"] == request]
+
+
+def test_a_cycle_without_requests_does_nothing(job):
+    work, run, *_ = job
+    result = run(REMI, "cycle")
+    assert result.returncode == Outcome.NOTHING_TO_DO and "Nothing to do" in result.stdout
+    assert not (work / "models").exists()
+
+
+def test_new_requests_are_released_and_a_second_cycle_has_nothing_to_do(job):
+    work, run, digest, members = job
+    first, first_file = _envelope(work, digest, members[:20])
+    second, second_file = _envelope(work, digest, members[20:50])
+    assert run(REMI, "request", "add", first_file, second_file).returncode == 0
+    result = run(REMI, "cycle")
+    assert result.returncode == Outcome.RELEASED, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _states(work) == {first: "released", second: "released"}
+    assert _events(work, first) == ["received", "validated", "applied", "released"]
+    forget = json.loads((work / "data/splits/forget.json").read_text())["sample_ids"]
+    assert sorted(forget) == sorted(members[:50])
+    status = run(REMI, "request", "status").stdout
+    assert first in status and "released" in status
+    again = run(REMI, "cycle")
+    assert again.returncode == Outcome.NOTHING_TO_DO and "Running stage" not in again.stdout
+
+
+def test_an_invalid_request_is_rejected_and_the_valid_one_goes_on(job):
+    work, run, digest, members = job
+    valid, valid_file = _envelope(work, digest, members[50:60])
+    invalid, invalid_file = _envelope(work, digest, [members[60], 10**9])  # no sample has that ID
+    assert run(REMI, "request", "add", valid_file, invalid_file).returncode == 0
+    result = run(REMI, "cycle")
+    assert result.returncode == Outcome.REJECTED, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _states(work)[valid] == "released" and _states(work)[invalid] == "rejected"
+    report = (work / "data/rejected" / f"{invalid}.report.txt").read_text()
+    assert "requests can only name members of the target's training set" in report
+    version = [e for e in read_events(work / "data/ledger.jsonl") if e["event"] == "released"][-1]["detail"]
+    assert version["model_version"] == 2
+
+
+def test_a_job_killed_while_unlearning_is_finished_by_the_next_cycle(job):
+    work, run, digest, members = job
+    request, path = _envelope(work, digest, members[70:80])
+    assert run(REMI, "request", "add", path).returncode == 0
+    log = work / "killed.log"
+    with log.open("w") as out:
+        job_process = subprocess.Popen([REMI, "cycle"], cwd=work, env=run.env, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while "Running stage 'unlearn@" not in log.read_text() and time.monotonic() < deadline:
+        assert job_process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.5)
+    os.killpg(job_process.pid, signal.SIGKILL)
+    job_process.wait()
+    assert _states(work)[request] == "validated"  # its last recorded state: nothing invented
+    result = run(REMI, "cycle")
+    assert result.returncode == Outcome.RELEASED, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _events(work, request) == ["received", "validated", "applied", "released"]
+    assert run(REMI, "request", "verify").returncode == 0
+
+
+def test_a_tampered_ledger_stops_every_command_that_reads_it(job):
+    work, run, *_ = job
+    ledger = work / "data/ledger.jsonl"
+    original = ledger.read_text()
+    lines = original.splitlines(keepends=True)
+    lines[0] = lines[0].replace("2026-11-26T08:00:00", "2026-11-01T08:00:00")
+    ledger.write_text("".join(lines))
+    try:
+        for command in (("request", "verify"), ("request", "status"), ("cycle",)):
+            result = run(REMI, *command)
+            assert result.returncode == 2 and "line 2 does not follow line 1" in result.stderr, command
+    finally:
+        ledger.write_text(original)
+
+
+def test_the_pull_request_script_commits_what_the_cycle_changed(job, tmp_path):
+    """scripts/cycle_pr.sh as the workflow runs it, against a local bare remote and a stand-in gh."""
+    work, run, *_ = job
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", origin], check=True)
+    assert run("git", "remote", "add", "origin", str(origin)).returncode == 0
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "gh").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "gh.calls"}\n')
+    (fake_bin / "gh").chmod(0o755)
+    env = run.env | {"PATH": f"{fake_bin}:{run.env['PATH']}"}
+    result = subprocess.run(["scripts/cycle_pr.sh", "0"], cwd=work, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    branch = subprocess.run(["git", "branch", "--show-current"], cwd=work, capture_output=True, text=True).stdout
+    pushed = subprocess.run(["git", "--git-dir", origin, "show", "--stat", branch.strip()], capture_output=True,
+                            text=True).stdout
+    assert "data/ledger.jsonl" in pushed and "dvc.lock" in pushed and "reports/audit/audit.md" in pushed
+    calls = (tmp_path / "gh.calls").read_text()
+    assert "auth setup-git" in calls and f"pr create --head {branch.strip()}" in calls
+
+
+@pytest.fixture(scope="module")
+def stack(job):
+    """`remi stack start` in the job's repository: PostgreSQL, S3 (moto) and MLflow with basic auth on
+    127.0.0.1; the client environment it writes; stopped (and checked gone) afterwards."""
+    work, run, *_ = job
+    started = run(REMI, "stack", "start")
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    state = json.loads((work / ".stack/stack.json").read_text())
+    assert oct((work / ".stack/stack.json").stat().st_mode & 0o777) == "0o600"
+    env = dict(line.removeprefix("export ").split("=", 1) for line in (work / ".stack/env").read_text().splitlines())
+    try:
+        yield state, env
+    finally:
+        assert run(REMI, "stack", "stop").returncode == 0
+        for pid in (state["mlflow_pid"], state["s3_pid"]):
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
+        assert not os.path.exists(state["postgres_dir"])
+
+
+def test_the_team_stack_refuses_anonymous_requests(stack):
+    import urllib.error
+    import urllib.request
+
+    state, _ = stack
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{state['mlflow_url']}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30)
+    assert refused.value.code == 401
+
+
+def test_a_cycle_on_the_team_stack_shares_its_state(job, stack, tmp_path):
+    """A cycle with the team MLflow (PostgreSQL, artifacts proxied to S3) and the S3 DVC remote: the CI
+    user registers @candidate, and a fresh clone pulls everything with nothing left to run."""
+    import boto3
+    from mlflow import MlflowClient
+
+    work, run, digest, members = job
+    state, client_env = stack
+    env = run.env | client_env
+
+    def in_repo(*command, cwd=work):
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+    dvc = (sys.executable, "-m", "dvc")
+    assert in_repo(*dvc, "remote", "add", "-d", "shared", "s3://remi/dvc").returncode == 0
+    assert in_repo(*dvc, "remote", "modify", "shared", "endpointurl", state["s3_endpoint"]).returncode == 0
+    request, path = _envelope(work, digest, members[80:90])
+    assert in_repo(REMI, "request", "add", path).returncode == 0
+    result = in_repo(REMI, "cycle")
+    assert result.returncode == Outcome.RELEASED, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _states(work)[request] == "released"
+    os.environ.update({k: v for k, v in client_env.items() if k.startswith("MLFLOW_TRACKING_")})
+    try:
+        registry = MlflowClient(state["mlflow_url"])
+        name = load_params(work / "params.yaml").gate.registered_model
+        candidate = registry.get_model_version_by_alias(name, "candidate")
+        assert candidate.version == "1" and candidate.tags["erasure_requests"]
+    finally:
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(key, None)
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=state["s3_endpoint"], region_name="us-east-1",
+                                           aws_access_key_id="stack", aws_secret_access_key="stack")
+            .list_objects_v2(Bucket="remi", MaxKeys=1000).get("Contents", [])]
+    assert any(k.startswith("dvc/") for k in keys) and any(k.startswith("mlflow/") for k in keys)
+    for command in (("git", "add", "-A"), ("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")):
+        assert in_repo(*command).returncode == 0
+    clone = tmp_path / "clone"
+    assert in_repo("git", "clone", "-q", str(work), str(clone), cwd=tmp_path).returncode == 0
+    pulled = in_repo(*dvc, "pull", cwd=clone)
+    assert pulled.returncode == 0, pulled.stdout[-2000:] + pulled.stderr[-2000:]
+    status = in_repo(*dvc, "status", cwd=clone)
+    assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
+    assert (clone / "models/unlearned/remi/model.pt").exists()

@@ -1,0 +1,91 @@
+"""The request envelope and the hash-chained ledger, without the pipeline (the job: test_cycle.py)."""
+
+import json
+import uuid
+
+import pytest
+
+from remi.data.erasure_requests import RequestError
+from remi.errors import UserError
+from remi.operations import intake
+from remi.operations.envelope import read_envelope
+from remi.operations.ledger import LedgerError, locked, read_events, request_states
+
+
+def envelope(tmp_path, name="r.json", **changes):
+    body = {"subject_request_id": str(uuid.uuid4()), "type": "erasure", "submitted_time": "2026-11-20T09:30:00Z",
+            "regulation": "gdpr", "dataset": "fashion_mnist", "dataset_digest": "abc", "sample_ids": [3, 5]}
+    path = tmp_path / name
+    path.write_text(json.dumps(body | changes))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"subject_request_id": "req-1"}, "is not a UUID"),
+    ({"subject_request_id": "1B4E28BA-2FA1-11D2-883F-0016D3CCA427"}, "must be written '1b4e28ba-2fa1"),
+    ({"type": "access"}, "type 'access' is not supported"),
+    ({"submitted_time": "2026-11-20 09:30"}, "must be an RFC 3339 time with its offset"),
+    ({"submitted_time": "2999-01-01T00:00:00Z"}, "not in the future"),
+    ({"sample_ids": [1, "2", True]}, "2 sample ID(s) are not JSON integers"),
+    ({"regulation": 17}, "`regulation` must be a JSON string"),
+    ({"priority": "high"}, "unknown key 'priority'"),
+])
+def test_a_bad_envelope_is_refused_with_every_problem_named(tmp_path, changes, message):
+    with pytest.raises(RequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_envelope(envelope(tmp_path, **changes))
+
+
+def test_requests_are_received_once_and_their_moves_are_checked(project):
+    path = envelope(project)
+    request = intake.add_request(path)
+    assert (project / "data/inbox" / f"{request}.json").exists()
+    with pytest.raises(UserError, match="already in the ledger \\(received\\)"):
+        intake.add_request(path)
+    with locked() as book:
+        with pytest.raises(LedgerError, match="cannot become released"):
+            book.append(request, "released")
+        book.append(request, "validated", sample_ids=2)
+    intake.cancel_request(request)
+    assert not (project / "data/inbox" / f"{request}.json").exists()
+    assert request_states(read_events())[request].state == "cancelled"
+    with pytest.raises(UserError, match="only a pending request can be cancelled"):
+        intake.cancel_request(request)
+
+
+def _three_events(project):
+    intake.add_request(envelope(project, "a.json"))
+    intake.add_request(envelope(project, "b.json"))
+    intake.add_request(envelope(project, "c.json"))
+    return project / "data/ledger.jsonl"
+
+
+@pytest.mark.parametrize(("tamper", "broken"), [("edit", 3), ("delete", 2), ("swap", 2)])
+def test_an_edited_removed_or_reordered_line_breaks_the_chain(project, tamper, broken):
+    """An edited line shows at the next line, whose hash no longer matches (hence the head hash is
+    also recorded outside the file, in each cycle's MLflow run)."""
+    ledger = _three_events(project)
+    lines = ledger.read_text().splitlines(keepends=True)
+    if tamper == "edit":
+        lines[1] = lines[1].replace('"samples": 2', '"samples": 3')
+    elif tamper == "delete":
+        del lines[1]
+    else:
+        lines[1], lines[2] = lines[2], lines[1]
+    ledger.write_text("".join(lines))
+    with pytest.raises(LedgerError, match=f"line {broken} does not follow line {broken - 1}"):
+        read_events(ledger)
+
+
+def test_an_append_cut_short_by_a_crash_is_dropped_by_the_next_writer(project):
+    ledger = _three_events(project)
+    complete = ledger.read_bytes()
+    ledger.write_bytes(complete + b'{"seq": 4, "time": "2026-')  # the process died mid-write
+    assert len(read_events(ledger)) == 3  # readers ignore the torn tail
+    intake.add_request(envelope(project, "d.json"))
+    assert ledger.read_bytes().startswith(complete) and len(read_events(ledger)) == 4
