@@ -12,6 +12,7 @@
     remi request add|status|verify|cancel   erasure requests and their ledger
     remi cycle                          the re-unlearning job a scheduler runs (exit codes: docs/operations.md)
     remi stack start|stop               a local team stack: PostgreSQL + S3 (moto) + MLflow with basic auth
+    remi purge [--apply]                delete superseded models and unused DVC objects (dry run by default)
 
 Each subcommand imports what it needs only when it runs, so `remi --help` is instant. Errors in what
 the user gave (params, requests, files) print one readable message and exit 2, as the stages do.
@@ -128,6 +129,12 @@ def _stack(args: argparse.Namespace) -> None:
         print(f"Stopped the stack and deleted its data ({stack.STACK_DIR}).")
 
 
+def _purge(args: argparse.Namespace) -> int:
+    from remi.operations.purge import purge
+
+    return purge(args.apply)
+
+
 def _seed_list(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
 
@@ -174,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("cancel", help="end pending requests").add_argument("ids", nargs="+")
     cycle = command("cycle", _cycle, "the re-unlearning job: ingest new requests, run, gate, record, push")
     cycle.add_argument("--wait", type=float, default=0, help="seconds to wait for a running cycle (default 0)")
+    command("purge", _purge, "delete superseded models and unused DVC objects (a dry run unless --apply)"
+            ).add_argument("--apply", action="store_true", help="delete, instead of listing what would go")
     command("stack", _stack, "a local team stack on 127.0.0.1: PostgreSQL, S3 (moto), MLflow with basic auth"
             ).add_argument("action", choices=("start", "stop"))
     return parser

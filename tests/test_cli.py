@@ -12,7 +12,7 @@ from remi.cli import build_parser
 from tests.conftest import REMI, REPO, clone_run
 
 SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "benchmark", "summary", "ui", "reap-runs", "request",
-               "cycle", "stack"}
+               "cycle", "stack", "purge"}
 
 
 def remi(*args: str, cwd=REPO, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -147,6 +147,37 @@ def test_the_pull_request_script_commits_what_the_cycle_changed(job, tmp_path):
     assert "auth setup-git" in calls and f"pr create --head {branch.strip()}" in calls
 
 
+def test_purge_deletes_superseded_models_and_keeps_the_released_one(job):
+    import mlflow
+
+    work, run, *_ = job
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    client = mlflow.MlflowClient(store)
+    name = load_params(work / "params.yaml").gate.registered_model
+    released = client.get_model_version_by_alias(name, "candidate")
+    uris = {v.version: client.get_model_version_download_uri(name, v.version)
+            for v in client.search_model_versions(f"name='{name}'")}
+    assert len(uris) == 3 and released.version == "3"
+    cache = sum(1 for _ in (work / ".dvc/cache").rglob("*") if _.is_file())
+    dry = run(REMI, "purge")
+    assert dry.returncode == 0 and "dry run" in dry.stdout and "version 1 (run" in dry.stdout
+    assert all(os.path.exists(uri.removeprefix("file://")) for uri in uris.values())
+    applied = run(REMI, "purge", "--apply")
+    assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]
+    for version in ("1", "2"):
+        assert not os.path.exists(uris[version].removeprefix("file://"))
+        assert "superseded by version 3" in client.get_model_version(name, version).tags["purged_reason"]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)
+    try:
+        assert mlflow.pytorch.load_model(f"models:/{name}@candidate") is not None  # the released model loads
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert sum(1 for _ in (work / ".dvc/cache").rglob("*") if _.is_file()) < cache
+    status = run(sys.executable, "-m", "dvc", "status", "dvc.yaml")  # every pipeline output still cached
+    assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
+
+
 @pytest.fixture(scope="module")
 def stack(job):
     """`remi stack start` in the job's repository: PostgreSQL, S3 (moto) and MLflow with basic auth on

@@ -1,0 +1,62 @@
+"""`remi purge`: once a model honouring the erasure requests is released, delete what still carries
+the erased samples' influence and nothing needs: the registry's superseded versions (their model
+artifacts deleted, the versions kept with tags saying what was purged and why) and the DVC cache
+(and, with a default remote, remote) objects no output of the current workspace uses. Dry run by
+default: it lists what it would delete.
+
+What stays, and why (docs/operations.md): the original target model. Each cycle unlearns the whole
+cumulative forget set starting from it, and the audit measures against it, so it is an input of the
+next cycle; the raw data stays too, since retraining needs the data, not old models.
+"""
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from remi.pipeline import tracking
+from remi.pipeline.params import load_params
+
+ALIAS = "candidate"
+
+
+def _superseded(client: Any, name: str) -> tuple[Any, list[Any]]:
+    """The released version and the others not purged yet."""
+    released = client.get_model_version_by_alias(name, ALIAS)
+    versions = client.search_model_versions(f"name='{name}'")
+    return released, sorted((v for v in versions if v.version != released.version and "purged_time" not in v.tags),
+                            key=lambda v: int(v.version))
+
+
+def _purge_version(client: Any, name: str, version: Any, released: Any) -> None:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    get_artifact_repository(client.get_model_version_download_uri(name, version.version)).delete_artifacts()
+    reason = (f"superseded by version {released.version} (@{ALIAS}), which honours every erasure request "
+              f"released so far; this version's model still carried the influence of later requests")
+    for key, value in (("purged_time", datetime.now(UTC).isoformat(timespec="seconds")),
+                       ("purged_reason", reason)):
+        client.set_model_version_tag(name, version.version, key, value)
+
+
+def _dvc_gc(apply: bool) -> int:
+    remote = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True)
+    cloud = ["--cloud"] if remote.returncode == 0 and remote.stdout.strip() else []
+    return subprocess.call([sys.executable, "-m", "dvc", "gc", "--workspace", *cloud,
+                            *(["--force"] if apply else ["--dry"])])
+
+
+def purge(apply: bool) -> int:
+    name = load_params().gate.registered_model
+    client = tracking.configured_mlflow().MlflowClient()
+    released, superseded = _superseded(client, name)
+    verb = "Purging" if apply else "Would purge (dry run; `remi purge --apply` deletes)"
+    print(f"{name}@{ALIAS} is version {released.version}. {verb}:")
+    for version in superseded:
+        print(f"  registry: version {version.version} (run {version.run_id}): its model artifacts")
+        if apply:
+            _purge_version(client, name, version, released)
+    if not superseded:
+        print("  registry: no superseded version left")
+    print("  DVC: cache objects no current output uses" + (":" if apply else " (dvc gc --dry):"), flush=True)
+    return _dvc_gc(apply)
