@@ -42,8 +42,14 @@ def _purge_version(client: Any, name: str, version: Any, released: Any) -> None:
 def _dvc_gc(apply: bool) -> int:
     remote = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True)
     cloud = ["--cloud"] if remote.returncode == 0 and remote.stdout.strip() else []
-    return subprocess.call([sys.executable, "-m", "dvc", "gc", "--workspace", *cloud,
-                            *(["--force"] if apply else ["--dry"])])
+    command = [sys.executable, "-m", "dvc", "gc", "--workspace", *cloud]
+    if apply:
+        return subprocess.call([*command, "--force"])
+    dry = subprocess.run([*command, "--dry"], capture_output=True, text=True)
+    # DVC words a dry run like the real one; say what it is.
+    print(dry.stdout.replace("Removing ", "would remove ").replace("Removed ", "would remove "), end="")
+    print(dry.stderr, end="", file=sys.stderr)
+    return dry.returncode
 
 
 def purge(apply: bool) -> int:
