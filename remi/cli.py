@@ -52,7 +52,8 @@ def _seeds(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> None:
     from remi.audit.comparison import compare
 
-    compare(args.audit, args.seeds, args.report, args.metrics)
+    compare(args.audit or Path("metrics/audit.json"), args.seeds, args.report or Path("reports/comparison.md"),
+            args.metrics or Path("metrics/comparison.json"))
 
 
 def _ablation(args: argparse.Namespace) -> None:
@@ -135,6 +136,13 @@ def _purge(args: argparse.Namespace) -> int:
     return purge(args.apply)
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 86_400:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in 0..86400")
+    return value
+
+
 def _seed_list(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
 
@@ -156,10 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     _seed_list(seeds)
     seeds.add_argument("--output", type=Path, help="default: metrics/seeds/<dataset>.json")
     compare = command("compare", _compare, "comparison table of one run, or mean +- std over seed files")
-    compare.add_argument("audit", nargs="?", type=Path, default=Path("metrics/audit.json"))
+    # Defaults are filled in by _compare: they are relative to the project, a given path to where it was typed.
+    compare.add_argument("audit", nargs="?", type=Path, help="default: metrics/audit.json")
     compare.add_argument("--seeds", type=Path, nargs="+", help="metrics/seeds/<dataset>.json files")
-    compare.add_argument("--report", type=Path, default=Path("reports/comparison.md"))
-    compare.add_argument("--metrics", type=Path, default=Path("metrics/comparison.json"))
+    compare.add_argument("--report", type=Path, help="default: reports/comparison.md")
+    compare.add_argument("--metrics", type=Path, help="default: metrics/comparison.json")
     _seed_list(command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts"))
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
     benchmark.add_argument("what", choices=("networks", "unlearning"))
@@ -180,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("verify", help="check the ledger's hash chain and every request's moves")
     actions.add_parser("cancel", help="end pending requests").add_argument("ids", nargs="+")
     cycle = command("cycle", _cycle, "the re-unlearning job: ingest new requests, run, gate, record, push")
-    cycle.add_argument("--wait", type=float, default=0, help="seconds to wait for a running cycle (default 0)")
+    cycle.add_argument("--wait", type=_seconds, default=0, help="seconds to wait for a running cycle (default 0)")
     command("purge", _purge, "delete superseded models and unused DVC objects (a dry run unless --apply)"
             ).add_argument("--apply", action="store_true", help="delete, instead of listing what would go")
     command("stack", _stack, "a local team stack on 127.0.0.1: PostgreSQL, S3 (moto), MLflow with basic auth"
@@ -194,5 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     if rest and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.dvc_arguments = rest
+    for name, value in vars(args).items():  # paths the user gave are relative to where they typed them
+        if isinstance(value, Path):
+            setattr(args, name, value.resolve())
+        elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
+            setattr(args, name, [v.resolve() for v in value])
     os.chdir(project_root())  # like dvc: any directory inside the project will do
     run_entry_point(lambda: args.handler(args))

@@ -3,7 +3,7 @@
 # metrics and the Markdown audit) to a new branch, push it and open a pull request for review.
 # Usage: scripts/cycle_pr.sh <exit code of remi cycle>. Needs git, and gh logged in (GH_TOKEN).
 set -euo pipefail
-code="${1:?usage: scripts/cycle_pr.sh <exit code of remi cycle>}"
+code="${1:-none}"  # the exit code of remi cycle (none: it did not run)
 branch="reunlearn/$(date -u +%Y%m%d-%H%M%S)"
 git switch --quiet -c "$branch"
 paths=()

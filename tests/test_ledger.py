@@ -2,8 +2,10 @@
 
 import json
 import uuid
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from remi.data.erasure_requests import RequestError
 from remi.errors import UserError
@@ -89,3 +91,74 @@ def test_an_append_cut_short_by_a_crash_is_dropped_by_the_next_writer(project):
     assert len(read_events(ledger)) == 3  # readers ignore the torn tail
     intake.add_request(envelope(project, "d.json"))
     assert ledger.read_bytes().startswith(complete) and len(read_events(ledger)) == 4
+
+
+# ---------------------------------------------------------------- intake after a crash at each step
+
+DATASET = SimpleNamespace(name="fashion_mnist", digest="abc")
+MEMBERS = torch.arange(100)
+
+
+def _ingest():
+    return intake.ingest_inbox(DATASET, MEMBERS)
+
+
+def _log(project):
+    return [(e["request"], e["event"]) for e in read_events(project / "data/ledger.jsonl")]
+
+
+def test_a_valid_request_is_accepted_once_even_if_the_inbox_file_outlived_a_crash(project):
+    request = intake.add_request(envelope(project))
+    inbox = project / "data/inbox" / f"{request}.json"
+    saved = inbox.read_bytes()
+    assert _ingest() == [] and (project / "data/requests" / f"{request}.json").exists()
+    inbox.write_bytes(saved)  # killed after `validated`, before the inbox file went
+    assert _ingest() == [] and not inbox.exists()
+    assert _log(project) == [(request, "received"), (request, "validated")]
+
+
+def test_an_unreadable_file_is_rejected_once_even_if_it_outlived_a_crash(project):
+    inbox = project / "data/inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "broken.json").write_text("{not json")
+    assert _ingest() == ["broken"]
+    (inbox / "broken.json").write_text("{not json")  # killed after `rejected`, before the file moved
+    assert _ingest() == ["broken"] and not (inbox / "broken.json").exists()
+    assert _log(project) == [("broken", "received"), ("broken", "rejected")]
+    assert "not valid JSON" in (project / "data/rejected/broken.report.txt").read_text()
+
+
+def test_a_file_not_named_after_its_request_and_a_resubmission_are_set_aside(project):
+    inbox = project / "data/inbox"
+    inbox.mkdir(parents=True)
+    envelope(inbox, "upload-1.json")
+    assert _ingest() == ["upload-1"] and _log(project) == []  # no request id to record it under
+    request = intake.add_request(envelope(project))
+    _ingest()
+    with locked() as book:
+        book.append(request, "applied")
+        book.append(request, "released", model_version=1, latency_days=0.1)
+    resubmitted = json.loads((project / "data/requests" / f"{request}.json").read_text())
+    envelope(inbox, f"{request}.json", subject_request_id=request, sample_ids=resubmitted["sample_ids"])
+    assert _ingest() == [request] and request_states(read_events())[request].state == "released"
+    reports = sorted((project / "data/rejected").glob("*.report.txt"))
+    assert [r.name.split(".")[0] for r in reports] == sorted(["upload-1", request])
+    assert "already released" in next(r for r in reports if r.name.startswith(request)).read_text()
+
+
+def test_a_cancel_cut_short_and_a_hand_placed_request_are_reconciled(project):
+    request = intake.add_request(envelope(project))
+    _ingest()
+    accepted = project / "data/requests" / f"{request}.json"
+    kept = accepted.read_bytes()
+    intake.cancel_request(request)
+    accepted.write_bytes(kept)  # killed after `cancelled`, before the file left the forget set
+    _ingest()
+    assert not accepted.exists()
+    by_hand = project / "data/requests/by-hand.json"
+    by_hand.write_text(json.dumps({"request_id": "by-hand", "dataset": "fashion_mnist", "dataset_digest": "abc",
+                                   "sample_ids": [7]}))
+    with locked() as book:  # killed between the adoption's two events
+        book.append("by-hand", "received", submitted_time="2026-11-20T09:30:00+00:00", adopted=True)
+    _ingest()
+    assert request_states(read_events())["by-hand"].state == "validated"

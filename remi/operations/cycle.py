@@ -8,7 +8,8 @@ Exit codes (docs/operations.md):
     3  nothing to do: no new or pending request
     4  some requests were rejected (reports in data/rejected/); the valid ones went on and were released
     5  the gate refused the model: the pending requests stay pending for the next cycle
-    6  infrastructure: the pipeline or the remote failed; nothing was recorded as applied
+    6  infrastructure: the pipeline failed before the gate or the pull failed (nothing recorded), or the
+       push failed after the outcome was recorded (the next cycle pushes again)
     7  another cycle is running (see --wait)
 """
 
@@ -65,10 +66,15 @@ def _gate_outcome(pipeline_code: int, started: float) -> dict | None:
 
 
 def _record(ledger: Path, pending: list[str], gate: dict, registered_model: str) -> None:
+    """Each pending request's outcome, if this run's forget set holds it (a request cancelled while the
+    pipeline ran, or whose file a crash removed, is not recorded as honoured)."""
     facts = {"forget_md5": file_md5(split_path("forget")), "dvc_lock_md5": file_md5(Path("dvc.lock"))}
+    in_forget_set = set(read_json(split_path("forget")).get("requests", []))
     released = bool(gate.get("passed"))
     with locked(ledger) as book:
         for request in pending:
+            if request not in in_forget_set or book.state(request) not in PENDING:
+                continue
             if book.state(request) != "applied":
                 book.append(request, "applied", **facts)
             if released:
@@ -80,12 +86,18 @@ def _record(ledger: Path, pending: list[str], gate: dict, registered_model: str)
 
 
 def _log_cycle(counts: dict[str, float], ledger: Path) -> None:
+    """A `cycle` run in MLflow; a tracking failure is reported, not fatal: the ledger already holds
+    the outcome, and it is the record of truth."""
     latencies = [e["detail"]["latency_days"] for e in read_events(ledger) if e["event"] == "released"]
-    mlflow = tracking.configured_mlflow()
     tags = {"stage": "cycle", "role": "cycle", "ledger_head_sha256": head_sha256(ledger), **tracking.code_identity()}
-    with mlflow.start_run(run_name="cycle", tags=tags):
-        mlflow.log_metrics(counts | ({"erasure_latency_days_max": max(latencies)} if latencies else {}))
-        mlflow.log_artifact(str(ledger))
+    try:
+        mlflow = tracking.configured_mlflow()
+        with mlflow.start_run(run_name="cycle", tags=tags):
+            mlflow.log_metrics(counts | ({"erasure_latency_days_max": max(latencies)} if latencies else {}))
+            mlflow.log_artifact(str(ledger))
+    except Exception as error:  # any failure of the tracking server or its client
+        print(f"WARNING: the cycle was not logged to MLflow ({type(error).__name__}: {str(error)[:200]}); "
+              "the ledger holds the outcome.", file=sys.stderr)
 
 
 def _cycle(ledger: Path) -> Outcome:
@@ -100,11 +112,13 @@ def _cycle(ledger: Path) -> Outcome:
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     rejected = ingest_inbox(dataset, make_splits(len(dataset), params.splits)["target_train"], ledger)
     for request in rejected:
-        print(f"Rejected {request}: see data/rejected/{request}.report.txt")
+        print(f"Rejected {request}: its report is in data/rejected/")
     pending = _pending(ledger)
     if not pending:
         print("Nothing to do: no new or pending erasure request" + (f" ({INBOX_DIR} is empty)." if not rejected
                                                                     else " besides the rejected ones."))
+        if remote and _dvc("push", "--run-cache") != 0:  # completes a push an earlier cycle did not finish
+            return Outcome.INFRASTRUCTURE
         return Outcome.REJECTED if rejected else Outcome.NOTHING_TO_DO
     print(f"{len(pending)} pending request(s): {', '.join(pending)}", flush=True)
     started = time.time()

@@ -2,7 +2,9 @@
 
     data/inbox/<id>.json      envelopes received (`remi request add`, or dropped there by a system)
     data/requests/<id>.json   accepted requests: their union is the forget set (prepare reads these)
-    data/rejected/<id>.json   refused envelopes, beside <id>.report.txt saying why
+    data/rejected/<id>.json   refused envelopes, beside <id>.report.txt saying why (an envelope that
+                              cannot become a request, e.g. a duplicate, is set aside there with a
+                              timestamp in its name and no ledger event)
 
 Each step writes the file before the ledger event and removes the old file after it, so a crash
 between the two leaves a state the next cycle recognises and completes (no request lost, none
@@ -53,33 +55,54 @@ def cancel_request(request: str, ledger: Path = LEDGER_PATH) -> None:
         if state in (None, "rejected", "released", "cancelled"):
             raise UserError(f"Request {request} is {state or 'not in the ledger'}: only a pending request can be "
                             "cancelled (a released model already honours it).")
+        book.append(request, "cancelled")  # first: a kill before the files go is finished by the next cycle
         for directory in (INBOX_DIR, REQUESTS_DIR):
             (directory / f"{request}.json").unlink(missing_ok=True)
-        book.append(request, "cancelled")
+
+
+def _set_aside(path: Path, report: str) -> None:
+    """Move an inbox file to data/rejected/ with its report, without a ledger event (the request id
+    is unknown, or already has its own history)."""
+    stamp = now().strftime("%Y%m%dT%H%M%SZ")
+    atomic_write(REJECTED_DIR / f"{path.stem}.{stamp}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
+    atomic_write(REJECTED_DIR / f"{path.stem}.{stamp}.json", lambda tmp: tmp.write_bytes(path.read_bytes()))
+    path.unlink()
 
 
 def _reject(book: LedgerWriter, path: Path, request: str, report: str) -> None:
-    atomic_write(REJECTED_DIR / f"{request}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
-    atomic_write(REJECTED_DIR / f"{request}.json", lambda tmp: tmp.write_bytes(path.read_bytes()))
-    book.append(request, "rejected", report=report[:SHOWN_REPORT_CHARS])
+    if book.state(request) != "rejected":  # else a kill came after the event, before the files moved
+        atomic_write(REJECTED_DIR / f"{request}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
+        atomic_write(REJECTED_DIR / f"{request}.json", lambda tmp: tmp.write_bytes(path.read_bytes()))
+        book.append(request, "rejected", report=report[:SHOWN_REPORT_CHARS])
+    (REQUESTS_DIR / f"{request}.json").unlink(missing_ok=True)  # written before a crash, never validated
     path.unlink()
 
 
 def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: torch.Tensor) -> bool:
     """Validate one inbox file into the forget set or out to data/rejected/; True if accepted."""
-    request = path.stem
     try:
         envelope = read_envelope(path)
     except RequestError as error:
-        if book.state(request) is None:
-            book.append(request, "received", submitted_time=now().isoformat(), unreadable=True)
-        _reject(book, path, request, str(error))
+        if book.state(path.stem) in (None, "received", "rejected"):
+            if book.state(path.stem) is None:
+                book.append(path.stem, "received", submitted_time=now().isoformat(), unreadable=True)
+            _reject(book, path, path.stem, str(error))
+        else:
+            _set_aside(path, f"{error}\n(and {path.stem} is already a {book.state(path.stem)} request)")
         return False
-    if book.state(request) is None:  # dropped into the inbox without `remi request add`
+    request, state = envelope.request_id, book.state(envelope.request_id)
+    if path.stem != request:
+        _set_aside(path, f"{path}: an envelope is named after its subject_request_id: {request}.json")
+        return False
+    if state in ("validated", "applied", "gate_failed") and (REQUESTS_DIR / f"{request}.json").exists():
+        path.unlink()  # a kill came after `validated`, before the inbox file went
+        return True
+    if state not in (None, "received"):
+        _set_aside(path, f"{path}: request {request} is already {state}; a new request needs a new "
+                         "subject_request_id")
+        return False
+    if state is None:  # dropped into the inbox without `remi request add`
         book.append(request, "received", **_received_detail(envelope))
-    if book.state(request) != "received":  # a crash after the event, before the inbox file went
-        path.unlink()
-        return book.state(request) == "validated"
     accepted = REQUESTS_DIR / f"{request}.json"
     try:
         validate_requests([ErasureRequest(accepted, request, envelope.dataset, envelope.dataset_digest,
@@ -93,6 +116,25 @@ def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: 
     return True
 
 
+def _reconcile_accepted(book: LedgerWriter) -> None:
+    """data/requests/ agrees with the ledger after any crash: files the ledger does not know (put
+    there by hand) are recorded, ones stuck at `received` validated, cancelled or rejected ones removed."""
+    try:
+        present = read_requests(REQUESTS_DIR)
+    except RequestError as error:
+        raise UserError(f"{REQUESTS_DIR} holds files the pipeline cannot read:\n{error}") from error
+    inbox = {p.stem for p in INBOX_DIR.glob("*.json")} if INBOX_DIR.is_dir() else set()
+    for request in present:
+        state = book.state(request.request_id)
+        if state in ("cancelled", "rejected"):
+            request.path.unlink()
+            continue
+        if state is None:
+            book.append(request.request_id, "received", submitted_time=now().isoformat(), adopted=True)
+        if book.state(request.request_id) == "received" and request.request_id not in inbox:
+            book.append(request.request_id, "validated", sample_ids=len(request.sample_ids))
+
+
 def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LEDGER_PATH) -> list[str]:
     """Every inbox file validated (Great Expectations, against this data version) into the forget
     set or rejected with its report; the ids rejected. Accepted requests already under data/requests/
@@ -102,12 +144,5 @@ def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LE
         for path in sorted(INBOX_DIR.glob("*.json")) if INBOX_DIR.is_dir() else []:
             if not _ingest_one(book, path, dataset, target_train):
                 rejected.append(path.stem)
-        try:
-            present = read_requests(REQUESTS_DIR)
-        except RequestError as error:
-            raise UserError(f"{REQUESTS_DIR} holds files the pipeline cannot read:\n{error}") from error
-        for request in present:
-            if book.state(request.request_id) is None:
-                book.append(request.request_id, "received", submitted_time=now().isoformat(), adopted=True)
-                book.append(request.request_id, "validated", sample_ids=len(request.sample_ids))
+        _reconcile_accepted(book)
     return rejected

@@ -14,18 +14,26 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from remi.errors import UserError
+from remi.operations.cycle import CYCLE_LOCK, Outcome
 from remi.pipeline import tracking
 from remi.pipeline.params import load_params
+from remi.runtime.locks import LockTimeout, file_lock
 
 ALIAS = "candidate"
 
 
 def _superseded(client: Any, name: str) -> tuple[Any, list[Any]]:
-    """The released version and the others not purged yet."""
-    released = client.get_model_version_by_alias(name, ALIAS)
+    """The released version and the older ones not purged yet (a newer one may be a pending release)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        released = client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException as error:
+        raise UserError(f"{name} has no @{ALIAS} version, so nothing is released and nothing superseded.") from error
     versions = client.search_model_versions(f"name='{name}'")
-    return released, sorted((v for v in versions if v.version != released.version and "purged_time" not in v.tags),
-                            key=lambda v: int(v.version))
+    older = (v for v in versions if int(v.version) < int(released.version) and "purged_time" not in v.tags)
+    return released, sorted(older, key=lambda v: int(v.version))
 
 
 def _purge_version(client: Any, name: str, version: Any, released: Any) -> None:
@@ -53,6 +61,16 @@ def _dvc_gc(apply: bool) -> int:
 
 
 def purge(apply: bool) -> int:
+    """Under the job lock, so no cycle produces objects while DVC collects garbage."""
+    try:
+        with file_lock(CYCLE_LOCK, 0, "remi purge"):
+            return _purge(apply)
+    except LockTimeout:
+        print(f"A re-unlearning cycle holds {CYCLE_LOCK}; purge after it has finished.", file=sys.stderr)
+        return int(Outcome.BUSY)
+
+
+def _purge(apply: bool) -> int:
     name = load_params().gate.registered_model
     client = tracking.configured_mlflow().MlflowClient()
     released, superseded = _superseded(client, name)

@@ -9,6 +9,7 @@ service by its process id and deletes its data: the local stack is disposable. A
 sets the same variables to its own servers (docs/operations.md).
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from remi.errors import UserError
+from remi.runtime.process_identity import is_gone, process_tags
 
 STACK_DIR = Path(".stack")
 BUCKET = "remi"
@@ -97,6 +99,11 @@ def _start_postgres(state: dict[str, Any]) -> str:
     return f"postgresql+psycopg2://postgres:{password}@127.0.0.1:{port}"
 
 
+def _record_process(state: dict[str, Any], name: str, pid: int) -> None:
+    """Its id and identity (start time): `stop` after a reboot must not signal a stranger with that id."""
+    state[f"{name}_pid"], state[f"{name}_process"] = pid, process_tags(pid)
+
+
 def _spawn(command: list[str], log: Path, env: dict[str, str]) -> int:
     with log.open("ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -106,8 +113,8 @@ def _spawn(command: list[str], log: Path, env: dict[str, str]) -> int:
 def _start_s3(state: dict[str, Any], root: Path) -> str:
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    state["s3_pid"] = _spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                             root / "s3.log", os.environ.copy())
+    _record_process(state, "s3", _spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                        root / "s3.log", os.environ.copy()))
     _wait_for("The S3 server (moto)", lambda: urllib.request.urlopen(endpoint, timeout=2).status == 200,
               root / "s3.log")
     import boto3
@@ -137,15 +144,16 @@ def _start_mlflow(state: dict[str, Any], root: Path, database: str, s3: str) -> 
     _write_private(config, f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {database}/mlflow_auth\n"
                    "admin_username = admin\n"
                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    # Secrets go through the environment, never the command line (which every local user can read).
     env = os.environ | {"MLFLOW_AUTH_CONFIG_PATH": str(config.resolve()), "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
                         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16), "MLFLOW_S3_ENDPOINT_URL": s3,
-                        "AWS_ACCESS_KEY_ID": "stack", "AWS_SECRET_ACCESS_KEY": "stack"}
+                        "AWS_ACCESS_KEY_ID": "stack", "AWS_SECRET_ACCESS_KEY": "stack",
+                        "MLFLOW_BACKEND_STORE_URI": f"{database}/mlflow"}
     url = f"http://127.0.0.1:{port}"
-    state |= {"mlflow_pid": _spawn([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-                                    str(port), "--workers", "1", "--backend-store-uri", f"{database}/mlflow",
-                                    "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--app-name",
-                                    "basic-auth"], root / "mlflow.log", env),
-              "admin_password": admin_password}
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--app-name", "basic-auth"]
+    _record_process(state, "mlflow", _spawn(command, root / "mlflow.log", env))
+    state["admin_password"] = admin_password
     _wait_for("The MLflow server", lambda: urllib.request.urlopen(f"{url}/health", timeout=2).status == 200,
               root / "mlflow.log")
     return url
@@ -159,7 +167,9 @@ def start(root: Path = STACK_DIR) -> dict[str, Any]:
     state: dict[str, Any] = {}
     try:
         database = _start_postgres(state)
+        _write_private(root / "stack.json", json.dumps(state))  # after each service: `stop` finds what ran
         s3 = _start_s3(state, root)
+        _write_private(root / "stack.json", json.dumps(state))
         url = _start_mlflow(state, root, database, s3)
         ci_password = secrets.token_urlsafe(16)
         _create_ci_user(url, state["admin_password"], ci_password)
@@ -197,16 +207,21 @@ def _stop_process_group(pid: int) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _stop(state: dict[str, Any]) -> None:
-    for key in ("mlflow_pid", "s3_pid"):
-        if key in state:
-            _stop_process_group(state[key])
+    for name in ("mlflow", "s3"):
+        if f"{name}_pid" in state and not is_gone(state[f"{name}_process"]):
+            _stop_process_group(state[f"{name}_pid"])
     if "postgres_dir" in state:
         cluster = Path(state["postgres_dir"]) / "cluster"
-        subprocess.run(_as_postgres("pg_ctl", "-D", str(cluster), "-m", "fast", "-w", "stop"), capture_output=True)
+        stopped = subprocess.run(_as_postgres("pg_ctl", "-D", str(cluster), "-m", "fast", "-w", "stop"),
+                                 capture_output=True, text=True)
+        if stopped.returncode != 0 and "Is server running?" not in stopped.stderr:
+            raise StackError(f"PostgreSQL did not stop ({stopped.stderr.strip()[:300]}); its data stays in "
+                             f"{state['postgres_dir']}.")
         shutil.rmtree(state["postgres_dir"], ignore_errors=True)
 
 
