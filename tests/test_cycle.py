@@ -186,7 +186,8 @@ def stack(job):
     started = run(REMI, "stack", "start")
     assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
     state = json.loads((work / ".stack/stack.json").read_text())
-    assert oct((work / ".stack/stack.json").stat().st_mode & 0o777) == "0o600"
+    for secret in ("stack.json", "env", "basic_auth.ini"):
+        assert (work / ".stack" / secret).stat().st_mode & 0o077 == 0, secret  # private: they hold passwords
     env = dict(line.removeprefix("export ").split("=", 1) for line in (work / ".stack/env").read_text().splitlines())
     try:
         yield state, env
@@ -241,7 +242,7 @@ def test_a_cycle_on_the_team_stack_shares_its_state(job, stack, tmp_path):
         candidate = registry.get_model_version_by_alias(name, "candidate")
         assert candidate.version == "1" and candidate.tags["erasure_requests"]
     finally:
-        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             os.environ.pop(key, None)
     keys = [o["Key"] for o in boto3.client("s3", endpoint_url=state["s3_endpoint"], region_name="us-east-1",
                                            aws_access_key_id="stack", aws_secret_access_key="stack")

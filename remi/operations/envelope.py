@@ -32,6 +32,13 @@ class Envelope:
     dataset_digest: str
     sample_ids: list[int]
 
+    def envelope_body(self) -> dict[str, Any]:
+        """The envelope as validated (what the inbox keeps)."""
+        body = {"subject_request_id": self.request_id, "type": "erasure",
+                "submitted_time": self.submitted_time.isoformat(), "dataset": self.dataset,
+                "dataset_digest": self.dataset_digest, "sample_ids": self.sample_ids}
+        return body | ({"regulation": self.regulation} if self.regulation is not None else {})
+
     def request_body(self) -> dict[str, Any]:
         """The request as the pipeline reads it from data/requests/<request_id>.json."""
         return {"request_id": self.request_id, "dataset": self.dataset, "dataset_digest": self.dataset_digest,

@@ -11,7 +11,6 @@ between the two leaves a state the next cycle recognises and completes (no reque
 applied twice: the forget set is a union, and every event is checked against the request's state).
 """
 
-import json
 from pathlib import Path
 
 import torch
@@ -42,8 +41,7 @@ def add_request(path: Path, ledger: Path = LEDGER_PATH) -> str:
         if book.state(envelope.request_id) is not None:
             raise UserError(f"Request {envelope.request_id} is already in the ledger "
                             f"({book.state(envelope.request_id)}); see `remi request status`.")
-        body = json.loads(path.read_bytes())
-        write_json(INBOX_DIR / f"{envelope.request_id}.json", body)
+        write_json(INBOX_DIR / f"{envelope.request_id}.json", envelope.envelope_body())
         book.append(envelope.request_id, "received", **_received_detail(envelope))
     return envelope.request_id
 

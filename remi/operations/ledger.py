@@ -143,7 +143,9 @@ class LedgerWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            os.write(fd, line)
+            written = 0
+            while written < len(line):  # a short write (e.g. a full disk) would leave a torn line behind
+                written += os.write(fd, line[written:])
             os.fsync(fd)
         finally:
             os.close(fd)
