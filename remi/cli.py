@@ -147,6 +147,9 @@ def _seed_list(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
 
 
+Command = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="remi", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    _add_pipeline_commands(command)
+    _add_operations_commands(command)
+    return parser
+
+
+def _add_pipeline_commands(command: Command) -> None:
     # Its other arguments (stage names, -f, ...) go to dvc repro unparsed: see main().
     command("run", _run, "run the pipeline (`dvc repro [ARGS]`) under one MLflow parent run")
     command("profile", _profile, "overlay a profile onto params.yaml").add_argument("profile", type=Path)
@@ -181,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     command("reap-runs", _reap_runs, "mark MLflow runs of this host's killed processes KILLED")
+
+
+def _add_operations_commands(command: Command) -> None:
     request = command("request", _request, "erasure requests: add envelopes, show their states, verify the ledger")
     actions = request.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("add", help="receive request envelopes into data/inbox/").add_argument(
@@ -194,7 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
             ).add_argument("--apply", action="store_true", help="delete, instead of listing what would go")
     command("stack", _stack, "a local team stack on 127.0.0.1: PostgreSQL, S3 (moto), MLflow with basic auth"
             ).add_argument("action", choices=("start", "stop"))
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,7 +38,8 @@ def _project(tmp_path):
 def test_profile_rewrites_params_and_a_bad_profile_changes_nothing(tmp_path):
     project = _project(tmp_path)
     (project / "sub").mkdir()
-    result = remi("profile", "profiles/tiny.yaml", cwd=project / "sub")  # found from a subdirectory, like dvc
+    # From a subdirectory, like dvc: the project is found, and a path given is relative to where it was typed.
+    result = remi("profile", "../profiles/tiny.yaml", cwd=project / "sub")
     assert result.returncode == 0, result.stderr
     assert "target_train: 1000" in (project / "params.yaml").read_text()
     before = (project / "params.yaml").read_bytes()
