@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from remi.operations.stack import free_loopback_port
 from tests.conftest import REMI
 
 pytestmark = pytest.mark.slow
@@ -24,18 +24,12 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui(tiny_run, tmp_path_factory):
     """`remi ui` on a copy of the tiny run's store; yields (base URL, store URI); stopped by its PID."""
     store = tmp_path_factory.mktemp("ui") / "mlflow.db"
     shutil.copy(tiny_run / "mlflow.db", store)
-    uri, port = f"sqlite:///{store}", _free_port()
+    uri, port = f"sqlite:///{store}", free_loopback_port()
     server = subprocess.Popen([REMI, "ui", "--host", "127.0.0.1", "--port", str(port)], cwd=tiny_run,
                               env=os.environ | {"MLFLOW_TRACKING_URI": uri}, start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -43,11 +43,12 @@ class Outcome(IntEnum):
     BUSY = 7
 
 
-def _dvc(*args: str) -> int:
+def dvc(*args: str) -> int:
     return subprocess.call([sys.executable, "-m", "dvc", *args])
 
 
-def _default_remote() -> str | None:
+def default_remote() -> str | None:
+    """The name of DVC's default remote, if one is configured."""
     result = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True)
     name = result.stdout.strip()
     return name if result.returncode == 0 and name else None
@@ -105,8 +106,8 @@ def _cycle(ledger: Path) -> Outcome:
     if params.forget.mode != "requests":
         raise UserError("The re-unlearning job needs forget.mode: requests in params.yaml (the forget set is "
                         "the union of the accepted requests).")
-    remote = _default_remote()
-    if remote and _dvc("pull", "--run-cache", "--allow-missing") != 0:
+    remote = default_remote()
+    if remote and dvc("pull", "--run-cache", "--allow-missing") != 0:
         print(f"dvc pull from remote {remote!r} failed; nothing was changed.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
@@ -117,7 +118,7 @@ def _cycle(ledger: Path) -> Outcome:
     if not pending:
         print("Nothing to do: no new or pending erasure request" + (f" ({INBOX_DIR} is empty)." if not rejected
                                                                     else " besides the rejected ones."))
-        if remote and _dvc("push", "--run-cache") != 0:  # completes a push an earlier cycle did not finish
+        if remote and dvc("push", "--run-cache") != 0:  # completes a push an earlier cycle did not finish
             return Outcome.INFRASTRUCTURE
         return Outcome.REJECTED if rejected else Outcome.NOTHING_TO_DO
     print(f"{len(pending)} pending request(s): {', '.join(pending)}", flush=True)
@@ -127,7 +128,7 @@ def _cycle(ledger: Path) -> Outcome:
         print("The pipeline failed before the gate; the requests stay pending.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
     _record(ledger, pending, gate, params.gate.registered_model)
-    if remote and _dvc("push", "--run-cache") != 0:
+    if remote and dvc("push", "--run-cache") != 0:
         print(f"dvc push to remote {remote!r} failed; run `dvc push --run-cache` when it is back.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
     _log_cycle({"requests_pending": len(pending), "requests_rejected": len(rejected),

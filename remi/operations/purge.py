@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from remi.errors import UserError
-from remi.operations.cycle import CYCLE_LOCK, Outcome
+from remi.operations.cycle import CYCLE_LOCK, Outcome, default_remote, dvc
 from remi.pipeline import tracking
 from remi.pipeline.params import load_params
+from remi.pipeline.release import ALIAS
 from remi.runtime.locks import LockTimeout, file_lock
-
-ALIAS = "candidate"
 
 
 def _superseded(client: Any, name: str) -> tuple[Any, list[Any]]:
@@ -48,12 +47,10 @@ def _purge_version(client: Any, name: str, version: Any, released: Any) -> None:
 
 
 def _dvc_gc(apply: bool) -> int:
-    remote = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True)
-    cloud = ["--cloud"] if remote.returncode == 0 and remote.stdout.strip() else []
-    command = [sys.executable, "-m", "dvc", "gc", "--workspace", *cloud]
+    gc = ["gc", "--workspace", *(["--cloud"] if default_remote() else [])]
     if apply:
-        return subprocess.call([*command, "--force"])
-    dry = subprocess.run([*command, "--dry"], capture_output=True, text=True)
+        return dvc(*gc, "--force")
+    dry = subprocess.run([sys.executable, "-m", "dvc", *gc, "--dry"], capture_output=True, text=True)
     # DVC words a dry run like the real one; say what it is.
     print(dry.stdout.replace("Removing ", "would remove ").replace("Removed ", "would remove "), end="")
     print(dry.stderr, end="", file=sys.stderr)

@@ -38,7 +38,8 @@ class StackError(UserError):
     """A service of the local stack could not be started or reached."""
 
 
-def _free_port() -> int:
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the services bind there only)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -72,7 +73,7 @@ def _start_postgres(state: dict[str, Any]) -> str:
     data = Path(tempfile.mkdtemp(prefix="remi-postgres-"))
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
-    password, port = secrets.token_urlsafe(16), _free_port()
+    password, port = secrets.token_urlsafe(16), free_loopback_port()
     state |= {"postgres_dir": str(data), "postgres_port": port}
     pwfile = data / "pwfile"
     pwfile.write_text(password + "\n")
@@ -111,7 +112,7 @@ def _spawn(command: list[str], log: Path, env: dict[str, str]) -> int:
 
 
 def _start_s3(state: dict[str, Any], root: Path) -> str:
-    port = _free_port()
+    port = free_loopback_port()
     endpoint = f"http://127.0.0.1:{port}"
     _record_process(state, "s3", _spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                         root / "s3.log", os.environ.copy()))
@@ -139,7 +140,7 @@ def _create_ci_user(url: str, admin_password: str, password: str) -> None:
 
 
 def _start_mlflow(state: dict[str, Any], root: Path, database: str, s3: str) -> str:
-    port, admin_password = _free_port(), secrets.token_urlsafe(16)
+    port, admin_password = free_loopback_port(), secrets.token_urlsafe(16)
     config = root / "basic_auth.ini"  # holds the database password: private, like stack.json
     _write_private(config, f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {database}/mlflow_auth\n"
                    "admin_username = admin\n"
