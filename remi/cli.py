@@ -5,7 +5,7 @@
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
     remi ablation --seeds 0 1 2         ReMI's ablations and sweeps on the pipeline's artifacts
-    remi benchmark networks|unlearning  timing tools (BENCHMARKS.md)
+    remi benchmark networks|unlearning|sequential  timing tools and the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
     remi ui                             the MLflow UI on the local store
     remi reap-runs                      mark runs of killed processes KILLED
@@ -67,10 +67,14 @@ def _benchmark(args: argparse.Namespace) -> None:
         from remi.benchmarks.networks import benchmark_networks
 
         benchmark_networks(args.samples, args.out)
-    else:
+    elif args.what == "unlearning":
         from remi.benchmarks.unlearning import benchmark_unlearning
 
         benchmark_unlearning(args.repeats)
+    else:
+        from remi.benchmarks.sequential_drift import benchmark_sequential
+
+        sys.exit(benchmark_sequential(args.cycles, args.requests, args.request_samples, args.compact_every, args.seed))
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -180,10 +184,15 @@ def _add_pipeline_commands(command: Command) -> None:
     compare.add_argument("--metrics", type=Path, help="default: metrics/comparison.json")
     _seed_list(command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts"))
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
-    benchmark.add_argument("what", choices=("networks", "unlearning"))
+    benchmark.add_argument("what", choices=("networks", "unlearning", "sequential"))
     benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
     benchmark.add_argument("--out", type=Path, help="networks: also write the timings to this JSON file")
     benchmark.add_argument("--repeats", type=int, default=3, help="unlearning: repeats per method")
+    benchmark.add_argument("--cycles", type=int, default=6, help="sequential: re-unlearning cycles")
+    benchmark.add_argument("--requests", type=int, default=2, help="sequential: new requests per cycle")
+    benchmark.add_argument("--request-samples", type=int, default=50, help="sequential: samples per request")
+    benchmark.add_argument("--compact-every", type=int, default=0, help="sequential: cycle.compact_every (0: never)")
+    benchmark.add_argument("--seed", type=int, default=0, help="sequential: which members are requested")
     summary = command("summary", _summary, "the last run's result: ReMI vs retraining, the gate, where the reports are")
     summary.add_argument("--markdown", action="store_true", help="only the results table, as in the README")
     ui = command("ui", _ui, "serve the MLflow UI on the local store")

@@ -232,6 +232,14 @@ class Gate(Section):
     registered_model: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]
 
 
+class Cycle(Section):
+    """The re-unlearning job (`remi cycle`); no pipeline stage reads this section."""
+
+    sequential: bool  # start each cycle from the model released last and forget only the new requests
+    compact_every: NonNegativeCount  # with sequential: every N-th release is retrained from scratch (0: never)
+    compact_on_gate_failure: bool  # with sequential: release the retrained model when the incremental one fails
+
+
 METHOD_SECTIONS: dict[str, type[Section]] = {
     "retrain": Retrain, "remi": Remi, "finetune": Finetune, "neggrad_plus": TwoSetFineTune,
     "random_label": TwoSetFineTune, "salun": Salun, "scrub": Scrub, "fisher": Fisher, "ssd": Ssd}
@@ -259,6 +267,7 @@ class Params(Section):
     audit: Audit
     acceptance: Acceptance
     gate: Gate
+    cycle: Cycle
 
     def method(self, name: str) -> Section:
         """A method's section (`params.remi` for "remi")."""

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # After `remi cycle` in CI: commit what the cycle changed (the ledger, the requests, dvc.lock, the
-# metrics and the Markdown audit) to a new branch, push it and open a pull request for review.
+# metrics, the Markdown audit, and models/base: the starting model's manifest and .dvc file) to a new
+# branch, push it and open a pull request for review.
 # Usage: scripts/cycle_pr.sh <exit code of remi cycle>. Needs git, and gh logged in (GH_TOKEN).
 set -euo pipefail
 code="${1:-none}"  # the exit code of remi cycle (none: it did not run)
 branch="reunlearn/$(date -u +%Y%m%d-%H%M%S)"
 git switch --quiet -c "$branch"
 paths=()
-for path in data/ledger.jsonl data/requests data/inbox data/rejected dvc.lock metrics reports/audit/audit.md; do
+for path in data/ledger.jsonl data/requests data/inbox data/rejected dvc.lock metrics reports/audit/audit.md \
+    models/base; do
   if [ -e "$path" ] || git ls-files --error-unmatch -- "$path" >/dev/null 2>&1; then paths+=("$path"); fi
 done
 git add -A -- "${paths[@]}"

@@ -30,6 +30,7 @@ from remi.pipeline.layout import (
     unlearned_dir,
 )
 from remi.pipeline.params import load_params
+from remi.pipeline.starting_model import read_starting_model
 from remi.runtime.device import compute_device
 from remi.runtime.files import read_json, write_json
 
@@ -86,6 +87,7 @@ def _context(params, sets: AuditSets, timings: dict, run) -> dict[str, str]:
     same_run = len(run_ids) == 1 and "none" not in run_ids
     return {
         "dataset": params.data.dataset, "forget samples": str(len(sets.forget)),
+        "methods other than retrain started from": read_starting_model().describe(),
         "audit_holdout samples": str(len(sets.audit_holdout)),
         "reference (shadow) models": str(params.shadows.count),
         "low FPRs": ", ".join(f"{f:g}" for f in params.audit.low_fprs),

@@ -9,9 +9,9 @@ from remi.errors import UserError
 from remi.networks import MODEL_FILE
 from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
-from remi.pipeline.layout import metrics_path, run_record_path, split_path, unlearned_dir
+from remi.pipeline.layout import metrics_path, unlearned_dir
 from remi.pipeline.params import load_params
-from remi.pipeline.release import ALIAS, register_candidate, release_tags
+from remi.pipeline.release import ALIAS, release_method
 from remi.runtime.files import read_json, write_json
 
 
@@ -31,9 +31,7 @@ def main() -> None:
         if not passed:
             write_json(metrics_path("gate"), outcome)
             raise GateFailed(failure_message(rows))
-        model_uri = read_json(run_record_path(f"unlearn/{gate.method}"))["model_uri"]
-        tags = release_tags(method_dir / MODEL_FILE, split_path("forget"), gate.method, tracking.code_identity())
-        version = register_candidate(tracking.tracking_uri(), model_uri, gate.registered_model, tags)
+        version = release_method(gate.method, gate.registered_model)
         # Written after the alias moved: gate.json never says released for a model that is not.
         write_json(metrics_path("gate"), outcome | {"registered_version": version})
         tracking.log_metrics({"registered_version": version})

@@ -14,6 +14,7 @@ from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
 from remi.pipeline.layout import run_record_path, split_path, unlearn_metrics_path, unlearned_dir
 from remi.pipeline.params import load_params
+from remi.pipeline.starting_model import read_starting_model
 from remi.pipeline.tasks import load_task
 from remi.runtime.device import compute_device, describe
 from remi.runtime.files import replace_dir, write_json
@@ -42,11 +43,15 @@ def main() -> None:
             curves.append((step, values))
             progress.detail(f"step {step}")
 
-        model, seconds = run_method(method, load_task(params, dataset, method, device, on_step=on_step))
+        task = load_task(params, dataset, method, device, on_step=on_step)
+        start = read_starting_model()
+        print(f"unlearn {method}: from {start.describe()}; {len(task.forget[1])} samples to forget", flush=True)
+        model, seconds = run_method(method, task)
         progress.advance(f"{seconds:.1f} s")
         model.cpu()
         tracking.log_curves(curves)
-        metrics = {"unlearn_seconds": seconds, "threads": torch.get_num_threads()}
+        metrics = {"unlearn_seconds": seconds, "threads": torch.get_num_threads(),
+                   "forgotten_samples": len(task.forget[1]), "start_release_version": start.registered_version or 0}
 
         model_uri = tracking.log_torch_model(model, f"{method}_model", dataset.inputs[:2].numpy())
 

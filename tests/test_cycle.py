@@ -1,6 +1,8 @@
 """The re-unlearning job on the tiny profile, cycle after cycle, as a scheduler would run it: new
 requests released, an empty cycle doing nothing, an invalid request rejected while the valid one goes
-on, a job killed during unlearning finished by the next one with no request lost or applied twice."""
+on from the model released before (sequential unlearning), a job killed during unlearning finished by
+the next one with no request lost or applied twice, and that cycle releasing the retrained model
+because compaction is due (cycle.compact_every: 3)."""
 
 import json
 import os
@@ -24,10 +26,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """A tiny-profile copy whose forget set is the union of the accepted requests; nothing run yet."""
+    """A tiny-profile copy whose forget set is the union of the accepted requests, each cycle starting
+    from the last release and every third release retrained from scratch; nothing run yet."""
     work = tmp_path_factory.mktemp("cycle") / "repo"
     run = pipeline_copy(work, "profiles/tiny.yaml")
-    (work / "requests_mode.yaml").write_text("forget:\n  mode: requests\n")
+    (work / "requests_mode.yaml").write_text("forget:\n  mode: requests\ncycle:\n  sequential: true\n"
+                                             "  compact_every: 3\n")
     assert run(REMI, "profile", "requests_mode.yaml").returncode == 0
     params = load_params(work / "params.yaml")
     dataset = load_dataset(params.data.dataset, work / params.data.raw_dir)
@@ -52,6 +56,15 @@ def _events(work, request):
     return [e["event"] for e in read_events(work / "data/ledger.jsonl") if e["request"] == request]
 
 
+def _released(work, request):
+    return next(e["detail"] for e in read_events(work / "data/ledger.jsonl")
+                if e["request"] == request and e["event"] == "released")
+
+
+def _unlearn_metrics(work, method="remi"):
+    return json.loads((work / f"metrics/unlearn/{method}.json").read_text())
+
+
 def test_a_cycle_without_requests_does_nothing(job):
     work, run, *_ = job
     result = run(REMI, "cycle")
@@ -70,6 +83,9 @@ def test_new_requests_are_released_and_a_second_cycle_has_nothing_to_do(job):
     assert _events(work, first) == ["received", "validated", "applied", "released"]
     forget = json.loads((work / "data/splits/forget.json").read_text())["sample_ids"]
     assert sorted(forget) == sorted(members[:50])
+    assert _released(work, first)["method"] == "remi" and "compaction" not in _released(work, first)
+    started = _unlearn_metrics(work)  # from the target, the whole forget set
+    assert (started["start_release_version"], started["forgotten_samples"]) == (0, 50)
     status = run(REMI, "request", "status").stdout
     assert first in status and "released" in status
     again = run(REMI, "cycle")
@@ -86,8 +102,16 @@ def test_an_invalid_request_is_rejected_and_the_valid_one_goes_on(job):
     assert _states(work)[valid] == "released" and _states(work)[invalid] == "rejected"
     report = (work / "data/rejected" / f"{invalid}.report.txt").read_text()
     assert "requests can only name members of the target's training set" in report
-    version = [e for e in read_events(work / "data/ledger.jsonl") if e["event"] == "released"][-1]["detail"]
-    assert version["model_version"] == 2
+    assert _released(work, valid)["model_version"] == 2
+    # Sequential: started from cycle 1's release, which honours 50 samples, and forgot only the 10 new ones;
+    # retraining and the audit used the cumulative forget set.
+    manifest = json.loads((work / "models/base/release.json").read_text())
+    assert manifest["registered_version"] == 1 and sorted(manifest["honoured_ids"]) == sorted(members[:50])
+    started = _unlearn_metrics(work)
+    assert (started["start_release_version"], started["forgotten_samples"]) == (1, 10)
+    assert len(json.loads((work / "data/splits/forget.json").read_text())["sample_ids"]) == 60
+    assert "released version 1 (remi), which honours 50 forget samples" in (
+        work / "reports/audit/audit.md").read_text()
 
 
 def test_a_job_killed_while_unlearning_is_finished_by_the_next_cycle(job):
@@ -109,6 +133,10 @@ def test_a_job_killed_while_unlearning_is_finished_by_the_next_cycle(job):
     assert result.returncode == Outcome.RELEASED, result.stdout[-3000:] + result.stderr[-3000:]
     assert _events(work, request) == ["received", "validated", "applied", "released"]
     assert run(REMI, "request", "verify").returncode == 0
+    # The third release since the target: compaction released the model retrained from scratch.
+    released = _released(work, request)
+    assert released["method"] == "retrain" and "every 3 releases" in released["compaction"]
+    assert released["model_version"] == 4  # the gate registered ReMI's model as 3 first
 
 
 def test_a_tampered_ledger_stops_every_command_that_reads_it(job):
@@ -157,16 +185,16 @@ def test_purge_deletes_superseded_models_and_keeps_the_released_one(job):
     released = client.get_model_version_by_alias(name, "candidate")
     uris = {str(v.version): client.get_model_version_download_uri(name, v.version)
             for v in client.search_model_versions(f"name='{name}'")}
-    assert len(uris) == 3 and str(released.version) == "3"
+    assert len(uris) == 4 and str(released.version) == "4" and released.tags["method"] == "retrain"
     cache = sum(1 for _ in (work / ".dvc/cache").rglob("*") if _.is_file())
     dry = run(REMI, "purge")
     assert dry.returncode == 0 and "dry run" in dry.stdout and "version 1 (run" in dry.stdout
     assert all(os.path.exists(uri.removeprefix("file://")) for uri in uris.values())
     applied = run(REMI, "purge", "--apply")
     assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]
-    for version in ("1", "2"):
+    for version in ("1", "2", "3"):
         assert not os.path.exists(uris[version].removeprefix("file://"))
-        assert "superseded by version 3" in client.get_model_version(name, version).tags["purged_reason"]
+        assert "superseded by version 4" in client.get_model_version(name, version).tags["purged_reason"]
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(store)
     try:
@@ -257,3 +285,5 @@ def test_a_cycle_on_the_team_stack_shares_its_state(job, stack, tmp_path):
     status = in_repo(*dvc, "status", cwd=clone)
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
     assert (clone / "models/unlearned/remi/model.pt").exists()
+    assert (clone / "models/base/weights/model.pt").exists()  # this cycle's starting model (the compacted one)
+    assert json.loads((clone / "models/base/release.json").read_text())["method"] == "retrain"

@@ -1,19 +1,22 @@
 """The re-unlearning job a scheduler calls (`remi cycle`, `make reunlearn`): pull the shared state,
 take every new request, run the pipeline (DVC re-runs only what the new forget set touches), let the
-gate decide, push the state, and record each request's outcome in the ledger.
+gate decide, push the state, and record each request's outcome in the ledger. With params
+`cycle.sequential` each cycle starts from the model released last and may release the retrained model
+instead (compaction): see remi/operations/sequential.py.
 
 Exit codes (docs/operations.md):
-    0  released: a model honouring every pending request is the registry's @candidate
+    0  released: a model honouring every pending request is the registry's @candidate (the gate's
+       model, or with compaction the retrained one)
     2  a user error (params, a tampered ledger, ...): the message says what to fix
     3  nothing to do: no new or pending request
     4  some requests were rejected (reports in data/rejected/); the valid ones went on and were released
-    5  the gate refused the model: the pending requests stay pending for the next cycle
+    5  the gate refused the model (and no compaction released the retrained one): the pending requests
+       stay pending for the next cycle
     6  infrastructure: the pipeline failed before the gate or the pull failed (nothing recorded), or the
        push failed after the outcome was recorded (the next cycle pushes again)
     7  another cycle is running (see --wait)
 """
 
-import subprocess
 import sys
 import time
 from enum import IntEnum
@@ -22,10 +25,13 @@ from pathlib import Path
 from remi.data.datasets import load_dataset
 from remi.data.splits import make_splits
 from remi.errors import UserError
+from remi.networks import MODEL_FILE
+from remi.operations.dvc_commands import default_remote, dvc
 from remi.operations.intake import INBOX_DIR, ingest_inbox
 from remi.operations.ledger import LEDGER_PATH, PENDING, head_sha256, locked, now, read_events, request_states
+from remi.operations.sequential import InfrastructureError, Release, decide_release, prepare_starting_model
 from remi.pipeline import tracking
-from remi.pipeline.layout import metrics_path, split_path
+from remi.pipeline.layout import metrics_path, split_path, unlearned_dir
 from remi.pipeline.params import load_params
 from remi.pipeline.runner import run_pipeline
 from remi.runtime.files import file_md5, read_json
@@ -43,17 +49,6 @@ class Outcome(IntEnum):
     BUSY = 7
 
 
-def dvc(*args: str) -> int:
-    return subprocess.call([sys.executable, "-m", "dvc", *args])
-
-
-def default_remote() -> str | None:
-    """The name of DVC's default remote, if one is configured."""
-    result = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True)
-    name = result.stdout.strip()
-    return name if result.returncode == 0 and name else None
-
-
 def _pending(ledger: Path) -> list[str]:
     return sorted(r for r, s in request_states(read_events(ledger)).items() if s.state in PENDING)
 
@@ -66,24 +61,27 @@ def _gate_outcome(pipeline_code: int, started: float) -> dict | None:
     return read_json(gate)
 
 
-def _record(ledger: Path, pending: list[str], gate: dict, registered_model: str) -> None:
+def _record(ledger: Path, pending: list[str], release: Release | None, registered_model: str) -> None:
     """Each pending request's outcome, if this run's forget set holds it (a request cancelled while the
     pipeline ran, or whose file a crash removed, is not recorded as honoured)."""
-    facts = {"forget_md5": file_md5(split_path("forget")), "dvc_lock_md5": file_md5(Path("dvc.lock"))}
+    forget_md5 = file_md5(split_path("forget"))
+    facts = {"forget_md5": forget_md5, "dvc_lock_md5": file_md5(Path("dvc.lock"))}
     in_forget_set = set(read_json(split_path("forget")).get("requests", []))
-    released = bool(gate.get("passed"))
     with locked(ledger) as book:
         for request in pending:
             if request not in in_forget_set or book.state(request) not in PENDING:
                 continue
             if book.state(request) != "applied":
                 book.append(request, "applied", **facts)
-            if released:
-                latency = (now() - book.states[request].received).total_seconds() / 86400
-                book.append(request, "released", model=registered_model, alias="candidate",
-                            model_version=int(gate["registered_version"]), latency_days=round(latency, 4))
-            else:
+            if release is None:
                 book.append(request, "gate_failed", **facts)
+                continue
+            latency = (now() - book.states[request].received).total_seconds() / 86400
+            book.append(request, "released", model=registered_model, alias="candidate",
+                        model_version=release.version, method=release.method,
+                        model_md5=file_md5(unlearned_dir(release.method) / MODEL_FILE), forget_md5=forget_md5,
+                        latency_days=round(latency, 4),
+                        **({"compaction": release.compaction} if release.compaction else {}))
 
 
 def _log_cycle(counts: dict[str, float], ledger: Path) -> None:
@@ -122,18 +120,26 @@ def _cycle(ledger: Path) -> Outcome:
             return Outcome.INFRASTRUCTURE
         return Outcome.REJECTED if rejected else Outcome.NOTHING_TO_DO
     print(f"{len(pending)} pending request(s): {', '.join(pending)}", flush=True)
+    try:
+        start = prepare_starting_model(params, ledger)
+    except InfrastructureError as error:
+        print(f"{error}; nothing was recorded.", file=sys.stderr)
+        return Outcome.INFRASTRUCTURE
     started = time.time()
     gate = _gate_outcome(run_pipeline([]), started)
     if gate is None:
         print("The pipeline failed before the gate; the requests stay pending.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
-    _record(ledger, pending, gate, params.gate.registered_model)
+    release = decide_release(params, start, gate)
+    _record(ledger, pending, release, params.gate.registered_model)
     if remote and dvc("push", "--run-cache") != 0:
         print(f"dvc push to remote {remote!r} failed; run `dvc push --run-cache` when it is back.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
     _log_cycle({"requests_pending": len(pending), "requests_rejected": len(rejected),
-                "released": float(bool(gate.get("passed")))}, ledger)
-    if not gate.get("passed"):
+                "released": float(release is not None), "compaction": float(bool(release and release.compaction)),
+                "start_release_version": float(start.registered_version or 0),
+                "releases_since_retrain": float(start.releases_since_retrain)}, ledger)
+    if release is None:
         return Outcome.GATE_FAILED
     return Outcome.REJECTED if rejected else Outcome.RELEASED
 

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from remi.errors import UserError
-from remi.operations.cycle import CYCLE_LOCK, Outcome, default_remote, dvc
+from remi.operations.cycle import CYCLE_LOCK, Outcome
+from remi.operations.dvc_commands import default_remote, dvc
 from remi.pipeline import tracking
 from remi.pipeline.params import load_params
 from remi.pipeline.release import ALIAS

@@ -15,6 +15,9 @@ import tempfile
 from pathlib import Path
 
 from remi.errors import UserError
+from remi.networks import MODEL_FILE
+from remi.pipeline import tracking
+from remi.pipeline.layout import run_record_path, split_path, unlearned_dir
 from remi.runtime.files import file_md5, read_json
 from remi.runtime.locks import file_lock
 
@@ -80,3 +83,11 @@ def register_candidate(tracking_uri: str, model_uri: str, registered_name: str, 
             version = int(mlflow.register_model(model_uri, registered_name, tags=tags).version)
         client.set_registered_model_alias(registered_name, ALIAS, str(version))
         return version
+
+
+def release_method(method: str, registered_name: str, extra_tags: dict[str, str] | None = None) -> int:
+    """Make the pipeline's `method` model (models/unlearned/<method>, logged by its unlearn run)
+    `registered_name`@candidate; the version now @candidate."""
+    model_uri = read_json(run_record_path(f"unlearn/{method}"))["model_uri"]
+    tags = release_tags(unlearned_dir(method) / MODEL_FILE, split_path("forget"), method, tracking.code_identity())
+    return register_candidate(tracking.tracking_uri(), model_uri, registered_name, tags | (extra_tags or {}))

@@ -7,26 +7,29 @@ from remi.attacks.checkpoints import load_attack, load_class_gaussians
 from remi.data.datasets import Dataset
 from remi.data.splits import load_split, retain_ids
 from remi.networks.architectures import build_network
-from remi.networks.checkpoints import load_model
 from remi.params_schema import Params
-from remi.pipeline.layout import ATTACK_DIR, TARGET_DIR, split_path
+from remi.pipeline.layout import ATTACK_DIR, split_path
+from remi.pipeline.starting_model import load_starting_model, read_starting_model
 from remi.unlearning import UnlearningTask
 from remi.unlearning.base import Samples, StepCallback
 
 
 def load_task(params: Params, dataset: Dataset, method: str, device: torch.device,
               on_step: StepCallback | None = None) -> UnlearningTask:
-    """The target, its attack, and the retain/forget/out samples named by data/splits/, all on `device`."""
+    """The starting model (the target, or the release sequential unlearning continues from), the attack,
+    and the samples named by data/splits/, all on `device`: retain excludes the whole forget set, and
+    forget holds only the samples the starting model does not honour yet."""
     target_train, forget = load_split(split_path("target_train")), load_split(split_path("forget"))
+    honoured = torch.tensor(read_starting_model().honoured_ids, dtype=torch.long)
 
     def on_device(ids: torch.Tensor) -> Samples:
         inputs, labels = dataset.subset(ids)
         return inputs.to(device), labels.to(device)
 
     return UnlearningTask(
-        original=load_model(TARGET_DIR, device),
+        original=load_starting_model(device),
         retain=on_device(retain_ids(target_train, forget)),
-        forget=on_device(forget),
+        forget=on_device(forget[~torch.isin(forget, honoured)]),
         out=on_device(load_split(split_path("out"))),
         attack=load_attack(ATTACK_DIR, device),
         class_gaussians=load_class_gaussians(ATTACK_DIR, device),

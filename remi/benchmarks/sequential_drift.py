@@ -1,0 +1,173 @@
+"""How far sequential unlearning drifts from retraining, cycle after cycle.
+
+    remi benchmark sequential [--cycles 6] [--requests 2] [--samples 50] [--compact-every 0]
+
+Runs `remi cycle` again and again in a scratch copy of this project (its files, the raw data, and
+this project's DVC cache, so the target, the shadows and the attack model come from the run cache
+when the profile matches) with forget.mode: requests, cycle.sequential: true and no compaction on
+gate failure, so the chain is measured as it is. Each cycle first submits `requests` random requests of
+`samples` target members each. After each cycle it reads the audit, which compares the sequential
+model with retraining on the cumulative forget set: |AUC(gate method) - AUC(retrain)| per attack,
+the forget- and test-accuracy gaps, forgetting quality, and the gate's verdict.
+
+Writes reports/sequential_drift.{md,json,png} here and logs them to an MLflow run (one step per
+cycle) in this project's store.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from remi.data.datasets import load_dataset
+from remi.data.splits import make_splits
+from remi.operations.ledger import now
+from remi.pipeline import tracking
+from remi.pipeline.layout import REPORTS_DIR, metrics_path, unlearn_metrics_path
+from remi.pipeline.params import load_params
+from remi.pipeline.seeds import hardware
+from remi.runtime.files import atomic_write, read_json, write_json
+
+OUTPUT = REPORTS_DIR / "sequential_drift"
+COLUMNS = ("shadow_attack", "loss_attack", "lira_fixed_variance", "rmia")  # AUC gaps shown in the table
+
+
+def _scratch_copy(scratch: Path, compact_every: int) -> None:
+    """This project's files (tracked and untracked, not ignored) and raw data, sharing its DVC cache."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if Path(name).is_file():
+            (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(name, scratch / name)
+    shutil.copytree("data/raw", scratch / "data/raw", dirs_exist_ok=True)
+    (scratch / "sequential.yaml").write_text(
+        "forget:\n  mode: requests\ncycle:\n  sequential: true\n"
+        f"  compact_every: {compact_every}\n  compact_on_gate_failure: false\n")
+    commit = ["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "copy"]
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "remi", "profile", "sequential.yaml"],
+                    [sys.executable, "-m", "dvc", "cache", "dir", "--local", str(Path(".dvc/cache").resolve())],
+                    ["git", "add", "-A"], commit):
+        subprocess.run(command, cwd=scratch, check=True, capture_output=True)
+
+
+def _submit(scratch: Path, digest: str, dataset: str, sample_ids: list[int]) -> None:
+    request = str(uuid.uuid4())
+    envelope = scratch / f"{request}.envelope.json"
+    envelope.write_text(json.dumps({"subject_request_id": request, "type": "erasure",
+                                    "submitted_time": now().isoformat(), "dataset": dataset,
+                                    "dataset_digest": digest, "sample_ids": sample_ids}))
+    subprocess.run([sys.executable, "-m", "remi", "request", "add", envelope.name], cwd=scratch, check=True,
+                   capture_output=True)
+
+
+def _row(cycle: int, forget_total: int, code: int, audit: dict[str, float], unlearn: dict[str, float],
+         method: str) -> dict:
+    return {"cycle": cycle, "exit_code": code, "forget_samples_total": forget_total,
+            "forgotten_this_cycle": unlearn.get("forgotten_samples"),
+            "start_release_version": unlearn.get("start_release_version"),
+            **{f"gap_{a}_auc": audit.get(f"{method}/gap_{a}_auc") for a in COLUMNS},
+            "gap_forget_accuracy": audit.get(f"{method}/gap_forget_accuracy"),
+            "test_accuracy_drop": audit["target/test_accuracy"] - audit[f"{method}/test_accuracy"],
+            "forgetting_quality": audit.get(f"{method}/forgetting_quality"),
+            "retrain_forgetting_quality": audit.get("retrain/forgetting_quality")}
+
+
+def benchmark_sequential(cycles: int, requests: int, samples: int, compact_every: int, seed: int) -> int:
+    params = load_params()
+    method = params.gate.method
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
+    members = make_splits(len(dataset), params.splits)["target_train"].numpy()
+    order = np.random.default_rng(seed).permutation(members)
+    needed = cycles * requests * samples
+    if needed > len(order):
+        raise SystemExit(f"{cycles} cycles x {requests} requests x {samples} samples > {len(order)} members")
+    rows = []
+    scratch = Path(tempfile.mkdtemp(prefix="remi-sequential-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}  # the scratch store
+    try:
+        _scratch_copy(scratch, compact_every)
+        for cycle in range(1, cycles + 1):
+            for r in range(requests):
+                first = ((cycle - 1) * requests + r) * samples
+                _submit(scratch, dataset.digest, params.data.dataset, order[first:first + samples].tolist())
+            result = subprocess.run([sys.executable, "-m", "remi", "cycle"], cwd=scratch, env=env,
+                                    capture_output=True, text=True)
+            if result.returncode not in (0, 5):
+                print(result.stdout[-3000:], result.stderr[-3000:], file=sys.stderr)
+                return result.returncode
+            row = _row(cycle, cycle * requests * samples, result.returncode, read_json(scratch / metrics_path("audit")),
+                       read_json(scratch / unlearn_metrics_path(method)), method)
+            rows.append(row)
+            print(f"cycle {cycle}: exit {result.returncode}, " + ", ".join(
+                f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _write(rows, params.data.dataset, method, compact_every)
+    return 0
+
+
+def _table(rows: list[dict], dataset: str, method: str, compact_every: int) -> str:
+    header = ["cycle", "forget total", "forgotten now", "from version",
+              *(f"AUC gap {a}" for a in COLUMNS), "forget acc gap", "test acc drop",
+              f"FQ {method}", "FQ retrain", "gate"]
+    lines = [f"# Sequential unlearning: drift of {method} from retraining over {len(rows)} cycles", "",
+             f"Dataset {dataset}, params.yaml profile, `cycle.compact_every: {compact_every}`, no compaction on "
+             "gate failure. Each cycle's audit compares the sequential model with retraining on the cumulative "
+             f"forget set. Hardware: {hardware()}. Command: `remi benchmark sequential --cycles {len(rows)}`.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row["cycle"]), str(row["forget_samples_total"]), str(row["forgotten_this_cycle"]),
+                 str(row["start_release_version"]),
+                 *(f"{row[f'gap_{a}_auc']:.3f}" for a in COLUMNS), f"{row['gap_forget_accuracy']:.3f}",
+                 f"{row['test_accuracy_drop']:.3f}", f"{row['forgetting_quality']:.3f}",
+                 f"{row['retrain_forgetting_quality']:.3f}", "pass" if row["exit_code"] == 0 else "fail"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows: list[dict], method: str) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    cycles = [row["cycle"] for row in rows]
+    for attack in COLUMNS:
+        axis.plot(cycles, [row[f"gap_{attack}_auc"] for row in rows], marker="o", label=f"AUC gap {attack}")
+    axis.plot(cycles, [row["gap_forget_accuracy"] for row in rows], marker="s", label="forget accuracy gap")
+    axis.set_xlabel("cycle (sequential release)")
+    axis.set_ylabel(f"|{method} - retrain|")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _write(rows: list[dict], dataset: str, method: str, compact_every: int) -> None:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    table = _table(rows, dataset, method, compact_every)
+    atomic_write(OUTPUT / "drift.md", lambda tmp: tmp.write_text(table))
+    png = _plot(rows, method)
+    atomic_write(OUTPUT / "drift.png", lambda tmp: tmp.write_bytes(png))
+    write_json(OUTPUT / "drift.json", {"hardware": hardware(), "dataset": dataset, "method": method,
+                                       "compact_every": compact_every, "rows": rows})
+    mlflow = tracking.configured_mlflow()
+    with mlflow.start_run(run_name="sequential-drift", tags={"role": "benchmark", **tracking.code_identity()}):
+        for row in rows:
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k != "cycle"},
+                               step=row["cycle"])
+        mlflow.log_artifacts(str(OUTPUT), "sequential_drift")
+    print(table)
