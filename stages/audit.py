@@ -1,6 +1,7 @@
 """Stage audit: every model on the same splits and attacks; gaps to retraining; reports and plots."""
 
 import time
+from datetime import UTC, datetime
 
 from remi.audit.acceptance import acceptance_checks
 from remi.audit.inputs import load_attack_inputs, load_audit_sets
@@ -26,6 +27,7 @@ from remi.pipeline.layout import (
     TARGET_DIR,
     metrics_path,
     run_record_path,
+    split_path,
     unlearn_metrics_path,
     unlearned_dir,
 )
@@ -88,6 +90,7 @@ def _context(params, sets: AuditSets, timings: dict, run) -> dict[str, str]:
     return {
         "dataset": params.data.dataset, "forget samples": str(len(sets.forget)),
         "methods other than retrain started from": read_starting_model().describe(),
+        "erasure requests in the forget set": _requests_waiting(read_json(split_path("forget"))),
         "audit_holdout samples": str(len(sets.audit_holdout)),
         "reference (shadow) models": str(params.shadows.count),
         "low FPRs": ", ".join(f"{f:g}" for f in params.audit.low_fprs),
@@ -96,6 +99,19 @@ def _context(params, sets: AuditSets, timings: dict, run) -> dict[str, str]:
             "yes" if same_run else "NO: run `dvc repro -s -f unlearn` then `dvc repro` to compare seconds",
         "MLflow run": run.info.run_id, **tracking.code_identity(),
     }
+
+
+def _requests_waiting(forget: dict) -> str:
+    """How many requests the audited models answer, and how long the oldest has waited so far: the
+    audit runs just before the release, so this is each request's erasure latency up to the gate."""
+    requests, received = forget.get("requests", []), forget.get("received_times", {})
+    if not received:
+        return str(len(requests))
+    times = sorted(datetime.fromisoformat(t) for t in received.values())
+    waited = (datetime.now(UTC) - times[0]).total_seconds() / 86400
+    return (f"{len(requests)}, received {times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC; the oldest "
+            f"has waited {waited:.2f} days at this audit (received-to-released latency per request: "
+            "`remi request status`)")
 
 
 if __name__ == "__main__":

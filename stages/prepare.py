@@ -33,9 +33,12 @@ def main() -> None:
     with tracking.stage_run("prepare", "prepare", sections) as run:
         for name in SPLIT_NAMES:
             write_json(split_path(name), split_record(dataset.name, dataset.digest, name, splits[name]))
+        # When each request was received (the audit reports how long they have waited), if the cycle wrote it.
+        received = {r.request_id: r.received_time for r in requests if r.received_time}
         write_json(split_path("forget"), split_record(
             dataset.name, dataset.digest, "forget", forget, mode=params.forget.mode,
-            requests=[request.request_id for request in requests]))
+            requests=[request.request_id for request in requests],
+            **({"received_times": received} if received else {})))
         tracking.write_run_record(run_record_path("prepare"), run)
         metrics = {f"{name}_count": len(ids) for name, ids in splits.items()} | {
             "forget_count": len(forget), "request_count": len(requests)}

@@ -1,8 +1,10 @@
-"""The re-unlearning job on the tiny profile, cycle after cycle, as a scheduler would run it: new
-requests released, an empty cycle doing nothing, an invalid request rejected while the valid one goes
-on from the model released before (sequential unlearning), a job killed during unlearning finished by
-the next one with no request lost or applied twice, and that cycle releasing the retrained model
-because compaction is due (cycle.compact_every: 3)."""
+"""The re-unlearning job on the tiny profile, cycle after cycle, as a scheduler would run it, against
+the loopback team stack (PostgreSQL-backed MLflow with basic auth, artifacts proxied to S3, the S3
+DVC remote; moto plays S3): new requests released, an empty cycle doing nothing, an invalid request
+rejected while the valid one goes on from the model released before (sequential unlearning), a job
+killed during unlearning finished by the next one with no request lost or applied twice and releasing
+the retrained model because compaction is due (cycle.compact_every: 3), a tampered ledger, the pull
+request script, purge, and a fresh clone that pulls everything with nothing left to run."""
 
 import json
 import os
@@ -11,6 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -27,16 +31,83 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     """A tiny-profile copy whose forget set is the union of the accepted requests, each cycle starting
-    from the last release and every third release retrained from scratch; nothing run yet."""
+    from the last release and every third release retrained from scratch, working against the team
+    stack that `remi stack start` runs on 127.0.0.1 (PostgreSQL-backed MLflow with basic auth, its
+    artifacts proxied to S3; the S3 DVC remote). Nothing run yet; the stack is stopped (and checked
+    gone) afterwards."""
     work = tmp_path_factory.mktemp("cycle") / "repo"
-    run = pipeline_copy(work, "profiles/tiny.yaml")
+    local = pipeline_copy(work, "profiles/tiny.yaml")
     (work / "requests_mode.yaml").write_text("forget:\n  mode: requests\ncycle:\n  sequential: true\n"
                                              "  compact_every: 3\n")
-    assert run(REMI, "profile", "requests_mode.yaml").returncode == 0
-    params = load_params(work / "params.yaml")
-    dataset = load_dataset(params.data.dataset, work / params.data.raw_dir)
-    members = make_splits(len(dataset), params.splits)["target_train"].tolist()
-    return work, run, dataset.digest, members
+    assert local(REMI, "profile", "requests_mode.yaml").returncode == 0
+    started = local(REMI, "stack", "start")
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    state = json.loads((work / ".stack/stack.json").read_text())
+    try:
+        for secret in ("stack.json", "env", "basic_auth.ini"):
+            assert (work / ".stack" / secret).stat().st_mode & 0o077 == 0, secret  # they hold passwords
+        client_env = dict(line.removeprefix("export ").split("=", 1)
+                          for line in (work / ".stack/env").read_text().splitlines())
+        run = _runner(work, local.env | client_env)
+        for command in (("remote", "add", "-d", "shared", "s3://remi/dvc"),
+                        ("remote", "modify", "shared", "endpointurl", state["s3_endpoint"]),
+                        # A team seeds its remote once, from the machine that has the data (this copy's raw
+                        # files were copied in, never cached).
+                        ("commit", "--force", *(str(p.relative_to(work)) for p in (work / "data/raw").glob("*.dvc"))),
+                        ("push", "--run-cache")):
+            seeded = run(sys.executable, "-m", "dvc", *command)
+            assert seeded.returncode == 0, seeded.stdout[-2000:] + seeded.stderr[-2000:]
+        params = load_params(work / "params.yaml")
+        dataset = load_dataset(params.data.dataset, work / params.data.raw_dir)
+        members = make_splits(len(dataset), params.splits)["target_train"].tolist()
+        yield Job(work, run, dataset.digest, members, state, client_env)
+    finally:
+        assert local(REMI, "stack", "stop").returncode == 0
+        for pid in (state["mlflow_pid"], state["s3_pid"]):
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
+        assert not os.path.exists(state["postgres_dir"])
+
+
+class Job(NamedTuple):
+    work: Path
+    run: Any  # runs a command in `work` with the stack's client environment
+    digest: str
+    members: list[int]
+    stack: dict[str, Any]  # .stack/stack.json: URLs, process ids
+    client_env: dict[str, str]  # .stack/env: the MLflow URI and CI user, the S3 keys
+
+
+def _runner(work, env):
+    def run(*command):
+        return subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+
+    run.env = env
+    return run
+
+
+@pytest.fixture
+def as_ci_user(job, monkeypatch):
+    """This process talks to the stack's MLflow as the CI user."""
+    for key, value in job.client_env.items():
+        if key.startswith("MLFLOW_TRACKING_"):
+            monkeypatch.setenv(key, value)
+    return job
+
+
+def _s3_keys(job, prefix):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=job.stack["s3_endpoint"], region_name="us-east-1",
+                      aws_access_key_id="stack", aws_secret_access_key="stack")
+    keys, token = [], {}
+    for _ in range(100):  # bounded: 100,000 keys is far more than a tiny run writes
+        page = s3.list_objects_v2(Bucket="remi", Prefix=prefix, MaxKeys=1000, **token)
+        keys += [o["Key"] for o in page.get("Contents", [])]
+        if not page.get("IsTruncated"):
+            return keys
+        token = {"ContinuationToken": page["NextContinuationToken"]}
+    raise AssertionError("more S3 keys than expected")
 
 
 def _envelope(work, digest, sample_ids):
@@ -73,7 +144,7 @@ def test_a_cycle_without_requests_does_nothing(job):
 
 
 def test_new_requests_are_released_and_a_second_cycle_has_nothing_to_do(job):
-    work, run, digest, members = job
+    work, run, digest, members, *_ = job
     first, first_file = _envelope(work, digest, members[:20])
     second, second_file = _envelope(work, digest, members[20:50])
     assert run(REMI, "request", "add", first_file, second_file).returncode == 0
@@ -93,7 +164,7 @@ def test_new_requests_are_released_and_a_second_cycle_has_nothing_to_do(job):
 
 
 def test_an_invalid_request_is_rejected_and_the_valid_one_goes_on(job):
-    work, run, digest, members = job
+    work, run, digest, members, *_ = job
     valid, valid_file = _envelope(work, digest, members[50:60])
     invalid, invalid_file = _envelope(work, digest, [members[60], 10**9])  # no sample has that ID
     assert run(REMI, "request", "add", valid_file, invalid_file).returncode == 0
@@ -110,12 +181,13 @@ def test_an_invalid_request_is_rejected_and_the_valid_one_goes_on(job):
     started = _unlearn_metrics(work)
     assert (started["start_release_version"], started["forgotten_samples"]) == (1, 10)
     assert len(json.loads((work / "data/splits/forget.json").read_text())["sample_ids"]) == 60
-    assert "released version 1 (remi), which honours 50 forget samples" in (
-        work / "reports/audit/audit.md").read_text()
+    audit = (work / "reports/audit/audit.md").read_text()
+    assert "released version 1 (remi), which honours 50 forget samples" in audit
+    assert "- erasure requests in the forget set: 3, received " in audit and "has waited" in audit
 
 
 def test_a_job_killed_while_unlearning_is_finished_by_the_next_cycle(job):
-    work, run, digest, members = job
+    work, run, digest, members, *_ = job
     request, path = _envelope(work, digest, members[70:80])
     assert run(REMI, "request", "add", path).returncode == 0
     log = work / "killed.log"
@@ -171,119 +243,70 @@ def test_the_pull_request_script_commits_what_the_cycle_changed(job, tmp_path):
     pushed = subprocess.run(["git", "--git-dir", origin, "show", "--stat", branch.strip()], capture_output=True,
                             text=True).stdout
     assert "data/ledger.jsonl" in pushed and "dvc.lock" in pushed and "reports/audit/audit.md" in pushed
+    assert "models/base/release.json" in pushed and "models/base/weights.dvc" in pushed
     calls = (tmp_path / "gh.calls").read_text()
     assert "auth setup-git" in calls and f"pr create --head {branch.strip()}" in calls
 
 
-def test_purge_deletes_superseded_models_and_keeps_the_released_one(job):
+def test_the_team_stack_refuses_anonymous_requests(job):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{job.stack['mlflow_url']}/api/2.0/mlflow/experiments/search?max_results=1",
+                               timeout=30)
+    assert refused.value.code == 401
+
+
+def test_the_ci_user_released_each_version_on_the_team_server(as_ci_user):
+    from mlflow import MlflowClient
+
+    job = as_ci_user
+    name = load_params(job.work / "params.yaml").gate.registered_model
+    registry = MlflowClient(job.stack["mlflow_url"])
+    candidate = registry.get_model_version_by_alias(name, "candidate")
+    assert str(candidate.version) == "4" and candidate.tags["method"] == "retrain" and candidate.tags["compaction"]
+    assert _s3_keys(job, "dvc/") and _s3_keys(job, "mlflow/")  # models in the DVC remote, artifacts proxied
+
+
+def test_purge_deletes_superseded_models_and_keeps_the_released_one(as_ci_user):
     import mlflow
 
+    job = as_ci_user
     work, run, *_ = job
-    store = f"sqlite:///{work / 'mlflow.db'}"
-    client = mlflow.MlflowClient(store)
     name = load_params(work / "params.yaml").gate.registered_model
-    released = client.get_model_version_by_alias(name, "candidate")
-    uris = {str(v.version): client.get_model_version_download_uri(name, v.version)
-            for v in client.search_model_versions(f"name='{name}'")}
-    assert len(uris) == 4 and str(released.version) == "4" and released.tags["method"] == "retrain"
+    client = mlflow.MlflowClient(job.stack["mlflow_url"])
+    # The server proxies mlflow-artifacts:/<path> to s3://remi/mlflow/<path>.
+    prefixes = {str(v.version): "mlflow/" + client.get_model_version_download_uri(name, v.version)
+                .removeprefix("mlflow-artifacts:/") for v in client.search_model_versions(f"name='{name}'")}
+    assert sorted(prefixes) == ["1", "2", "3", "4"] and all(_s3_keys(job, p) for p in prefixes.values())
     cache = sum(1 for _ in (work / ".dvc/cache").rglob("*") if _.is_file())
+    remote = len(_s3_keys(job, "dvc/"))
     dry = run(REMI, "purge")
     assert dry.returncode == 0 and "dry run" in dry.stdout and "version 1 (run" in dry.stdout
-    assert all(os.path.exists(uri.removeprefix("file://")) for uri in uris.values())
+    assert all(_s3_keys(job, p) for p in prefixes.values())
     applied = run(REMI, "purge", "--apply")
     assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]
     for version in ("1", "2", "3"):
-        assert not os.path.exists(uris[version].removeprefix("file://"))
+        assert not _s3_keys(job, prefixes[version])
         assert "superseded by version 4" in client.get_model_version(name, version).tags["purged_reason"]
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(store)
-    try:
-        assert mlflow.pytorch.load_model(f"models:/{name}@candidate") is not None  # the released model loads
-    finally:
-        mlflow.set_tracking_uri(previous)
+    assert mlflow.pytorch.load_model(f"models:/{name}@candidate") is not None  # the released model loads
     assert sum(1 for _ in (work / ".dvc/cache").rglob("*") if _.is_file()) < cache
+    assert len(_s3_keys(job, "dvc/")) < remote
     status = run(sys.executable, "-m", "dvc", "status", "dvc.yaml")  # every pipeline output still cached
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
 
 
-@pytest.fixture(scope="module")
-def stack(job):
-    """`remi stack start` in the job's repository: PostgreSQL, S3 (moto) and MLflow with basic auth on
-    127.0.0.1; the client environment it writes; stopped (and checked gone) afterwards."""
+def test_a_fresh_clone_pulls_everything_with_nothing_left_to_run(job, tmp_path):
     work, run, *_ = job
-    started = run(REMI, "stack", "start")
-    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-    state = json.loads((work / ".stack/stack.json").read_text())
-    for secret in ("stack.json", "env", "basic_auth.ini"):
-        assert (work / ".stack" / secret).stat().st_mode & 0o077 == 0, secret  # private: they hold passwords
-    env = dict(line.removeprefix("export ").split("=", 1) for line in (work / ".stack/env").read_text().splitlines())
-    try:
-        yield state, env
-    finally:
-        assert run(REMI, "stack", "stop").returncode == 0
-        for pid in (state["mlflow_pid"], state["s3_pid"]):
-            with pytest.raises(ProcessLookupError):
-                os.killpg(pid, 0)
-        assert not os.path.exists(state["postgres_dir"])
-
-
-def test_the_team_stack_refuses_anonymous_requests(stack):
-    import urllib.error
-    import urllib.request
-
-    state, _ = stack
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"{state['mlflow_url']}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30)
-    assert refused.value.code == 401
-
-
-def test_a_cycle_on_the_team_stack_shares_its_state(job, stack, tmp_path):
-    """A cycle with the team MLflow (PostgreSQL, artifacts proxied to S3) and the S3 DVC remote: the CI
-    user registers @candidate, and a fresh clone pulls everything with nothing left to run."""
-    import boto3
-    from mlflow import MlflowClient
-
-    work, run, digest, members = job
-    state, client_env = stack
-    env = run.env | client_env
-
-    def in_repo(*command, cwd=work):
-        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-
-    dvc = (sys.executable, "-m", "dvc")
-    assert in_repo(*dvc, "remote", "add", "-d", "shared", "s3://remi/dvc").returncode == 0
-    assert in_repo(*dvc, "remote", "modify", "shared", "endpointurl", state["s3_endpoint"]).returncode == 0
-    # A team seeds its remote once, from the machine that has the data (this copy's raw files of the
-    # other datasets were copied in, never cached).
-    for seed in (("commit", "--force", "data/raw/letter.dvc", "data/raw/mnist_5k.dvc"), ("push", "--run-cache")):
-        seeded = in_repo(*dvc, *seed)
-        assert seeded.returncode == 0, seeded.stdout[-2000:] + seeded.stderr[-2000:]
-    request, path = _envelope(work, digest, members[80:90])
-    assert in_repo(REMI, "request", "add", path).returncode == 0
-    result = in_repo(REMI, "cycle")
-    assert result.returncode == Outcome.RELEASED, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _states(work)[request] == "released"
-    os.environ.update({k: v for k, v in client_env.items() if k.startswith("MLFLOW_TRACKING_")})
-    try:
-        registry = MlflowClient(state["mlflow_url"])
-        name = load_params(work / "params.yaml").gate.registered_model
-        candidate = registry.get_model_version_by_alias(name, "candidate")
-        assert str(candidate.version) == "1" and candidate.tags["erasure_requests"]
-    finally:
-        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            os.environ.pop(key, None)
-    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=state["s3_endpoint"], region_name="us-east-1",
-                                           aws_access_key_id="stack", aws_secret_access_key="stack")
-            .list_objects_v2(Bucket="remi", MaxKeys=1000).get("Contents", [])]
-    assert any(k.startswith("dvc/") for k in keys) and any(k.startswith("mlflow/") for k in keys)
     for command in (("git", "add", "-A"), ("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")):
-        assert in_repo(*command).returncode == 0
+        assert run(*command).returncode == 0
     clone = tmp_path / "clone"
-    assert in_repo("git", "clone", "-q", str(work), str(clone), cwd=tmp_path).returncode == 0
-    pulled = in_repo(*dvc, "pull", cwd=clone)
+    assert run("git", "clone", "-q", str(work), str(clone)).returncode == 0
+    in_clone = _runner(clone, run.env)
+    pulled = in_clone(sys.executable, "-m", "dvc", "pull")
     assert pulled.returncode == 0, pulled.stdout[-2000:] + pulled.stderr[-2000:]
-    status = in_repo(*dvc, "status", cwd=clone)
+    status = in_clone(sys.executable, "-m", "dvc", "status")
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
     assert (clone / "models/unlearned/remi/model.pt").exists()
-    assert (clone / "models/base/weights/model.pt").exists()  # this cycle's starting model (the compacted one)
-    assert json.loads((clone / "models/base/release.json").read_text())["method"] == "retrain"
+    assert (clone / "models/base/weights/model.pt").exists()  # the last cycle's starting model

@@ -108,6 +108,10 @@ REQUEST_CASES = {
                       .replace('"dataset":', '"sample_ids": [1], "dataset":'), "duplicate key"),
     "unknown key": ("b.json", lambda d, m: json.dumps(_request(d, request_id="b", sample_ids=[m], urgent=True)),
                     "unknown key 'urgent'"),
+    "received_time not a time": ("b.json", lambda d, m: json.dumps(
+        _request(d, request_id="b", sample_ids=[m], received_time="yesterday")), "received_time 'yesterday' must be"),
+    "received_time without offset": ("b.json", lambda d, m: json.dumps(
+        _request(d, request_id="b", sample_ids=[m], received_time="2026-11-27T09:30:00")), "with its offset"),
     "missing key": ("b.json", lambda d, m: json.dumps({"request_id": "b", "sample_ids": [m]}), "`dataset` is missing"),
     "path in request_id": ("b.json", lambda d, m: json.dumps(_request(d, request_id="../b", sample_ids=[m])),
                            "request_id '../b' must be"),

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from remi.data.erasure_requests import RequestError
+from remi.data.erasure_requests import RequestError, read_requests
 from remi.errors import UserError
 from remi.operations import intake
 from remi.operations.envelope import read_envelope
@@ -112,6 +112,8 @@ def test_a_valid_request_is_accepted_once_even_if_the_inbox_file_outlived_a_cras
     inbox = project / "data/inbox" / f"{request}.json"
     saved = inbox.read_bytes()
     assert _ingest() == [] and (project / "data/requests" / f"{request}.json").exists()
+    accepted = read_requests(project / "data/requests")  # the pipeline's format, with the time received
+    assert accepted[0].received_time == read_events(project / "data/ledger.jsonl")[0]["time"]
     inbox.write_bytes(saved)  # killed after `validated`, before the inbox file went
     assert _ingest() == [] and not inbox.exists()
     assert _log(project) == [(request, "received"), (request, "validated")]

@@ -9,6 +9,7 @@ All problems of all files are reported together, so one fix-up round suffices.
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ MAX_SAMPLE_ID = 2**31 - 1  # a row index; larger integers cannot name a sample
 ALLOWED_EXTRAS = {".gitkeep"}  # the only non-request entry the directory may hold
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 FIELDS = {"request_id": str, "dataset": str, "dataset_digest": str, "sample_ids": list}
+OPTIONAL_FIELDS = {"received_time": str}  # written by `remi cycle`: when the ledger received the request
 EXAMPLE = ('{"request_id": "req-001", "dataset": "fashion_mnist", "dataset_digest": "<sha256 from '
            'data/splits/target_train.json>", "sample_ids": [12, 345]}, saved as data/requests/req-001.json')
 
@@ -38,6 +40,7 @@ class ErasureRequest:
     dataset: str
     dataset_digest: str
     sample_ids: list[int]
+    received_time: str | None = None
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -66,17 +69,28 @@ def decode_strict_json(path: Path) -> Any:
         raise RequestError(f"{path}: not valid JSON for a request: {str(error)[:200]}.") from error
 
 
+def _is_time_with_offset(value: str) -> bool:
+    try:
+        return datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
 def _field_problems(path: Path, body: Any) -> list[str]:
     if not isinstance(body, dict):
         return [f"{path}: the top level must be a JSON object"]
-    problems = [f"{path}: unknown key {key[:40]!r}" for key in body if key not in FIELDS]
-    for key, kind in FIELDS.items():
+    problems = [f"{path}: unknown key {key[:40]!r}" for key in body if key not in FIELDS | OPTIONAL_FIELDS]
+    for key, kind in FIELDS.items() | OPTIONAL_FIELDS.items():
         if key not in body:
-            problems.append(f"{path}: `{key}` is missing")
+            if key in FIELDS:
+                problems.append(f"{path}: `{key}` is missing")
         elif not isinstance(body[key], kind):
             problems.append(f"{path}: `{key}` must be a JSON {'string' if kind is str else 'array'}")
     if problems:
         return problems
+    if "received_time" in body and not _is_time_with_offset(body["received_time"]):
+        problems.append(f"{path}: received_time {body['received_time'][:40]!r} must be an ISO 8601 time with its "
+                        "offset, e.g. 2026-11-27T09:30:00+00:00")
     if not REQUEST_ID.fullmatch(body["request_id"]):
         problems.append(f"{path}: request_id {body['request_id'][:40]!r} must be 1-128 letters, digits, "
                         "'.', '_' or '-', starting with a letter or digit")
@@ -123,7 +137,7 @@ def read_requests(requests_dir: Path) -> list[ErasureRequest]:
         problems += found
         if not found:
             requests.append(ErasureRequest(path, body["request_id"], body["dataset"], body["dataset_digest"],
-                                           body["sample_ids"]))
+                                           body["sample_ids"], body.get("received_time")))
     if problems:
         raise RequestError("Erasure requests rejected; nothing was changed:\n  - " + "\n  - ".join(problems)
                            + f"\nExpected format: {EXAMPLE}.")

@@ -108,7 +108,7 @@ def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: 
     except ValidationFailed as error:
         _reject(book, path, request, str(error))
         return False
-    write_json(accepted, envelope.request_body())
+    write_json(accepted, envelope.request_body() | {"received_time": book.states[request].received.isoformat()})
     book.append(request, "validated", sample_ids=len(envelope.sample_ids))
     path.unlink()
     return True
