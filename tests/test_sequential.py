@@ -9,7 +9,8 @@ from remi.errors import UserError
 from remi.networks import MODEL_FILE
 from remi.networks.architectures import build_network
 from remi.networks.checkpoints import ArtifactError, save_model
-from remi.operations.sequential import compaction_reason
+from remi.operations.ledger import locked
+from remi.operations.sequential import compaction_reason, prepare_starting_model
 from remi.params_schema import Cycle
 from remi.pipeline.params import load_params
 from remi.pipeline.starting_model import (
@@ -89,3 +90,16 @@ def test_compaction_policy(policy, releases_since_retrain, passed, expected):
     start = StartingModel(2, "remi", "md5", (1,), releases_since_retrain)
     reason = compaction_reason(_params(**policy), start, passed)
     assert (reason is None) if expected is None else (expected in reason)
+
+
+def test_a_release_recorded_before_sequential_unlearning_is_a_clear_error(project):
+    ledger = project / "data/ledger.jsonl"
+    with locked(ledger) as book:
+        book.append("r1", "received", submitted_time="2026-11-20T09:30:00+00:00")
+        for event in ("validated", "applied"):
+            book.append("r1", event)
+        book.append("r1", "released", model_version=1)  # no method or md5s: an older job wrote it
+    params = _params(sequential=True, compact_every=0, compact_on_gate_failure=True)
+    with pytest.raises(UserError, match="predates sequential unlearning"):
+        prepare_starting_model(params, ledger)
+    assert not BASE_MANIFEST.exists()  # nothing written

@@ -71,6 +71,10 @@ def prepare_starting_model(params: Params, ledger: Path) -> StartingModel:
 
 def _start_from(release: dict[str, Any], previous: StartingModel) -> StartingModel:
     """The released model, copied from the pipeline outputs that produced it, as the starting model."""
+    if not {"method", "model_md5", "forget_md5"} <= release.keys():
+        raise UserError(f"The last `released` event (version {release['model_version']}) predates sequential "
+                        "unlearning and does not say which model file it released: run one cycle with "
+                        "cycle.sequential: false, then switch it on.")
     method = release["method"]
     model_file, forget_file = unlearned_dir(method) / MODEL_FILE, split_path("forget")
     if file_md5(model_file) != release["model_md5"] or file_md5(forget_file) != release["forget_md5"]:
