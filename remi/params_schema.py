@@ -233,7 +233,7 @@ class Gate(Section):
 
 
 class Cycle(Section):
-    """The re-unlearning job (`remi cycle`); no pipeline stage reads this section."""
+    """The re-unlearning job (`remi cycle`); of the stages, only the gate reads it (compaction)."""
 
     sequential: bool  # start each cycle from the model released last and forget only the new requests
     compact_every: NonNegativeCount  # with sequential: every N-th release is retrained from scratch (0: never)

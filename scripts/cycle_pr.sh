@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # After `remi cycle` in CI: commit what the cycle changed (the ledger, the requests, dvc.lock, the
-# metrics, the Markdown audit, and models/base: the starting model's manifest and .dvc file) to a new
+# metrics, the Markdown audit, and the starting model's manifest and .dvc file, never its weights) to a new
 # branch, push it and open a pull request for review.
 # Usage: scripts/cycle_pr.sh <exit code of remi cycle>. Needs git, and gh logged in (GH_TOKEN).
 set -euo pipefail
@@ -9,7 +9,7 @@ branch="reunlearn/$(date -u +%Y%m%d-%H%M%S)"
 git switch --quiet -c "$branch"
 paths=()
 for path in data/ledger.jsonl data/requests data/inbox data/rejected dvc.lock metrics reports/audit/audit.md \
-    models/base; do
+    models/base/release.json models/base/weights.dvc models/base/.gitignore; do
   if [ -e "$path" ] || git ls-files --error-unmatch -- "$path" >/dev/null 2>&1; then paths+=("$path"); fi
 done
 git add -A -- "${paths[@]}"

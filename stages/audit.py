@@ -2,6 +2,7 @@
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from remi.audit.acceptance import acceptance_checks
 from remi.audit.inputs import load_attack_inputs, load_audit_sets
@@ -101,17 +102,18 @@ def _context(params, sets: AuditSets, timings: dict, run) -> dict[str, str]:
     }
 
 
-def _requests_waiting(forget: dict) -> str:
+def _requests_waiting(forget: dict[str, Any]) -> str:
     """How many requests the audited models answer, and how long the oldest has waited so far: the
-    audit runs just before the release, so this is each request's erasure latency up to the gate."""
+    audit runs just before the release, so this is the erasure latency up to the gate."""
     requests, received = forget.get("requests", []), forget.get("received_times", {})
     if not received:
         return str(len(requests))
     times = sorted(datetime.fromisoformat(t) for t in received.values())
     waited = (datetime.now(UTC) - times[0]).total_seconds() / 86400
-    return (f"{len(requests)}, received {times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC; the oldest "
-            f"has waited {waited:.2f} days at this audit (received-to-released latency per request: "
-            "`remi request status`)")
+    timed = "" if len(received) == len(requests) else f" ({len(received)} with a received time)"
+    return (f"{len(requests)}{timed}, received {times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC; "
+            f"the oldest has waited {waited:.2f} days at this audit (received-to-released latency per "
+            "request: `remi request status`)")
 
 
 if __name__ == "__main__":

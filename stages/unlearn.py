@@ -14,7 +14,7 @@ from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
 from remi.pipeline.layout import run_record_path, split_path, unlearn_metrics_path, unlearned_dir
 from remi.pipeline.params import load_params
-from remi.pipeline.starting_model import read_starting_model
+from remi.pipeline.starting_model import starting_model_for
 from remi.pipeline.tasks import load_task
 from remi.runtime.device import compute_device, describe
 from remi.runtime.files import replace_dir, write_json
@@ -44,7 +44,7 @@ def main() -> None:
             progress.detail(f"step {step}")
 
         task = load_task(params, dataset, method, device, on_step=on_step)
-        start = read_starting_model()
+        start = starting_model_for(method)
         print(f"unlearn {method}: from {start.describe()}; {len(task.forget[1])} samples to forget", flush=True)
         model, seconds = run_method(method, task)
         progress.advance(f"{seconds:.1f} s")

@@ -195,3 +195,24 @@ def test_failed_gate_exits_non_zero_and_keeps_the_candidate(pipeline):
     assert (after.version, after.run_id) == (before.version, before.run_id)
     assert len(client.search_model_versions(f"name='{name}'")) == versions
     assert before.tags["forget_set_md5"] and len(before.tags["git_commit"]) == 40
+
+
+def test_with_compaction_on_a_failed_gate_releases_the_retrained_model(pipeline):
+    """Sequential unlearning's compaction (cycle.compact_on_gate_failure): ReMI misses a limit that
+    retraining meets by definition (an AUC gap of zero to itself), so the gate releases the model
+    retrained from scratch instead, and says so."""
+    from mlflow import MlflowClient
+
+    work, run = pipeline
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    name = yaml.safe_load((work / "params.yaml").read_text())["gate"]["registered_model"]
+    set_params(work, acceptance={"max_test_accuracy_drop": 1.0, "max_auc_gap": {"shadow_attack": 0.0}},
+               cycle={"sequential": True, "compact_every": 0, "compact_on_gate_failure": True})
+    result, ran = repro(run)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ran == {"check_params", "audit", "gate"}
+    gate = json.loads((work / "metrics/gate.json").read_text())
+    assert gate["passed"] == 0 and gate["released_method"] == "retrain" and "failed the gate" in gate["compaction"]
+    candidate = client.get_model_version_by_alias(name, "candidate")
+    assert int(candidate.version) == gate["registered_version"] and candidate.tags["method"] == "retrain"
+    assert "failed the gate" in candidate.tags["compaction"] and "Gate: compaction" in result.stdout

@@ -24,7 +24,7 @@ import torch
 from remi.attacks.signals import logit_scaled_confidence
 from remi.networks.training import predict_logits
 from remi.runtime.progress import Progress
-from remi.unlearning import METHODS, UnlearningTask
+from remi.unlearning import UnlearningTask, unlearn
 
 
 def per_example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: float) -> np.ndarray:
@@ -59,7 +59,7 @@ def population_statistics(task: UnlearningTask, method: str, seeds: list[int],
     confidence of every resulting model on the forget samples: shape (len(seeds), samples)."""
     statistics = []
     for seed in seeds:
-        model = METHODS[method](replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))
+        model = unlearn(method, replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))
         logits = predict_logits(model, forget[0])
         statistics.append(logit_scaled_confidence(logits, forget[1]).double().numpy())
         if progress:

@@ -1,18 +1,19 @@
 """How far sequential unlearning drifts from retraining, cycle after cycle.
 
-    remi benchmark sequential [--cycles 6] [--requests 2] [--samples 50] [--compact-every 0]
+    remi benchmark sequential [--cycles 6] [--requests 2] [--request-samples 50] [--compact-every 0]
 
 Runs `remi cycle` again and again in a scratch copy of this project (its files, the raw data, and
 this project's DVC cache, so the target and the attack model come from the run cache when the
-profile matches) with forget.mode: requests and cycle.sequential: true. Each cycle first submits
-`requests` random requests of `samples` target members each. To measure the chain as it is, the
+profile matches) with forget.mode: requests and cycle.sequential: true, and none of this project's
+requests, ledger, starting model or DVC remote. Each cycle first submits `requests` random requests
+of `request-samples` target members each. To measure the chain as it is, the
 scratch gate's limits are opened (every step is released and the next one starts from it) and there
 is no compaction on gate failure; whether each step meets this project's own acceptance limits is
 reported beside it. After each cycle it reads the audit, which compares the sequential model with
 retraining on the cumulative forget set: |AUC(gate method) - AUC(retrain)| per attack, the forget-
 and test-accuracy gaps, and forgetting quality.
 
-Writes reports/sequential_drift.{md,json,png} here and logs them to an MLflow run (one step per
+Writes reports/sequential_drift/drift.{md,json,png} here and logs them to an MLflow run (one step per
 cycle) in this project's store.
 """
 
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -36,18 +38,21 @@ from remi.pipeline import tracking
 from remi.pipeline.layout import REPORTS_DIR, SHADOWS_DIR, metrics_path, unlearn_metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.seeds import hardware
+from remi.pipeline.starting_model import BASE_MANIFEST, FROM_TARGET, write_starting_model
 from remi.runtime.files import atomic_write, read_json, write_json
 
 OUTPUT = REPORTS_DIR / "sequential_drift"
 COLUMNS = ("shadow_attack", "loss_attack", "lira_fixed_variance", "rmia")  # AUC gaps shown in the table
+LIVE_STATE = ("data/ledger.jsonl", "data/requests/", "data/inbox/", "data/rejected/", "models/base/", ".dvc/config")
 
 
 def _scratch_copy(scratch: Path, compact_every: int) -> None:
-    """This project's files (tracked and untracked, not ignored) and raw data, sharing its DVC cache."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], capture_output=True,
-                           text=True, check=True).stdout.split()
-    for name in files:
-        if Path(name).is_file():
+    """This project's files (tracked and untracked, not ignored) and raw data, sharing its DVC cache;
+    not its operational state: requests, ledger, starting model, DVC remote."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True, check=True).stdout
+    for name in filter(None, listed.split("\0")):
+        if Path(name).is_file() and not name.startswith(LIVE_STATE):
             (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(name, scratch / name)
     shutil.copytree("data/raw", scratch / "data/raw", dirs_exist_ok=True)
@@ -59,6 +64,8 @@ def _scratch_copy(scratch: Path, compact_every: int) -> None:
         "forget": {"mode": "requests"}, "acceptance": opened,
         "cycle": {"sequential": True, "compact_every": compact_every, "compact_on_gate_failure": False}}))
     commit = ["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "copy"]
+    write_starting_model(FROM_TARGET, scratch / BASE_MANIFEST)
+    (scratch / ".dvc/config").write_text("[core]\n    autostage = false\n    analytics = false\n")  # no remote
     for command in (["git", "init", "-q"], [sys.executable, "-m", "remi", "profile", "sequential.yaml"],
                     [sys.executable, "-m", "dvc", "cache", "dir", "--local", str(Path(".dvc/cache").resolve())],
                     ["git", "add", "-A"], commit):
@@ -76,7 +83,8 @@ def _submit(scratch: Path, digest: str, dataset: str, sample_ids: list[int]) -> 
     envelope.unlink()
 
 
-def _row(cycle: int, forget_total: int, audit: dict[str, float], unlearn: dict[str, float], method: str) -> dict:
+def _row(cycle: int, forget_total: int, audit: dict[str, float], unlearn: dict[str, float],
+         method: str) -> dict[str, Any]:
     checks = gate_checks(per_model_from_flat(audit), load_params().acceptance, method)
     return {"cycle": cycle, "forget_samples_total": forget_total,
             "within_acceptance_limits": float(all(check["passed"] for check in checks)),
@@ -126,7 +134,7 @@ def benchmark_sequential(cycles: int, requests: int, samples: int, compact_every
     return 0
 
 
-def _table(rows: list[dict], dataset: str, method: str, compact_every: int, command: str) -> str:
+def _table(rows: list[dict[str, Any]], dataset: str, method: str, compact_every: int, command: str) -> str:
     header = ["cycle", "forget total", "forgotten now", "from version",
               *(f"AUC gap {a}" for a in COLUMNS), "forget acc gap", "test acc drop",
               f"FQ {method}", "FQ retrain", "within limits"]
@@ -147,7 +155,7 @@ def _table(rows: list[dict], dataset: str, method: str, compact_every: int, comm
     return "\n".join(lines) + "\n"
 
 
-def _plot(rows: list[dict], method: str) -> bytes:
+def _plot(rows: list[dict[str, Any]], method: str) -> bytes:
     import io
 
     import matplotlib
@@ -171,7 +179,7 @@ def _plot(rows: list[dict], method: str) -> bytes:
     return buffer.getvalue()
 
 
-def _write(rows: list[dict], dataset: str, method: str, compact_every: int, command: str) -> None:
+def _write(rows: list[dict[str, Any]], dataset: str, method: str, compact_every: int, command: str) -> None:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     table = _table(rows, dataset, method, compact_every, command)
     atomic_write(OUTPUT / "drift.md", lambda tmp: tmp.write_text(table))

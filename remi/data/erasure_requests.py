@@ -69,18 +69,20 @@ def decode_strict_json(path: Path) -> Any:
         raise RequestError(f"{path}: not valid JSON for a request: {str(error)[:200]}.") from error
 
 
-def _is_time_with_offset(value: str) -> bool:
+def time_with_offset(value: str) -> datetime | None:
+    """An ISO 8601 / RFC 3339 time that carries its UTC offset; None if `value` is not one."""
     try:
-        return datetime.fromisoformat(value).tzinfo is not None
+        stamp = datetime.fromisoformat(value)
     except ValueError:
-        return False
+        return None
+    return stamp if stamp.tzinfo is not None else None
 
 
 def _field_problems(path: Path, body: Any) -> list[str]:
     if not isinstance(body, dict):
         return [f"{path}: the top level must be a JSON object"]
     problems = [f"{path}: unknown key {key[:40]!r}" for key in body if key not in FIELDS | OPTIONAL_FIELDS]
-    for key, kind in FIELDS.items() | OPTIONAL_FIELDS.items():
+    for key, kind in {**FIELDS, **OPTIONAL_FIELDS}.items():
         if key not in body:
             if key in FIELDS:
                 problems.append(f"{path}: `{key}` is missing")
@@ -88,7 +90,7 @@ def _field_problems(path: Path, body: Any) -> list[str]:
             problems.append(f"{path}: `{key}` must be a JSON {'string' if kind is str else 'array'}")
     if problems:
         return problems
-    if "received_time" in body and not _is_time_with_offset(body["received_time"]):
+    if "received_time" in body and time_with_offset(body["received_time"]) is None:
         problems.append(f"{path}: received_time {body['received_time'][:40]!r} must be an ISO 8601 time with its "
                         "offset, e.g. 2026-11-27T09:30:00+00:00")
     if not REQUEST_ID.fullmatch(body["request_id"]):

@@ -19,8 +19,10 @@ Exit codes (docs/operations.md):
 
 import sys
 import time
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 from remi.data.datasets import load_dataset
 from remi.data.splits import make_splits
@@ -29,7 +31,7 @@ from remi.networks import MODEL_FILE
 from remi.operations.dvc_commands import default_remote, dvc
 from remi.operations.intake import INBOX_DIR, ingest_inbox
 from remi.operations.ledger import LEDGER_PATH, PENDING, head_sha256, locked, now, read_events, request_states
-from remi.operations.sequential import InfrastructureError, Release, decide_release, prepare_starting_model
+from remi.operations.sequential import InfrastructureError, prepare_starting_model
 from remi.pipeline import tracking
 from remi.pipeline.layout import metrics_path, split_path, unlearned_dir
 from remi.pipeline.params import load_params
@@ -38,6 +40,21 @@ from remi.runtime.files import file_md5, read_json
 from remi.runtime.locks import LockTimeout, file_lock
 
 CYCLE_LOCK = Path(".remi-cycle.lock")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the gate released (metrics/gate.json)."""
+
+    version: int
+    method: str
+    compaction: str | None  # why the retrained model was released instead, if it was
+
+    @classmethod
+    def from_gate(cls, gate: dict[str, Any], gate_method: str) -> "Release | None":
+        if "registered_version" not in gate:
+            return None
+        return cls(int(gate["registered_version"]), gate.get("released_method", gate_method), gate.get("compaction"))
 
 
 class Outcome(IntEnum):
@@ -66,6 +83,7 @@ def _record(ledger: Path, pending: list[str], release: Release | None, registere
     pipeline ran, or whose file a crash removed, is not recorded as honoured)."""
     forget_md5 = file_md5(split_path("forget"))
     facts = {"forget_md5": forget_md5, "dvc_lock_md5": file_md5(Path("dvc.lock"))}
+    model_md5 = file_md5(unlearned_dir(release.method) / MODEL_FILE) if release else None
     in_forget_set = set(read_json(split_path("forget")).get("requests", []))
     with locked(ledger) as book:
         for request in pending:
@@ -78,8 +96,8 @@ def _record(ledger: Path, pending: list[str], release: Release | None, registere
                 continue
             latency = (now() - book.states[request].received).total_seconds() / 86400
             book.append(request, "released", model=registered_model, alias="candidate",
-                        model_version=release.version, method=release.method,
-                        model_md5=file_md5(unlearned_dir(release.method) / MODEL_FILE), forget_md5=forget_md5,
+                        model_version=release.version, method=release.method, model_md5=model_md5,
+                        forget_md5=forget_md5,
                         latency_days=round(latency, 4),
                         **({"compaction": release.compaction} if release.compaction else {}))
 
@@ -130,7 +148,7 @@ def _cycle(ledger: Path) -> Outcome:
     if gate is None:
         print("The pipeline failed before the gate; the requests stay pending.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
-    release = decide_release(params, start, gate)
+    release = Release.from_gate(gate, params.gate.method)
     _record(ledger, pending, release, params.gate.registered_model)
     if remote and dvc("push", "--run-cache") != 0:
         print(f"dvc push to remote {remote!r} failed; run `dvc push --run-cache` when it is back.", file=sys.stderr)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from remi.data.erasure_requests import RequestError, decode_strict_json, sample_id_problems
+from remi.data.erasure_requests import RequestError, decode_strict_json, sample_id_problems, time_with_offset
 
 ENVELOPE_FIELDS = {"subject_request_id": str, "type": str, "submitted_time": str, "dataset": str,
                    "dataset_digest": str, "sample_ids": list}
@@ -55,11 +55,8 @@ def _uuid_problem(value: str) -> str | None:
 
 def _time(value: str) -> datetime | None:
     """An RFC 3339 timestamp with its UTC offset, not in the future; None if it is not one."""
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo is not None and stamp <= datetime.now(UTC) else None
+    stamp = time_with_offset(value)
+    return stamp if stamp is not None and stamp <= datetime.now(UTC) else None
 
 
 def _problems(path: Path, body: Any) -> list[str]:

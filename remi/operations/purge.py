@@ -4,9 +4,10 @@ artifacts deleted, the versions kept with tags saying what was purged and why) a
 (and, with a default remote, remote) objects no output of the current workspace uses. Dry run by
 default: it lists what it would delete.
 
-What stays, and why (docs/operations.md): the original target model. Each cycle unlearns the whole
-cumulative forget set starting from it, and the audit measures against it, so it is an input of the
-next cycle; the raw data stays too, since retraining needs the data, not old models.
+What stays, and why (docs/operations.md): the original target model, an input of every cycle (the
+audit measures each release against it, and without sequential unlearning every cycle starts from
+it; retraining it instead would re-create the erased samples' influence); and the raw data, since
+retraining needs the data, not old models.
 """
 
 import subprocess

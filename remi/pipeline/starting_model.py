@@ -2,22 +2,20 @@
 
 By default the original target (models/target): every run unlearns the whole forget set. With
 sequential unlearning (params `cycle.sequential`), `remi cycle` makes the model it released last the
-starting model: models/base/release.json (git-tracked, a dependency of the stages that unlearn, so
-moving it re-runs them) names that release and the sample IDs it honours, and models/base/weights
-(tracked by DVC through models/base/weights.dvc) holds its files. The methods then forget only the
-samples the release does not honour yet; retraining and the audit still use the cumulative forget set.
+starting model: models/base/release.json (git-tracked, a dependency of the stages that unlearn or
+release, so moving it re-runs them) names that release, its model file's md5 and the sample IDs it
+honours, and models/base/weights (tracked by DVC through models/base/weights.dvc) holds the file.
+The methods other than retraining then start from it and forget only the samples it does not honour
+yet; retraining, the scoring of forgetting quality, and the audit use the cumulative forget set.
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-import torch
-from torch import nn
-
+from remi.catalog import REFERENCE
 from remi.errors import UserError
-from remi.networks import MODEL_FILE
-from remi.networks.checkpoints import ArtifactError, load_model
-from remi.pipeline.layout import MODELS_DIR, TARGET_DIR
-from remi.runtime.files import file_md5, read_json, write_json
+from remi.pipeline.layout import MODELS_DIR
+from remi.runtime.files import read_json, write_json
 
 BASE_DIR = MODELS_DIR / "base"
 BASE_MANIFEST = BASE_DIR / "release.json"
@@ -43,32 +41,26 @@ class StartingModel:
                 f"{len(self.honoured_ids)} forget samples")
 
 
-TARGET = StartingModel()
+FROM_TARGET = StartingModel()
 
 
 def read_starting_model() -> StartingModel:
     """The manifest's starting model; the target when there is none."""
     if not BASE_MANIFEST.exists():
-        return TARGET
+        return FROM_TARGET
     try:
         record = read_json(BASE_MANIFEST)
         return StartingModel(**{**record, "honoured_ids": tuple(record["honoured_ids"])})
-    except (UserError, TypeError, KeyError) as error:
+    except (UserError, ValueError, TypeError, KeyError) as error:  # ValueError: e.g. a merge conflict's markers
         raise UserError(f"{BASE_MANIFEST} is not a starting-model manifest ({error}); restore it with "
                         f"`git checkout {BASE_MANIFEST}`.") from error
 
 
-def write_starting_model(start: StartingModel) -> None:
-    write_json(BASE_MANIFEST, asdict(start) | {"honoured_ids": list(start.honoured_ids)})
+def starting_model_for(method: str) -> StartingModel:
+    """Retraining always starts from scratch on the cumulative retain set: the starting model is only
+    for the methods that modify a trained model."""
+    return FROM_TARGET if method == REFERENCE else read_starting_model()
 
 
-def load_starting_model(device: torch.device) -> nn.Module:
-    """The starting model's network, its weights checked against the manifest."""
-    start = read_starting_model()
-    if start.is_target:
-        return load_model(TARGET_DIR, device)
-    weights = BASE_WEIGHTS_DIR / MODEL_FILE
-    if not weights.is_file() or file_md5(weights) != start.model_md5:
-        raise ArtifactError(f"{weights} is not the released version {start.registered_version} that "
-                            f"{BASE_MANIFEST} names: fetch it with `dvc pull {BASE_WEIGHTS_DIR}.dvc`.")
-    return load_model(BASE_WEIGHTS_DIR, device)
+def write_starting_model(start: StartingModel, manifest: Path = BASE_MANIFEST) -> None:
+    write_json(manifest, asdict(start) | {"honoured_ids": list(start.honoured_ids)})

@@ -54,6 +54,9 @@ def _gate_line(method: str, registered_model: str) -> str:
     if not gate_file.exists():
         return "Gate: not run yet (`remi run` runs it after the audit)."
     gate = read_json(gate_file)
+    if gate.get("compaction"):
+        return (f"Gate: compaction ({gate['compaction']}): {registered_model} version "
+                f"{int(gate['registered_version'])}, the model retrained from scratch, is @candidate.")
     if gate.get("passed"):
         return f"Gate: PASSED. {registered_model} version {int(gate['registered_version'])} is @candidate."
     failed = sorted(key.removeprefix("margin/") for key, value in gate.items()
