@@ -72,9 +72,10 @@ def _benchmark(args: argparse.Namespace) -> None:
 
         benchmark_unlearning(args.repeats)
     else:
-        from remi.benchmarks.sequential_drift import benchmark_sequential
+        from remi.benchmarks.sequential_drift import Plan, benchmark_sequential
 
-        sys.exit(benchmark_sequential(args.cycles, args.requests, args.request_samples, args.compact_every, args.seed))
+        benchmark_sequential(Plan(args.cycles, args.requests, args.request_samples, args.compact_every, args.seed),
+                             args.one_shot)
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -193,6 +194,8 @@ def _add_pipeline_commands(command: Command) -> None:
     benchmark.add_argument("--request-samples", type=int, default=50, help="sequential: samples per request")
     benchmark.add_argument("--compact-every", type=int, default=0, help="sequential: cycle.compact_every (0: never)")
     benchmark.add_argument("--seed", type=int, default=0, help="sequential: which members are requested")
+    benchmark.add_argument("--one-shot", action="store_true",
+                           help="sequential: also unlearn the same requests from the target each cycle, to compare")
     summary = command("summary", _summary, "the last run's result: ReMI vs retraining, the gate, where the reports are")
     summary.add_argument("--markdown", action="store_true", help="only the results table, as in the README")
     ui = command("ui", _ui, "serve the MLflow UI on the local store")

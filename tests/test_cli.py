@@ -99,18 +99,23 @@ def test_benchmark_sequential_tables_the_drift_cycle_by_cycle(finished):
     from mlflow import MlflowClient
 
     result = remi("benchmark", "sequential", "--cycles", "2", "--requests", "1", "--request-samples", "20",
-                  cwd=finished, timeout=1200)
+                  "--one-shot", cwd=finished, timeout=1800)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    rows = json.loads((finished / "reports/sequential_drift/drift.json").read_text())["rows"]
+    drift = json.loads((finished / "reports/sequential_drift/drift.json").read_text())
+    rows, one_shot = drift["rows"], drift["one_shot_rows"]
     assert [(r["cycle"], r["forget_samples_total"]) for r in rows] == [(1, 20), (2, 40)]
     # Cycle 1 starts from the target; cycle 2 from cycle 1's release, forgetting only its own request.
     assert [(r["start_release_version"], r["forgotten_this_cycle"]) for r in rows] == [(0, 20), (1, 20)]
-    assert "\n| 2 | 40 | " in (finished / "reports/sequential_drift/drift.md").read_text()
+    # One-shot: every cycle from the target, forgetting the cumulative set; cycle 1 is the same run.
+    assert [(r["start_release_version"], r["forgotten_this_cycle"]) for r in one_shot] == [(0, 20), (0, 40)]
+    assert one_shot[0]["gap_shadow_attack_auc"] == rows[0]["gap_shadow_attack_auc"]
+    assert "\n| 2 | 40 | 20 | 1 | " in (finished / "reports/sequential_drift/drift.md").read_text()
     assert (finished / "reports/sequential_drift/drift.png").read_bytes()[:4] == b"\x89PNG"
     client = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     [run] = client.search_runs(experiments, "tags.mlflow.runName = 'sequential-drift'")
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "gap_shadow_attack_auc")] == [1, 2]
+    for metric in ("gap_shadow_attack_auc", "one_shot/gap_shadow_attack_auc"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2]
 
 
 @pytest.mark.slow

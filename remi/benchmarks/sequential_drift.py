@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import yaml
 from remi.audit.acceptance import gate_checks, per_model_from_flat
 from remi.data.datasets import load_dataset
 from remi.data.splits import make_splits
+from remi.errors import UserError
 from remi.operations.ledger import now
 from remi.pipeline import tracking
 from remi.pipeline.layout import REPORTS_DIR, SHADOWS_DIR, metrics_path, unlearn_metrics_path
@@ -46,7 +48,21 @@ COLUMNS = ("shadow_attack", "loss_attack", "lira_fixed_variance", "rmia")  # AUC
 LIVE_STATE = ("data/ledger.jsonl", "data/requests/", "data/inbox/", "data/rejected/", "models/base/", ".dvc/config")
 
 
-def _scratch_copy(scratch: Path, compact_every: int) -> None:
+@dataclass(frozen=True)
+class Plan:
+    cycles: int
+    requests: int  # new requests per cycle
+    samples: int  # members per request
+    compact_every: int
+    seed: int  # which members are requested, in which order
+
+    @property
+    def command(self) -> str:
+        return (f"remi benchmark sequential --cycles {self.cycles} --requests {self.requests} --request-samples "
+                f"{self.samples} --compact-every {self.compact_every} --seed {self.seed}")
+
+
+def _scratch_copy(scratch: Path, plan: Plan, sequential: bool) -> None:
     """This project's files (tracked and untracked, not ignored) and raw data, sharing its DVC cache;
     not its operational state: requests, ledger, starting model, DVC remote."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -62,7 +78,7 @@ def _scratch_copy(scratch: Path, compact_every: int) -> None:
               "max_forget_accuracy_gap": 1.0, "max_test_accuracy_drop": 1.0}
     (scratch / "sequential.yaml").write_text(yaml.safe_dump({
         "forget": {"mode": "requests"}, "acceptance": opened,
-        "cycle": {"sequential": True, "compact_every": compact_every, "compact_on_gate_failure": False}}))
+        "cycle": {"sequential": sequential, "compact_every": plan.compact_every, "compact_on_gate_failure": False}}))
     commit = ["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "copy"]
     write_starting_model(FROM_TARGET, scratch / BASE_MANIFEST)
     (scratch / ".dvc/config").write_text("[core]\n    autostage = false\n    analytics = false\n")  # no remote
@@ -97,54 +113,53 @@ def _row(cycle: int, forget_total: int, audit: dict[str, float], unlearn: dict[s
             "retrain_forgetting_quality": audit.get("retrain/forgetting_quality")}
 
 
-def benchmark_sequential(cycles: int, requests: int, samples: int, compact_every: int, seed: int) -> int:
+def _chain(plan: Plan, order: np.ndarray, sequential: bool) -> list[dict[str, Any]]:
+    """One row per cycle of a fresh scratch copy; sequential, or each cycle from the target (one-shot)."""
     params = load_params()
-    method = params.gate.method
-    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
-    members = make_splits(len(dataset), params.splits)["target_train"].numpy()
-    order = np.random.default_rng(seed).permutation(members)
-    needed = cycles * requests * samples
-    if needed > len(order):
-        raise SystemExit(f"{cycles} cycles x {requests} requests x {samples} samples > {len(order)} members")
+    method, dataset = params.gate.method, load_dataset(params.data.dataset, params.data.raw_dir)
     rows = []
     scratch = Path(tempfile.mkdtemp(prefix="remi-sequential-"))
     # The stages run with this interpreter; the cycles log to the scratch copy's own MLflow store.
     env = os.environ | {"REMI_PYTHON": sys.executable, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}"}
     try:
-        _scratch_copy(scratch, compact_every)
-        for cycle in range(1, cycles + 1):
-            for r in range(requests):
-                first = ((cycle - 1) * requests + r) * samples
-                _submit(scratch, dataset.digest, params.data.dataset, order[first:first + samples].tolist())
+        _scratch_copy(scratch, plan, sequential)
+        for cycle in range(1, plan.cycles + 1):
+            for r in range(plan.requests):
+                first = ((cycle - 1) * plan.requests + r) * plan.samples
+                _submit(scratch, dataset.digest, dataset.name, order[first:first + plan.samples].tolist())
             result = subprocess.run([sys.executable, "-m", "remi", "cycle"], cwd=scratch, env=env,
                                     capture_output=True, text=True)
             if result.returncode != 0:  # with the gate opened, every cycle releases
-                print(result.stdout[-3000:], result.stderr[-3000:], file=sys.stderr)
-                return result.returncode
-            row = _row(cycle, cycle * requests * samples, read_json(scratch / metrics_path("audit")),
+                raise UserError(f"cycle {cycle} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
+                                f"{result.stderr[-3000:]}")
+            row = _row(cycle, cycle * plan.requests * plan.samples, read_json(scratch / metrics_path("audit")),
                        read_json(scratch / unlearn_metrics_path(method)), method)
             rows.append(row)
-            print(f"cycle {cycle}: exit {result.returncode}, " + ", ".join(
+            print(f"{'sequential' if sequential else 'one-shot'} cycle {cycle}: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)), flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    command = (f"remi benchmark sequential --cycles {cycles} --requests {requests} --request-samples {samples} "
-               f"--compact-every {compact_every} --seed {seed}")
-    _write(rows, params.data.dataset, method, compact_every, command)
-    return 0
+    return rows
 
 
-def _table(rows: list[dict[str, Any]], dataset: str, method: str, compact_every: int, command: str) -> str:
+def benchmark_sequential(plan: Plan, one_shot: bool) -> None:
+    """The sequential chain, and with `one_shot` the same requests unlearned from the target each cycle."""
+    params = load_params()
+    members = make_splits(len(load_dataset(params.data.dataset, params.data.raw_dir)), params.splits)
+    order = np.random.default_rng(plan.seed).permutation(members["target_train"].numpy())
+    if plan.cycles * plan.requests * plan.samples > len(order):
+        raise UserError(f"{plan.cycles} cycles x {plan.requests} requests x {plan.samples} samples is more than "
+                        f"the {len(order)} members of the target's training set.")
+    rows = _chain(plan, order, sequential=True)
+    one_shot_rows = _chain(plan, order, sequential=False) if one_shot else []
+    _write(rows, one_shot_rows, params.data.dataset, params.gate.method, plan)
+
+
+def _table(rows: list[dict[str, Any]], method: str) -> list[str]:
     header = ["cycle", "forget total", "forgotten now", "from version",
               *(f"AUC gap {a}" for a in COLUMNS), "forget acc gap", "test acc drop",
               f"FQ {method}", "FQ retrain", "within limits"]
-    lines = [f"# Sequential unlearning: drift of {method} from retraining over {len(rows)} cycles", "",
-             f"Dataset {dataset}, params.yaml profile, `cycle.compact_every: {compact_every}`. Each cycle's audit "
-             "compares the sequential model with retraining on the cumulative forget set. The gate was opened so "
-             "that every step is released; *within limits* says whether the step meets params.yaml `acceptance` "
-             "(the gated limits). FQ: forgetting quality (retrain: retrain vs retrain). "
-             f"Hardware: {hardware()}. Command: `{command}`.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row["cycle"]), str(row["forget_samples_total"]), str(row["forgotten_this_cycle"]),
                  str(row["start_release_version"]),
@@ -152,10 +167,27 @@ def _table(rows: list[dict[str, Any]], dataset: str, method: str, compact_every:
                  f"{row['test_accuracy_drop']:.3f}", f"{row['forgetting_quality']:.3f}",
                  f"{row['retrain_forgetting_quality']:.3f}", "yes" if row["within_acceptance_limits"] else "no"]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _report(rows: list[dict[str, Any]], one_shot_rows: list[dict[str, Any]], dataset: str, method: str,
+            plan: Plan) -> str:
+    lines = [f"# Sequential unlearning: drift of {method} from retraining over {len(rows)} cycles", "",
+             f"Dataset {dataset}, the params.yaml profile, {plan.requests} new request(s) of {plan.samples} random "
+             f"target members per cycle, `cycle.compact_every: {plan.compact_every}`. Each cycle's audit compares "
+             "the released model with retraining on the cumulative forget set. The gate was opened so that every "
+             "step is released; *within limits* says whether the step meets params.yaml `acceptance` (the gated "
+             "limits). FQ: forgetting quality (retrain: retrain vs retrain). "
+             f"Hardware: {hardware()}. Command: `{plan.command}{' --one-shot' if one_shot_rows else ''}`.", "",
+             "## Sequential: each cycle starts from the previous release and forgets only its new requests", "",
+             *_table(rows, method)]
+    if one_shot_rows:
+        lines += ["", "## One-shot: each cycle unlearns the whole cumulative forget set from the original target",
+                  "", *_table(one_shot_rows, method)]
     return "\n".join(lines) + "\n"
 
 
-def _plot(rows: list[dict[str, Any]], method: str) -> bytes:
+def _plot(rows: list[dict[str, Any]], one_shot_rows: list[dict[str, Any]], method: str) -> bytes:
     import io
 
     import matplotlib
@@ -168,9 +200,14 @@ def _plot(rows: list[dict[str, Any]], method: str) -> bytes:
     for attack in COLUMNS:
         axis.plot(cycles, [row[f"gap_{attack}_auc"] for row in rows], marker="o", label=f"AUC gap {attack}")
     axis.plot(cycles, [row["gap_forget_accuracy"] for row in rows], marker="s", label="forget accuracy gap")
+    if one_shot_rows:  # dashed: the same requests unlearned from the target each cycle
+        axis.plot(cycles, [row["gap_shadow_attack_auc"] for row in one_shot_rows], "k--", marker="o",
+                  label="one-shot: AUC gap shadow_attack")
+        axis.plot(cycles, [row["gap_forget_accuracy"] for row in one_shot_rows], "k:", marker="s",
+                  label="one-shot: forget accuracy gap")
     axis.set_xlabel("cycle (sequential release)")
     axis.set_ylabel(f"|{method} - retrain|")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
     buffer = io.BytesIO()
     figure.tight_layout()
@@ -179,18 +216,20 @@ def _plot(rows: list[dict[str, Any]], method: str) -> bytes:
     return buffer.getvalue()
 
 
-def _write(rows: list[dict[str, Any]], dataset: str, method: str, compact_every: int, command: str) -> None:
+def _write(rows: list[dict[str, Any]], one_shot_rows: list[dict[str, Any]], dataset: str, method: str,
+           plan: Plan) -> None:
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    table = _table(rows, dataset, method, compact_every, command)
-    atomic_write(OUTPUT / "drift.md", lambda tmp: tmp.write_text(table))
-    png = _plot(rows, method)
+    report = _report(rows, one_shot_rows, dataset, method, plan)
+    atomic_write(OUTPUT / "drift.md", lambda tmp: tmp.write_text(report))
+    png = _plot(rows, one_shot_rows, method)
     atomic_write(OUTPUT / "drift.png", lambda tmp: tmp.write_bytes(png))
     write_json(OUTPUT / "drift.json", {"hardware": hardware(), "dataset": dataset, "method": method,
-                                       "command": command, "rows": rows})
+                                       "command": plan.command, "rows": rows, "one_shot_rows": one_shot_rows})
     mlflow = tracking.configured_mlflow()
     with mlflow.start_run(run_name="sequential-drift", tags={"role": "benchmark", **tracking.code_identity()}):
-        for row in rows:
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k != "cycle"},
-                               step=row["cycle"])
+        for prefix, chain in (("", rows), ("one_shot/", one_shot_rows)):
+            for row in chain:
+                mlflow.log_metrics({prefix + k: float(v) for k, v in row.items()
+                                    if isinstance(v, (int, float)) and k != "cycle"}, step=row["cycle"])
         mlflow.log_artifacts(str(OUTPUT), "sequential_drift")
-    print(table)
+    print(report)
