@@ -93,3 +93,18 @@ def test_a_corrupt_model_file_says_how_to_restore_it(tmp_path):
         load_model(tmp_path)
     with pytest.raises(ArtifactError, match="is missing"):
         load_model(tmp_path / "nowhere")
+
+
+def test_a_dvc_lock_cut_short_by_a_kill_is_replaced_by_the_last_complete_one(tmp_path, monkeypatch, capsys):
+    from remi.pipeline import runner
+
+    monkeypatch.chdir(tmp_path)
+    complete = ("schema: '2.0'\nstages:\n  prepare:\n    cmd: bin/python -m stages.prepare\n    deps:\n"
+                "    - path: data/requests\n      hash: md5\n      md5: 0123.dir\n")
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(complete)
+    runner._keep_or_restore_lock()  # complete: kept aside
+    for cut_short in (complete[:complete.index("data/requests")], complete[:-25], "stages: [\n"):
+        lock.write_text(cut_short)  # DVC killed while rewriting it in place
+        runner._keep_or_restore_lock()
+        assert lock.read_text() == complete and "was cut short" in capsys.readouterr().err

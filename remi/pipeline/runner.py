@@ -1,4 +1,5 @@
 """Run `dvc repro` as one MLflow parent run; every stage logs a child run under it (`remi run`).
+A dvc.lock cut short by a kill is replaced by the last complete one first (see _keep_or_restore_lock).
 
 params.yaml is read and validated first, before DVC parses it (a hostile file, e.g. a YAML alias
 bomb, would hang DVC's own parser) and before any stage deletes its outputs. Stage commands find
@@ -6,9 +7,13 @@ the project's interpreter through bin/python, whatever PATH holds.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import yaml
 
 from remi.pipeline import tracking
 from remi.pipeline.layout import OUTPUT_ROOTS, metrics_path
@@ -39,13 +44,49 @@ def run_under_parent_run(command: list[str], run_name: str) -> int:
     return code
 
 
+LOCK_FILE = Path("dvc.lock")
+LAST_COMPLETE_LOCK = Path(".dvc/tmp/remi-dvc.lock.complete")  # .dvc/tmp is DVC's own, git-ignored
+
+
+def _lock_is_complete() -> bool:
+    try:
+        lock = yaml.safe_load(LOCK_FILE.read_text())
+    except yaml.YAMLError:
+        return False
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    return isinstance(stages, dict) and all(
+        isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("md5"), str)
+        for stage in stages.values() if isinstance(stage, dict)
+        for entry in (*stage.get("deps", []), *stage.get("outs", [])))
+
+
+def _keep_or_restore_lock() -> None:
+    """DVC rewrites dvc.lock in place after each stage, so a kill during that write leaves it cut short
+    and every later DVC command fails on it. Keep a copy of the last complete lock; put it back when
+    the current one is cut short: DVC then re-runs (or restores from its run cache) what changed since."""
+    if not LOCK_FILE.exists():
+        return
+    if _lock_is_complete():
+        LAST_COMPLETE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(LOCK_FILE, LAST_COMPLETE_LOCK)
+    elif LAST_COMPLETE_LOCK.exists():
+        print(f"{LOCK_FILE} was cut short (a kill while DVC wrote it); restoring the last complete one.",
+              file=sys.stderr)
+        shutil.copyfile(LAST_COMPLETE_LOCK, LOCK_FILE)
+    else:
+        print(f"{LOCK_FILE} is cut short or malformed; restore it with `git checkout {LOCK_FILE}`.", file=sys.stderr)
+
+
 def run_pipeline(dvc_arguments: list[str]) -> int:
     """Validate params, clear a killed run's temp files, `dvc repro` under one parent run, and end
     with the summary when the audit finished (including when the gate then refused the model)."""
     load_params()
     sweep_stale_temps(OUTPUT_ROOTS)
+    _keep_or_restore_lock()
     started = time.time()
     code = run_under_parent_run([sys.executable, "-m", "dvc", "repro", *dvc_arguments], "dvc repro")
+    if code == 0:
+        _keep_or_restore_lock()
     gate = metrics_path("gate")
     if code == 0 or (gate.exists() and gate.stat().st_mtime >= started):
         print("\n" + summary_text(), flush=True)
