@@ -36,6 +36,7 @@ from remi.data.datasets import load_dataset
 from remi.data.splits import make_splits
 from remi.errors import UserError
 from remi.operations.ledger import now
+from remi.params_schema import Acceptance
 from remi.pipeline import tracking
 from remi.pipeline.layout import REPORTS_DIR, SHADOWS_DIR, metrics_path, unlearn_metrics_path
 from remi.pipeline.params import load_params
@@ -99,9 +100,9 @@ def _submit(scratch: Path, digest: str, dataset: str, sample_ids: list[int]) -> 
     envelope.unlink()
 
 
-def _row(cycle: int, forget_total: int, audit: dict[str, float], unlearn: dict[str, float],
-         method: str) -> dict[str, Any]:
-    checks = gate_checks(per_model_from_flat(audit), load_params().acceptance, method)
+def _row(cycle: int, forget_total: int, audit: dict[str, float], unlearn: dict[str, float], method: str,
+         acceptance: Acceptance) -> dict[str, Any]:
+    checks = gate_checks(per_model_from_flat(audit), acceptance, method)
     return {"cycle": cycle, "forget_samples_total": forget_total,
             "within_acceptance_limits": float(all(check["passed"] for check in checks)),
             "forgotten_this_cycle": unlearn.get("forgotten_samples"),
@@ -133,7 +134,7 @@ def _chain(plan: Plan, order: np.ndarray, sequential: bool) -> list[dict[str, An
                 raise UserError(f"cycle {cycle} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
                                 f"{result.stderr[-3000:]}")
             row = _row(cycle, cycle * plan.requests * plan.samples, read_json(scratch / metrics_path("audit")),
-                       read_json(scratch / unlearn_metrics_path(method)), method)
+                       read_json(scratch / unlearn_metrics_path(method)), method, params.acceptance)
             rows.append(row)
             print(f"{'sequential' if sequential else 'one-shot'} cycle {cycle}: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)), flush=True)

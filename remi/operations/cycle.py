@@ -1,8 +1,8 @@
 """The re-unlearning job a scheduler calls (`remi cycle`, `make reunlearn`): pull the shared state,
 take every new request, run the pipeline (DVC re-runs only what the new forget set touches), let the
 gate decide, push the state, and record each request's outcome in the ledger. With params
-`cycle.sequential` each cycle starts from the model released last and may release the retrained model
-instead (compaction): see remi/operations/sequential.py.
+`cycle.sequential` each cycle starts from the model released last (remi/operations/sequential.py), and
+the gate may release the retrained model instead (compaction: remi/pipeline/compaction.py).
 
 Exit codes (docs/operations.md):
     0  released: a model honouring every pending request is the registry's @candidate (the gate's
