@@ -5,14 +5,15 @@
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
     remi ablation --seeds 0 1 2         ReMI's ablations and sweeps on the pipeline's artifacts
-    remi benchmark networks|unlearning|sequential  timing tools and the sequential drift (BENCHMARKS.md)
+    remi benchmark networks|unlearning|sequential|threads  timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
     remi ui                             the MLflow UI on the local store
     remi reap-runs                      mark runs of killed processes KILLED
     remi request add|status|verify|cancel   erasure requests and their ledger
     remi cycle                          the re-unlearning job a scheduler runs (exit codes: docs/operations.md)
     remi stack start|stop               a local team stack: PostgreSQL + S3 (moto) + MLflow with basic auth
-    remi purge [--apply]                delete superseded models and unused DVC objects (dry run by default)
+    remi purge [--target] [--apply]     delete superseded models and unused DVC objects (--target: the
+                                        original target too); a dry run by default
 
 Each subcommand imports what it needs only when it runs, so `remi --help` is instant. Errors in what
 the user gave (params, requests, files) print one readable message and exit 2, as the stages do.
@@ -71,6 +72,10 @@ def _benchmark(args: argparse.Namespace) -> None:
         from remi.benchmarks.unlearning import benchmark_unlearning
 
         benchmark_unlearning(args.repeats)
+    elif args.what == "threads":
+        from remi.benchmarks.threads import benchmark_threads
+
+        benchmark_threads(args.out)
     else:
         from remi.benchmarks.sequential_drift import Plan, benchmark_sequential
 
@@ -138,7 +143,7 @@ def _stack(args: argparse.Namespace) -> None:
 def _purge(args: argparse.Namespace) -> int:
     from remi.operations.purge import purge
 
-    return purge(args.apply)
+    return purge(args.apply, args.target)
 
 
 def _seconds(text: str) -> float:
@@ -185,9 +190,9 @@ def _add_pipeline_commands(command: Command) -> None:
     compare.add_argument("--metrics", type=Path, help="default: metrics/comparison.json")
     _seed_list(command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts"))
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
-    benchmark.add_argument("what", choices=("networks", "unlearning", "sequential"))
+    benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads"))
     benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
-    benchmark.add_argument("--out", type=Path, help="networks: also write the timings to this JSON file")
+    benchmark.add_argument("--out", type=Path, help="networks, threads: also write the timings to this JSON file")
     benchmark.add_argument("--repeats", type=int, default=3, help="unlearning: repeats per method")
     benchmark.add_argument("--cycles", type=int, default=6, help="sequential: re-unlearning cycles")
     benchmark.add_argument("--requests", type=int, default=2, help="sequential: new requests per cycle")
@@ -214,8 +219,10 @@ def _add_operations_commands(command: Command) -> None:
     actions.add_parser("cancel", help="end pending requests").add_argument("ids", nargs="+")
     cycle = command("cycle", _cycle, "the re-unlearning job: ingest new requests, run, gate, record, push")
     cycle.add_argument("--wait", type=_seconds, default=0, help="seconds to wait for a running cycle (default 0)")
-    command("purge", _purge, "delete superseded models and unused DVC objects (a dry run unless --apply)"
-            ).add_argument("--apply", action="store_true", help="delete, instead of listing what would go")
+    purge = command("purge", _purge, "delete superseded models and unused DVC objects (a dry run unless --apply)")
+    purge.add_argument("--apply", action="store_true", help="delete, instead of listing what would go")
+    purge.add_argument("--target", action="store_true",
+                       help="also the original target, once a release is the starting model (sequential)")
     command("stack", _stack, "a local team stack on 127.0.0.1: PostgreSQL, S3 (moto), MLflow with basic auth"
             ).add_argument("action", choices=("start", "stop"))
 

@@ -4,7 +4,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from remi.audit.acceptance import acceptance_checks
+from remi.audit.acceptance import ORIGINAL_TEST_ACCURACY, acceptance_checks
 from remi.audit.inputs import load_attack_inputs, load_audit_sets
 from remi.audit.report import AuditEvidence, write_reports
 from remi.audit.scoring import (
@@ -25,7 +25,6 @@ from remi.pipeline.entry_point import stage_main
 from remi.pipeline.layout import (
     AUDIT_REPORT_DIR,
     REPORTS_DIR,
-    TARGET_DIR,
     metrics_path,
     run_record_path,
     split_path,
@@ -33,7 +32,8 @@ from remi.pipeline.layout import (
     unlearned_dir,
 )
 from remi.pipeline.params import load_params
-from remi.pipeline.starting_model import read_starting_model
+from remi.pipeline.starting_model import StartingModel, read_starting_model
+from remi.pipeline.starting_weights import load_starting_model
 from remi.runtime.device import compute_device
 from remi.runtime.files import read_json, write_json
 
@@ -44,13 +44,16 @@ def main() -> None:
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     sets = load_audit_sets(audit)
     methods = params.unlearn.methods
-    model_dirs = {"target": TARGET_DIR} | {m: unlearned_dir(m) for m in methods}
+    # "target" is the model before unlearning: the original target, or with sequential unlearning the
+    # release this cycle started from (remi/pipeline/starting_model.py).
+    start = read_starting_model()
     upstream = ["prepare", "attack", "shadows", "target", *(f"unlearn/{m}" for m in methods)]
     with tracking.stage_run("audit", "audit", {"audit": audit, "acceptance": params.acceptance}, upstream) as run:
         started = time.perf_counter()
         device = compute_device()
         inputs = load_attack_inputs(params, dataset, sets, device)
-        models = {name: load_model(directory, device) for name, directory in model_dirs.items()}
+        models = {"target": load_starting_model(start, device)} | {m: load_model(unlearned_dir(m), device)
+                                                                   for m in methods}
         scores = {name: score_model(model, dataset, sets, inputs, audit.attacks)
                   for name, model in models.items()}
         per_model = {name: model_metrics(model, dataset, sets, scores[name], audit.low_fprs)
@@ -61,9 +64,11 @@ def main() -> None:
         add_run_facts(per_model, {m: t["unlearn_seconds"] for m, t in timings.items()}, quality)
         for name, gaps in gaps_to_reference(per_model, gap_metrics(audit.attacks, audit.low_fprs)).items():
             per_model[name] |= gaps
+        if start.original_test_accuracy is not None:
+            per_model["target"][ORIGINAL_TEST_ACCURACY] = start.original_test_accuracy
         checks = {m: acceptance_checks(per_model, params.acceptance, m) for m in methods if m != REFERENCE}
         flat = flatten_audit(per_model, checks)
-        context = _context(params, sets, timings, run) | {
+        context = _context(params, start, sets, timings, run) | {
             "forgetting quality": f"{quality['models_per_population']} models per population, "
                                   f"{quality['stage_seconds']:.0f} s (stage forgetting_quality)",
             "audit run time (scoring, before reports)": f"{time.perf_counter() - started:.1f} s"}
@@ -85,12 +90,12 @@ def _log_evaluations(params: Params, per_model: dict[str, dict[str, float]], aud
             tracking.log_metrics(metrics)
 
 
-def _context(params, sets: AuditSets, timings: dict, run) -> dict[str, str]:
+def _context(params, start: StartingModel, sets: AuditSets, timings: dict, run) -> dict[str, str]:
     run_ids = {t["pipeline_run_id"] for t in timings.values()}
     same_run = len(run_ids) == 1 and "none" not in run_ids
     return {
         "dataset": params.data.dataset, "forget samples": str(len(sets.forget)),
-        "methods other than retrain started from": read_starting_model().describe(),
+        "methods other than retrain started from (the 'target' rows)": start.describe(),
         "erasure requests in the forget set": _requests_waiting(read_json(split_path("forget"))),
         "audit_holdout samples": str(len(sets.audit_holdout)),
         "reference (shadow) models": str(params.shadows.count),

@@ -1,19 +1,19 @@
-"""Stage train_attack: the membership attack model, trained on shadow outputs of known membership."""
+"""Stage train_attack: the membership attack model, trained on shadow outputs of known membership.
+
+It reads only the shadows: how well it detects the target's members is the audit's job ("audit power",
+on the model the unlearning starts from), so this stage never needs the original target, which
+`remi purge --target` may have deleted."""
 
 import torch
 
 from remi.attacks.checkpoints import save_attack, save_class_gaussians
 from remi.attacks.roc import membership_metrics
 from remi.attacks.shadow_attack_model import attack_scores, fit_class_gaussians, train_attack_model
-from remi.data.datasets import load_dataset
-from remi.data.splits import load_split
-from remi.networks.checkpoints import load_model, load_shadow_outputs
-from remi.networks.training import predict_logits
+from remi.networks.checkpoints import load_shadow_outputs
 from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
-from remi.pipeline.layout import ATTACK_DIR, TARGET_DIR, metrics_path, run_record_path, shadow_dir, split_path
+from remi.pipeline.layout import ATTACK_DIR, metrics_path, run_record_path, shadow_dir
 from remi.pipeline.params import load_params
-from remi.runtime.device import compute_device
 from remi.runtime.files import replace_dir, write_json
 
 
@@ -24,12 +24,11 @@ def main() -> None:
     fit, held = outputs[: count - held_out], outputs[count - held_out :]
     low_fprs = params.audit.low_fprs
     sections = {"attack": params.attack, "shadows": params.shadows}
-    with tracking.stage_run("train_attack", "attack", sections, ["shadows", "target"]) as run:
+    with tracking.stage_run("train_attack", "attack", sections, ["shadows"]) as run:
         attack = train_attack_model(*_stack(fit), params.attack)
         held_logits, held_labels, held_member = _stack(held)
         scores = attack_scores(attack, held_logits, held_labels)
         on_shadows = membership_metrics(scores[held_member.numpy()], scores[~held_member.numpy()], low_fprs)
-        on_target = _target_metrics(attack, params, low_fprs)
         all_logits, all_labels, all_member = _stack(outputs)
         gaussians = fit_class_gaussians(all_logits[~all_member], all_labels[~all_member])
 
@@ -39,8 +38,7 @@ def main() -> None:
 
         replace_dir(ATTACK_DIR, fill)
         tracking.write_run_record(run_record_path("attack"), run)
-        metrics = ({f"shadow_holdout_{k}": v for k, v in on_shadows.items()}
-                   | {f"target_{k}": v for k, v in on_target.items()})
+        metrics = {f"shadow_holdout_{k}": v for k, v in on_shadows.items()}
         write_json(metrics_path("train_attack"), metrics)
         tracking.log_metrics(metrics)
 
@@ -49,17 +47,6 @@ def _stack(outputs: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.
     """(logits, labels, is_member) of several shadows, concatenated."""
     logits, labels, is_member = (torch.cat([o[key] for o in outputs]) for key in ("logits", "labels", "is_member"))
     return logits, labels, is_member
-
-
-def _target_metrics(attack, params, low_fprs: list[float]) -> dict[str, float]:
-    """The attack on the real target: its members (target_train) vs audit_holdout."""
-    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
-    target = load_model(TARGET_DIR, compute_device())
-    scores = {}
-    for name in ("target_train", "audit_holdout"):
-        ids = load_split(split_path(name))
-        scores[name] = attack_scores(attack, predict_logits(target, dataset.inputs[ids]), dataset.labels[ids])
-    return membership_metrics(scores["target_train"], scores["audit_holdout"], low_fprs)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ import time
 
 from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
+from remi.errors import UserError
 from remi.networks.architectures import build_network
 from remi.networks.checkpoints import save_model
 from remi.networks.training import seeded_network, split_accuracies, train_classifier
 from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
-from remi.pipeline.layout import TARGET_DIR, metrics_path, run_record_path, split_path
+from remi.pipeline.layout import TARGET_DIR, TARGET_PURGE_RECORD, metrics_path, run_record_path, split_path
 from remi.pipeline.params import load_params
 from remi.runtime.device import compute_device, synchronize
 from remi.runtime.files import replace_dir, write_json
@@ -17,6 +18,12 @@ from remi.runtime.progress import Progress
 
 
 def main() -> None:
+    if TARGET_PURGE_RECORD.exists():
+        raise UserError(
+            f"The original target was purged (`remi purge --target`, {TARGET_PURGE_RECORD}); training it again "
+            "would re-create the influence of every erased sample. `remi run` skips this frozen stage; a plain "
+            "`dvc repro` needs --allow-missing. To start over from a new target on purpose, delete "
+            f"{TARGET_PURGE_RECORD} and train_target's `frozen: true` line in dvc.yaml, and commit both.")
     params = load_params()
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     ids = {name: load_split(split_path(name)) for name in ("target_train", "audit_holdout", "test")}

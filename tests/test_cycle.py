@@ -4,7 +4,8 @@ DVC remote; moto plays S3): new requests released, an empty cycle doing nothing,
 rejected while the valid one goes on from the model released before (sequential unlearning), a job
 killed during unlearning finished by the next one with no request lost or applied twice and releasing
 the retrained model because compaction is due (cycle.compact_every: 3), a tampered ledger, the pull
-request script, purge, and a fresh clone that pulls everything with nothing left to run."""
+request script, purge (superseded versions, then the original target, after which a cycle still
+runs), and a fresh clone that pulls everything with nothing left to run."""
 
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+import yaml
 
 from remi.data.datasets import load_dataset
 from remi.data.splits import make_splits
@@ -297,6 +299,52 @@ def test_purge_deletes_superseded_models_and_keeps_the_released_one(as_ci_user):
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
 
 
+def test_purge_target_deletes_the_original_target_and_the_next_cycle_runs_without_it(as_ci_user):
+    import mlflow
+
+    job = as_ci_user
+    work, run, digest, members, *_ = job
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    target_md5 = next(o["md5"] for o in lock["stages"]["train_target"]["outs"] if o["path"] == "models/target")
+    objects = {target_md5} | {e["md5"] for e in json.loads(_cache_file(work, target_md5).read_text())}
+
+    def kept(oid):
+        return _cache_file(work, oid).exists(), bool(_s3_keys(job, f"dvc/files/md5/{oid[:2]}/{oid[2:]}"))
+
+    assert all(kept(oid) == (True, True) for oid in objects)
+    client = mlflow.MlflowClient(job.stack["mlflow_url"])
+    experiment = client.get_experiment_by_name("remi-unlearning")
+    logged = client.search_logged_models([experiment.experiment_id], "name = 'target_model'")
+    prefixes = ["mlflow/" + m.artifact_location.removeprefix("mlflow-artifacts:/") for m in logged]
+    assert logged and all(_s3_keys(job, p) for p in prefixes)
+    dry = run(REMI, "purge", "--target")
+    assert dry.returncode == 0 and "dry run" in dry.stdout, dry.stdout + dry.stderr
+    assert "the original target (models/target" in dry.stdout and "local cache: 2 object(s)" in dry.stdout
+    assert all(kept(oid) == (True, True) for oid in objects) and (work / "models/target/model.pt").exists()
+    applied = run(REMI, "purge", "--target", "--apply")
+    assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]
+    assert all(kept(oid) == (False, False) for oid in objects) and not (work / "models/target").exists()
+    assert not any(_s3_keys(job, p) for p in prefixes)
+    assert all("purged_reason" in client.get_logged_model(m.model_id).tags for m in logged)
+    name = load_params(work / "params.yaml").gate.registered_model
+    assert "original_target_purged_time" in client.get_registered_model(name).tags
+    assert mlflow.pytorch.load_model(f"models:/{name}@candidate") is not None  # the released model loads
+    assert yaml.safe_load((work / "dvc.yaml").read_text())["stages"]["train_target"]["frozen"] is True
+    # The next cycle starts from the last release (the compacted version 3) and never re-creates the target.
+    request, path = _envelope(work, digest, members[80:85])
+    assert run(REMI, "request", "add", path).returncode == 0
+    result = run(REMI, "cycle")
+    assert result.returncode in (Outcome.RELEASED, Outcome.GATE_FAILED), result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Running stage 'unlearn@remi'" in result.stdout and "Running stage 'train_target'" not in result.stdout
+    assert _unlearn_metrics(work)["start_release_version"] == 3 and not (work / "models/target").exists()
+    assert "released version 3 (retrain)" in (work / "reports/audit/audit.md").read_text()
+    assert _states(work)[request] in ("released", "gate_failed") and run(REMI, "request", "verify").returncode == 0
+
+
+def _cache_file(work, oid):
+    return work / ".dvc/cache/files/md5" / oid[:2] / oid[2:]
+
+
 def test_a_fresh_clone_pulls_everything_with_nothing_left_to_run(job, tmp_path):
     work, run, *_ = job
     for command in (("git", "add", "-A"), ("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")):
@@ -304,9 +352,10 @@ def test_a_fresh_clone_pulls_everything_with_nothing_left_to_run(job, tmp_path):
     clone = tmp_path / "clone"
     assert run("git", "clone", "-q", str(work), str(clone)).returncode == 0
     in_clone = _runner(clone, run.env)
-    pulled = in_clone(sys.executable, "-m", "dvc", "pull")
+    # The purged target is missing on purpose; everything else is pulled.
+    pulled = in_clone(sys.executable, "-m", "dvc", "pull", "--allow-missing")
     assert pulled.returncode == 0, pulled.stdout[-2000:] + pulled.stderr[-2000:]
-    status = in_clone(sys.executable, "-m", "dvc", "status")
-    assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
-    assert (clone / "models/unlearned/remi/model.pt").exists()
+    status = in_clone(sys.executable, "-m", "dvc", "repro", "--allow-missing", "--dry")  # what `remi run` runs
+    assert status.returncode == 0 and "Running stage" not in status.stdout, status.stdout
+    assert (clone / "models/unlearned/remi/model.pt").exists() and not (clone / "models/target").exists()
     assert (clone / "models/base/weights/model.pt").exists()  # the last cycle's starting model

@@ -97,8 +97,17 @@ def _stages_reading(prefix: str) -> set[str]:
     # The attack model and the audit attacks are not the target's business.
     ("remi/attacks/", {"train_shadows", "train_attack", "unlearn", "forgetting_quality", "audit"}),
     ("remi/unlearning/", {"unlearn", "forgetting_quality"}),
-    ("remi/networks/training.py", {"train_target", "train_shadows", "train_attack", "unlearn",
-                                   "forgetting_quality", "audit"}),
+    ("remi/networks/training.py", {"train_target", "train_shadows", "unlearn", "forgetting_quality", "audit"}),
 ])
 def test_code_edits_invalidate_only_the_stages_they_concern(package, readers):
     assert _stages_reading(package) == readers
+
+
+def test_no_stage_reads_the_original_target_except_through_the_starting_model():
+    """`remi purge --target` deletes models/target once a release is the starting model: a stage that
+    listed it as a dep could then never run again (DVC refuses a missing dependency)."""
+    readers = {name for name, stage in stages() if "models/target" in stage.get("deps", [])}
+    assert not readers
+    starting = {name.partition("@")[0] for name, stage in stages() if "${starting_model_dir}" in stage.get("deps", [])}
+    assert starting == {"unlearn", "forgetting_quality", "audit"}
+    assert DVC["vars"] == ["models/base/release.json:starting_model_dir"]

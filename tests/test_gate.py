@@ -32,3 +32,12 @@ def test_the_report_and_the_gate_read_the_same_limits_and_only_model_limits_are_
     assert all(not r["gated"] for r in every if r["key"] in missed)
     gated = gate_checks(per_model, ACCEPTANCE, "remi")
     assert [r for r in every if r["gated"]] == gated and all(r["passed"] for r in gated)
+
+
+def test_after_sequential_releases_the_drop_is_measured_from_the_original_target():
+    """The "target" row is then the release the cycle started from; the gate still limits the drop
+    accumulated since the original target, whose accuracy that row carries."""
+    flat = _audit(0.54) | {"target/test_accuracy": 0.870, "target/original_test_accuracy": 0.885}
+    drop = next(r for r in gate_checks(per_model_from_flat(flat), ACCEPTANCE, "remi") if "test accuracy" in r["check"])
+    assert drop["check"] == "test accuracy drop of remi from the original target <="
+    assert abs(drop["value"] - (0.885 - 0.866)) < 1e-9 and not drop["passed"]  # one cycle's drop (0.004) would pass

@@ -27,7 +27,7 @@ from remi.pipeline.starting_model import (
     starting_model_for,
     write_starting_model,
 )
-from remi.pipeline.tasks import load_starting_model
+from remi.pipeline.starting_weights import load_starting_model
 from remi.runtime.files import file_md5, write_json
 from remi.unlearning import UnlearningTask, run_method, unlearn
 from tests.conftest import REPO
@@ -106,13 +106,15 @@ def test_the_last_release_becomes_the_starting_model_tracked_by_dvc(project):
     _saved_network(project / "models/unlearned/remi")
     honoured = [4, 8, 15]
     write_json(project / "data/splits/forget.json", {"sample_ids": honoured})
+    write_json(project / "metrics/train_target.json", {"test_accuracy": 0.875})
     model_md5 = file_md5(project / "models/unlearned/remi" / MODEL_FILE)
     ledger = project / "data/ledger.jsonl"
     _ledger_with_release(ledger, method="remi", model_md5=model_md5,
                          forget_md5=file_md5(project / "data/splits/forget.json"))
     params = _params(sequential=True, compact_every=0, compact_on_gate_failure=True)
     start = prepare_starting_model(params, ledger)
-    assert start == StartingModel(1, "remi", model_md5, tuple(honoured), 1) == read_starting_model()
+    assert start == StartingModel(1, "remi", model_md5, tuple(honoured), 1, 0.875) == read_starting_model()
+    assert start.directory == BASE_WEIGHTS_DIR  # dvc.yaml's ${starting_model_dir}: the target is no longer read
     assert file_md5(BASE_WEIGHTS_DIR / MODEL_FILE) == model_md5 and (project / "models/base/weights.dvc").exists()
     assert prepare_starting_model(params, ledger) == start  # the same release: nothing moves
     # Switched off: back to the target, whatever was released.

@@ -23,9 +23,11 @@ from remi.audit.scoring import gap_metrics, gaps_to_reference, model_metrics, sc
 from remi.data.datasets import load_dataset
 from remi.networks.checkpoints import load_model
 from remi.params_schema import Params
-from remi.pipeline.layout import TARGET_DIR, unlearn_metrics_path, unlearned_dir
+from remi.pipeline.layout import unlearn_metrics_path, unlearned_dir
 from remi.pipeline.params import load_params, validate
 from remi.pipeline.seeds import hardware
+from remi.pipeline.starting_model import read_starting_model
+from remi.pipeline.starting_weights import load_starting_model
 from remi.pipeline.tasks import load_task
 from remi.runtime.device import compute_device, use_available_cores
 from remi.runtime.files import read_json, write_bytes, write_json
@@ -62,7 +64,7 @@ def run_ablation(seeds: list[int]) -> None:
         return model_metrics(model, dataset, sets, score_model(model, dataset, sets, inputs, audit.attacks),
                              audit.low_fprs)
 
-    fixed = {"target": metrics_of(load_model(TARGET_DIR, device)),
+    fixed = {"target": metrics_of(load_starting_model(read_starting_model(), device)),
              "retrain": metrics_of(load_model(unlearned_dir("retrain"), device))}
     retrain_seconds = read_json(unlearn_metrics_path("retrain"))["unlearn_seconds"]
     results: dict[str, list[dict[str, float]]] = {}

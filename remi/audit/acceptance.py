@@ -15,6 +15,7 @@ from remi.errors import UserError
 from remi.params_schema import Acceptance
 
 Check = dict[str, Any]
+ORIGINAL_TEST_ACCURACY = "original_test_accuracy"
 
 
 class GateFailed(UserError):
@@ -32,6 +33,7 @@ def check(name: str, value: float, limit: float, sense: str, gated: bool) -> Che
 def acceptance_checks(per_model: dict[str, dict[str, float]], acceptance: Acceptance, method: str) -> list[Check]:
     """Every acceptance limit for `method`: value, limit, pass/miss, and whether the gate applies it."""
     target, retrain, unlearned = per_model["target"], per_model[REFERENCE], per_model[method]
+    original, reference_accuracy = original_test_accuracy(target)
     rows = [check("target shadow-attack AUC (forget vs holdout)", target["shadow_attack_auc"],
                   acceptance.min_target_attack_auc, ">=", gated=False)]
     rows += [check(f"abs({attack} AUC of {method} - retrain's)",
@@ -40,12 +42,21 @@ def acceptance_checks(per_model: dict[str, dict[str, float]], acceptance: Accept
     rows += [
         check(f"abs(forget accuracy of {method} - retrain's)", abs(unlearned["forget_accuracy"] -
               retrain["forget_accuracy"]), acceptance.max_forget_accuracy_gap, "<=", gated=True),
-        check(f"test accuracy drop of {method} from target", target["test_accuracy"] - unlearned["test_accuracy"],
+        check(f"test accuracy drop of {method} from {original}", reference_accuracy - unlearned["test_accuracy"],
               acceptance.max_test_accuracy_drop, "<=", gated=True),
         check(f"seconds({method}) / seconds(retrain)", unlearned["seconds"] / retrain["seconds"],
               acceptance.max_seconds_ratio, "<=", gated=False),
     ]
     return rows
+
+
+def original_test_accuracy(target: dict[str, float]) -> tuple[str, float]:
+    """What the test accuracy drop is measured from. With sequential unlearning the "target" row is the
+    release the cycle started from and carries the original target's `original_test_accuracy`, so the
+    gate limits the drop accumulated over the cycles, not one cycle's."""
+    if ORIGINAL_TEST_ACCURACY in target:
+        return "the original target", target[ORIGINAL_TEST_ACCURACY]
+    return "target", target["test_accuracy"]
 
 
 def gate_checks(per_model: dict[str, dict[str, float]], acceptance: Acceptance, method: str) -> list[Check]:

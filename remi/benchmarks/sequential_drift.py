@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from remi.audit.acceptance import gate_checks, per_model_from_flat
+from remi.audit.acceptance import gate_checks, original_test_accuracy, per_model_from_flat
 from remi.data.datasets import load_dataset
 from remi.data.splits import make_splits
 from remi.errors import UserError
@@ -102,14 +102,15 @@ def _submit(scratch: Path, digest: str, dataset: str, sample_ids: list[int]) -> 
 
 def _row(cycle: int, forget_total: int, audit: dict[str, float], unlearn: dict[str, float], method: str,
          acceptance: Acceptance) -> dict[str, Any]:
-    checks = gate_checks(per_model_from_flat(audit), acceptance, method)
+    per_model = per_model_from_flat(audit)
+    checks = gate_checks(per_model, acceptance, method)
     return {"cycle": cycle, "forget_samples_total": forget_total,
             "within_acceptance_limits": float(all(check["passed"] for check in checks)),
             "forgotten_this_cycle": unlearn.get("forgotten_samples"),
             "start_release_version": unlearn.get("start_release_version"),
             **{f"gap_{a}_auc": audit.get(f"{method}/gap_{a}_auc") for a in COLUMNS},
             "gap_forget_accuracy": audit.get(f"{method}/gap_forget_accuracy"),
-            "test_accuracy_drop": audit["target/test_accuracy"] - audit[f"{method}/test_accuracy"],
+            "test_accuracy_drop": original_test_accuracy(per_model["target"])[1] - audit[f"{method}/test_accuracy"],
             "forgetting_quality": audit.get(f"{method}/forgetting_quality"),
             "retrain_forgetting_quality": audit.get("retrain/forgetting_quality")}
 

@@ -4,10 +4,10 @@ artifacts deleted, the versions kept with tags saying what was purged and why) a
 (and, with a default remote, remote) objects no output of the current workspace uses. Dry run by
 default: it lists what it would delete.
 
-What stays, and why (docs/operations.md): the original target model, an input of every cycle (the
-audit measures each release against it, and without sequential unlearning every cycle starts from
-it; retraining it instead would re-create the erased samples' influence); and the raw data, since
-retraining needs the data, not old models.
+With --target, first the original target (remi/operations/target_purge.py), which is possible only
+once a release is the starting model: before that every cycle starts from the target and the audit
+measures against it. The raw data stays: retraining needs the data, not old models
+(docs/operations.md).
 """
 
 import subprocess
@@ -18,6 +18,7 @@ from typing import Any
 from remi.errors import UserError
 from remi.operations.cycle import CYCLE_LOCK, Outcome
 from remi.operations.dvc_commands import default_remote, dvc
+from remi.operations.target_purge import purge_target
 from remi.pipeline import tracking
 from remi.pipeline.params import load_params
 from remi.pipeline.release import ALIAS
@@ -59,10 +60,12 @@ def _dvc_gc(apply: bool) -> int:
     return dry.returncode
 
 
-def purge(apply: bool) -> int:
+def purge(apply: bool, target: bool = False) -> int:
     """Under the job lock, so no cycle produces objects while DVC collects garbage."""
     try:
         with file_lock(CYCLE_LOCK, 0, "remi purge"):
+            if target:
+                purge_target(apply)
             return _purge(apply)
     except LockTimeout:
         print(f"A re-unlearning cycle holds {CYCLE_LOCK}; purge after it has finished.", file=sys.stderr)

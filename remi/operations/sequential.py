@@ -21,7 +21,7 @@ from remi.networks import MODEL_FILE
 from remi.operations.dvc_commands import default_remote, dvc
 from remi.operations.ledger import read_events
 from remi.params_schema import Params
-from remi.pipeline.layout import split_path, unlearned_dir
+from remi.pipeline.layout import TARGET_PURGE_RECORD, metrics_path, split_path, unlearned_dir
 from remi.pipeline.starting_model import (
     BASE_WEIGHTS_DIR,
     FROM_TARGET,
@@ -29,7 +29,7 @@ from remi.pipeline.starting_model import (
     read_starting_model,
     write_starting_model,
 )
-from remi.runtime.files import file_md5, replace_dir
+from remi.runtime.files import file_md5, read_json, replace_dir
 
 RELEASE_FACTS = ("method", "model_md5", "forget_md5")  # what a `released` event must say to be started from
 
@@ -47,6 +47,9 @@ def prepare_starting_model(params: Params, ledger: Path) -> StartingModel:
     """This cycle's starting model: the last release when sequential, else the original target."""
     start = read_starting_model()
     if not params.cycle.sequential:
+        if TARGET_PURGE_RECORD.exists():
+            raise UserError(f"cycle.sequential is off, but the original target was purged ({TARGET_PURGE_RECORD}): "
+                            "the methods can only start from the last release. Set cycle.sequential: true.")
         if not start.is_target:  # switched off: back to unlearning everything from the target
             write_starting_model(FROM_TARGET)
         return FROM_TARGET
@@ -79,7 +82,9 @@ def _start_from(release: dict[str, Any], previous: StartingModel) -> StartingMod
     start = StartingModel(
         registered_version=release["model_version"], method=method, model_md5=release["model_md5"],
         honoured_ids=tuple(load_split(forget_file).tolist()),
-        releases_since_retrain=0 if method == REFERENCE else previous.releases_since_retrain + 1)
+        releases_since_retrain=0 if method == REFERENCE else previous.releases_since_retrain + 1,
+        # Measured when the target was trained (the audit's figure for it too), kept after a purge.
+        original_test_accuracy=read_json(metrics_path("train_target"))["test_accuracy"])
     write_starting_model(start)
     print(f"Sequential unlearning: this cycle starts from {start.describe()}.", flush=True)
     return start

@@ -7,6 +7,8 @@ REQUESTS_DIR = Path("data/requests")
 SPLITS_DIR = Path("data/splits")
 MODELS_DIR = Path("models")
 TARGET_DIR = MODELS_DIR / "target"
+# Written by `remi purge --target` (git-tracked): the original target is gone and must not be retrained.
+TARGET_PURGE_RECORD = MODELS_DIR / "target.purged.json"
 SHADOWS_DIR = MODELS_DIR / "shadows"
 ATTACK_DIR = MODELS_DIR / "attack"
 UNLEARNED_DIR = MODELS_DIR / "unlearned"

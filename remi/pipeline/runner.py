@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from remi.pipeline import tracking
-from remi.pipeline.layout import OUTPUT_ROOTS, metrics_path
+from remi.pipeline.layout import OUTPUT_ROOTS, TARGET_PURGE_RECORD, metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.summary import summary_text
 from remi.runtime.files import sweep_stale_temps
@@ -84,7 +84,10 @@ def run_pipeline(dvc_arguments: list[str]) -> int:
     sweep_stale_temps(OUTPUT_ROOTS)
     _keep_or_restore_lock()
     started = time.time()
-    code = run_under_parent_run([sys.executable, "-m", "dvc", "repro", *dvc_arguments], "dvc repro")
+    # After `remi purge --target`, train_target's output is gone on purpose: skip it, do not re-run it.
+    missing_target = ["--allow-missing"] if TARGET_PURGE_RECORD.exists() else []
+    code = run_under_parent_run([sys.executable, "-m", "dvc", "repro", *missing_target, *dvc_arguments],
+                                "dvc repro")
     if code == 0:
         _keep_or_restore_lock()
     gate = metrics_path("gate")

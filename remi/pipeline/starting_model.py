@@ -7,6 +7,10 @@ release, so moving it re-runs them) names that release, its model file's md5 and
 honours, and models/base/weights (tracked by DVC through models/base/weights.dvc) holds the file.
 The methods other than retraining then start from it and forget only the samples it does not honour
 yet; retraining, the scoring of forgetting quality, and the audit use the cumulative forget set.
+
+The manifest also names the starting model's directory (`starting_model_dir`), which dvc.yaml loads
+as a variable for the dependencies of the stages that read it: once a release is the starting model,
+no stage reads the original target any more, so `remi purge --target` can delete it.
 """
 
 from dataclasses import asdict, dataclass
@@ -14,12 +18,13 @@ from pathlib import Path
 
 from remi.catalog import REFERENCE
 from remi.errors import UserError
-from remi.pipeline.layout import MODELS_DIR
+from remi.pipeline.layout import MODELS_DIR, TARGET_DIR
 from remi.runtime.files import read_json, write_json
 
 BASE_DIR = MODELS_DIR / "base"
 BASE_MANIFEST = BASE_DIR / "release.json"
 BASE_WEIGHTS_DIR = BASE_DIR / "weights"
+DIRECTORY_KEY = "starting_model_dir"  # the variable dvc.yaml reads from the manifest
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,17 @@ class StartingModel:
     model_md5: str | None = None  # of its model file, checked before it is loaded
     honoured_ids: tuple[int, ...] = ()  # forget samples it already honours
     releases_since_retrain: int = 0  # incremental releases since a model trained from scratch
+    # The original target's test accuracy, measured by the audit of the cycle that first released:
+    # the gate keeps limiting the cumulative drop from it, not the drop of one cycle.
+    original_test_accuracy: float | None = None
 
     @property
     def is_target(self) -> bool:
         return self.registered_version is None
+
+    @property
+    def directory(self) -> Path:
+        return TARGET_DIR if self.is_target else BASE_WEIGHTS_DIR
 
     def describe(self) -> str:
         if self.is_target:
@@ -50,6 +62,7 @@ def read_starting_model() -> StartingModel:
         return FROM_TARGET
     try:
         record = read_json(BASE_MANIFEST)
+        record.pop(DIRECTORY_KEY)
         return StartingModel(**{**record, "honoured_ids": tuple(record["honoured_ids"])})
     except (UserError, ValueError, TypeError, KeyError) as error:  # ValueError: e.g. a merge conflict's markers
         raise UserError(f"{BASE_MANIFEST} is not a starting-model manifest ({error}); restore it with "
@@ -63,4 +76,5 @@ def starting_model_for(method: str) -> StartingModel:
 
 
 def write_starting_model(start: StartingModel, manifest: Path = BASE_MANIFEST) -> None:
-    write_json(manifest, asdict(start) | {"honoured_ids": list(start.honoured_ids)})
+    write_json(manifest, asdict(start) | {"honoured_ids": list(start.honoured_ids),
+                                          DIRECTORY_KEY: start.directory.as_posix()})

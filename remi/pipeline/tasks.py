@@ -2,31 +2,17 @@
 
 
 import torch
-from torch import nn
 
 from remi.attacks.checkpoints import load_attack, load_class_gaussians
 from remi.data.datasets import Dataset
 from remi.data.splits import load_split, retain_ids
-from remi.networks import MODEL_FILE
 from remi.networks.architectures import build_network
-from remi.networks.checkpoints import ArtifactError, load_model
 from remi.params_schema import Params
-from remi.pipeline.layout import ATTACK_DIR, TARGET_DIR, split_path
-from remi.pipeline.starting_model import BASE_MANIFEST, BASE_WEIGHTS_DIR, StartingModel, starting_model_for
-from remi.runtime.files import file_md5
+from remi.pipeline.layout import ATTACK_DIR, split_path
+from remi.pipeline.starting_model import read_starting_model, starting_model_for
+from remi.pipeline.starting_weights import load_starting_model
 from remi.unlearning import UnlearningTask
 from remi.unlearning.base import Samples, StepCallback
-
-
-def load_starting_model(start: StartingModel, device: torch.device) -> nn.Module:
-    """The starting model's network; a released one is checked against the manifest's md5 first."""
-    if start.is_target:
-        return load_model(TARGET_DIR, device)
-    weights = BASE_WEIGHTS_DIR / MODEL_FILE
-    if not weights.is_file() or file_md5(weights) != start.model_md5:
-        raise ArtifactError(f"{weights} is not the released version {start.registered_version} that "
-                            f"{BASE_MANIFEST} names: fetch it with `dvc pull {BASE_WEIGHTS_DIR}.dvc`.")
-    return load_model(BASE_WEIGHTS_DIR, device)
 
 
 def load_task(params: Params, dataset: Dataset, method: str, device: torch.device,
@@ -43,7 +29,9 @@ def load_task(params: Params, dataset: Dataset, method: str, device: torch.devic
         return inputs.to(device), labels.to(device)
 
     return UnlearningTask(
-        original=load_starting_model(start, device),
+        # Retraining ignores it but still gets the model it replaces: once the original target is
+        # purged, that is the only one left to load.
+        original=load_starting_model(read_starting_model(), device),
         retain=on_device(retain_ids(target_train, forget)),
         forget=on_device(forget[~torch.isin(forget, honoured)]),
         out=on_device(load_split(split_path("out"))),

@@ -45,13 +45,17 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / MLFLOW_STORE}"
 
 
+def experiment_name() -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+
+
 def configured_mlflow() -> Any:
     """The mlflow module, pointed at this project's store and experiment (created with its kind if new)."""
     quiet_telemetry()
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    experiment = mlflow.set_experiment(experiment_name())
     if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
         mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return mlflow
@@ -121,7 +125,7 @@ def experiment_url(base: str, experiment_id: str) -> str:
 
 def serve_ui(host: str, port: int) -> int:
     """`mlflow server` on this project's store until interrupted; its exit code."""
-    experiment = configured_mlflow().get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    experiment = configured_mlflow().get_experiment_by_name(experiment_name())
     print(f"MLflow UI: {experiment_url(f'http://{host}:{port}', experiment.experiment_id)} "
           f"(store {tracking_uri()}); Ctrl-C stops it.", flush=True)
     command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1",
@@ -138,7 +142,7 @@ def reap_orphaned_runs() -> list[str]:
     from mlflow.entities import ViewType
 
     client = mlflow.MlflowClient()
-    experiment = mlflow.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    experiment = mlflow.get_experiment_by_name(experiment_name())
     running = client.search_runs(
         [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'",
         run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
