@@ -75,7 +75,7 @@ def _benchmark(args: argparse.Namespace) -> None:
     elif args.what == "threads":
         from remi.benchmarks.threads import benchmark_threads
 
-        benchmark_threads(args.out)
+        benchmark_threads(args.limit_seconds, args.out)
     else:
         from remi.benchmarks.sequential_drift import Plan, benchmark_sequential
 
@@ -194,6 +194,8 @@ def _add_pipeline_commands(command: Command) -> None:
     benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
     benchmark.add_argument("--out", type=Path, help="networks, threads: also write the timings to this JSON file")
     benchmark.add_argument("--repeats", type=int, default=3, help="unlearning: repeats per method")
+    benchmark.add_argument("--limit-seconds", type=_seconds, default=120,
+                           help="threads: stop a run still going after this long (default 120)")
     benchmark.add_argument("--cycles", type=int, default=6, help="sequential: re-unlearning cycles")
     benchmark.add_argument("--requests", type=int, default=2, help="sequential: new requests per cycle")
     benchmark.add_argument("--request-samples", type=int, default=50, help="sequential: samples per request")

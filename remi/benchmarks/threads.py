@@ -1,13 +1,14 @@
 """Seconds of retraining and ReMI under each thread setting, on an idle machine and beside a competing
 CPU-bound process, to choose the thread policy (BENCHMARKS.md, "Threads under contention").
 
-    remi benchmark threads [--out FILE.json]     (after `remi run`; uses its artifacts)
+    remi benchmark threads [--limit-seconds 120] [--out FILE.json]   (after `remi run`; uses its artifacts)
 
-Each setting runs in a fresh process, because the OpenMP runtime reads OMP_WAIT_POLICY once, when
-torch loads it: intra-op threads (1, or one per available core) x wait policy (the runtime's default,
-which spins a while before sleeping, or PASSIVE, which sleeps at once). The competitor is a Python
-busy loop, one core's worth of load, as another job on a shared runner; it is started before and
-stopped (by its process group) after each setting under load.
+Each workload runs in a fresh process per setting, because the OpenMP runtime reads OMP_WAIT_POLICY
+once, when torch loads it: intra-op threads (1, or one per available core) x wait policy (the
+runtime's default, which spins a while before sleeping, or PASSIVE, which sleeps at once). The
+competitor is a Python busy loop, one core's worth of load, as another job on a shared runner; it is
+started before and stopped (by its process group) after each setting under load. A run that has not
+finished after --limit-seconds is stopped and reported as such (a collapse can take 30x longer).
 """
 
 import json
@@ -15,57 +16,84 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 WORKLOADS = ("retrain", "remi")
 WAIT_POLICIES = ("default", "PASSIVE")
 BUSY_LOOP = "while True:\n    pass\n"
+WORKER_STARTUP_SECONDS = 15  # imports and loading the task, outside the timed call
 
 
-def _measure(threads: int, wait_policy: str) -> dict[str, float]:
-    """Run the workloads in a fresh process with this setting; their seconds."""
+@dataclass(frozen=True)
+class Row:
+    load: str
+    threads: int
+    wait_policy: str
+    seconds: dict[str, float | None]  # per workload; None: stopped at the limit
+
+
+def _measure(method: str, threads: int, wait_policy: str, limit_seconds: float) -> float | None:
+    """Seconds of one workload in a fresh process with this setting; None if stopped at the limit."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if wait_policy != "default":
         env["OMP_WAIT_POLICY"] = wait_policy
-    result = subprocess.run([sys.executable, "-m", "remi.benchmarks.threads", str(threads)], env=env,
-                            capture_output=True, text=True, check=True, timeout=1800)
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _with_competitor(measure):
-    competitor = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+    worker = subprocess.Popen([sys.executable, "-m", "remi.benchmarks.threads", method, str(threads)], env=env,
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        return measure()
-    finally:
-        os.killpg(competitor.pid, signal.SIGKILL)
-        competitor.wait()
+        output, _ = worker.communicate(timeout=limit_seconds + WORKER_STARTUP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        return None
+    if worker.returncode != 0:
+        raise RuntimeError(f"the {method} worker failed (exit {worker.returncode}); run `remi run` first")
+    return float(output.strip().splitlines()[-1])
 
 
-def benchmark_threads(out: Path | None) -> None:
+def _competitor() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+
+
+def benchmark_threads(limit_seconds: float, out: Path | None) -> None:
     cores = len(os.sched_getaffinity(0))
+    print(f"{cores} cores; workloads in fresh processes; a run still going after {limit_seconds:.0f} s is "
+          "stopped", flush=True)
     rows = []
     for load in ("idle", "one competing process"):
         for threads in sorted({1, cores}):
             for wait_policy in WAIT_POLICIES:
-                def measure(threads=threads, wait_policy=wait_policy):
-                    return _measure(threads, wait_policy)
-
-                seconds = measure() if load == "idle" else _with_competitor(measure)
-                rows.append({"load": load, "threads": threads, "wait_policy": wait_policy, **seconds})
+                competitor = _competitor() if load != "idle" else None
+                try:
+                    seconds = {m: _measure(m, threads, wait_policy, limit_seconds) for m in WORKLOADS}
+                finally:
+                    if competitor:
+                        os.killpg(competitor.pid, signal.SIGKILL)
+                        competitor.wait()
+                rows.append(Row(load, threads, wait_policy, seconds))
                 print(f"{load:22s} threads {threads}  wait {wait_policy:8s}  "
-                      + "  ".join(f"{w} {seconds[w]:7.2f} s" for w in WORKLOADS), flush=True)
-    idle = {(r["threads"], r["wait_policy"]): r for r in rows if r["load"] == "idle"}
+                      + "  ".join(f"{m} {_shown(seconds[m], limit_seconds)}" for m in WORKLOADS), flush=True)
+    idle = {(r.threads, r.wait_policy): r.seconds for r in rows if r.load == "idle"}
     print("\nslow-down under one competing process (seconds loaded / seconds idle, same setting):")
     for row in rows:
-        if row["load"] != "idle":
-            base = idle[(row["threads"], row["wait_policy"])]
-            print(f"  threads {row['threads']}  wait {row['wait_policy']:8s}  "
-                  + "  ".join(f"{w} x{row[w] / base[w]:.2f}" for w in WORKLOADS))
+        if row.load != "idle":
+            base = idle[(row.threads, row.wait_policy)]
+            print(f"  threads {row.threads}  wait {row.wait_policy:8s}  " + "  ".join(
+                f"{m} {_ratio(row.seconds[m], base[m])}" for m in WORKLOADS))
     if out:
-        out.write_text(json.dumps({"cores": cores, "rows": rows}, indent=2) + "\n")
+        out.write_text(json.dumps({"cores": cores, "limit_seconds": limit_seconds,
+                                   "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
 
 
-def _worker(threads: int) -> None:
+def _ratio(loaded: float | None, idle: float | None) -> str:
+    return f"x{loaded / idle:.2f}" if loaded is not None and idle else "n/a (stopped at the limit)"
+
+
+def _shown(seconds: float | None, limit_seconds: float) -> str:
+    return f"{seconds:7.2f} s" if seconds is not None else f">{limit_seconds:.0f} s (stopped)"
+
+
+def _worker(method: str, threads: int) -> None:
     import torch
 
     from remi.data.datasets import load_dataset
@@ -78,11 +106,8 @@ def _worker(threads: int) -> None:
     params = load_params()
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     device = compute_device()
-    seconds = {}
-    for method in WORKLOADS:
-        seconds[method] = run_method(method, load_task(params, dataset, method, device))[1]
-    print(json.dumps(seconds))
+    print(run_method(method, load_task(params, dataset, method, device))[1])
 
 
 if __name__ == "__main__":
-    _worker(int(sys.argv[1]))
+    _worker(sys.argv[1], int(sys.argv[2]))
