@@ -102,7 +102,10 @@ def test_benchmark_threads_times_every_setting_idle_and_beside_a_competitor(fini
     report = json.loads(out.read_text())
     settings = {(r["load"], r["threads"], r["wait_policy"]) for r in report["rows"]}
     assert settings == {(load, threads, wait) for load in ("idle", "one competing process")
-                        for threads in {1, report["cores"]} for wait in ("default", "PASSIVE")}
+                        for threads, wait in [(str(n), w) for n in {1, report["cores"]} for w in ("default", "PASSIVE")]
+                        + [("auto", "default")]}
+    auto = {r["load"]: r["threads_used"]["retrain"] for r in report["rows"] if r["threads"] == "auto"}
+    assert auto["one competing process"] <= max(1, report["cores"] - 1)  # it left the competitor its core
     assert all(r["seconds"]["retrain"] > 0 and r["seconds"]["remi"] > 0 for r in report["rows"] if r["load"] == "idle")
     assert "slow-down under one competing process" in result.stdout
     busy = subprocess.run(["pgrep", "-f", "while True"], capture_output=True, text=True)

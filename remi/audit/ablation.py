@@ -29,7 +29,7 @@ from remi.pipeline.seeds import hardware
 from remi.pipeline.starting_model import read_starting_model
 from remi.pipeline.starting_weights import load_starting_model
 from remi.pipeline.tasks import load_task
-from remi.runtime.device import compute_device, use_available_cores
+from remi.runtime.device import compute_device, configure_threads
 from remi.runtime.files import read_json, write_bytes, write_json
 from remi.unlearning import run_method
 
@@ -52,7 +52,7 @@ COLUMNS = ("forget_accuracy", "test_accuracy", "shadow_attack_auc", "loss_attack
 
 def run_ablation(seeds: list[int]) -> None:
     """Every variant once per ReMI seed -> reports/remi_ablation.md and metrics/remi_ablation.json."""
-    use_available_cores()
+    configure_threads()
     params = load_params()
     audit = params.audit
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)

@@ -17,7 +17,7 @@ import torch
 from remi.networks.architectures import build_network
 from remi.networks.training import train_classifier
 from remi.pipeline.params import overlay, read_params_file, validate
-from remi.runtime.device import compute_device, describe, synchronize, use_available_cores
+from remi.runtime.device import compute_device, configure_threads, describe, synchronize
 
 # profile -> (input shape, classes)
 SHAPES = {"fashion_mnist": ((1, 28, 28), 10), "mnist_5k": ((1, 28, 28), 10), "letter": ((16,), 26),
@@ -28,7 +28,7 @@ PROFILES = ("params.yaml", "profiles/mnist_5k.yaml", "profiles/letter.yaml", "pr
 
 def benchmark_networks(samples: int, out: Path | None) -> None:
     """Print (and write to `out`, if given) each profile's training seconds per 1,000 samples."""
-    use_available_cores()
+    configure_threads()
     device = compute_device()
     base = read_params_file("params.yaml")
     name = describe(device)

@@ -13,13 +13,13 @@ import torch
 from remi.data.datasets import load_dataset
 from remi.pipeline.params import load_params
 from remi.pipeline.tasks import load_task
-from remi.runtime.device import compute_device, describe, use_available_cores
+from remi.runtime.device import compute_device, configure_threads, describe
 from remi.unlearning import run_method
 
 
 def benchmark_unlearning(repeats: int) -> None:
     """Time every method in params.yaml `repeats` times, alternating, and print the ratios to retrain."""
-    use_available_cores()
+    configure_threads()
     params = load_params()
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     device = compute_device()

@@ -39,7 +39,10 @@ def stage_main(main: Callable[[], None]) -> None:
 
     quiet_telemetry()
     sweep_stale_temps(OUTPUT_ROOTS)  # a killed run's half-written files
-    from remi.runtime.device import use_available_cores
+    from remi.runtime.device import configure_threads
 
-    use_available_cores()
-    run_entry_point(main)
+    def with_threads() -> None:  # inside the entry point, so a bad REMI_THREADS is one readable error
+        configure_threads()
+        main()
+
+    run_entry_point(with_threads)

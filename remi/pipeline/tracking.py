@@ -109,8 +109,11 @@ def stage_run(stage: str, role: str, params: dict[str, Any],
     """
     mlflow = configured_mlflow()
     reap_orphaned_runs()
-    tags = {"stage": stage, "role": role, "device": describe(compute_device()), **code_identity(),
-            **process_tags(), **upstream_tags(upstream or [])}
+    import torch
+
+    # threads: chosen per process by the load (remi/runtime/device.py), so each run says what it had.
+    tags = {"stage": stage, "role": role, "device": describe(compute_device()), "threads": str(torch.get_num_threads()),
+            **code_identity(), **process_tags(), **upstream_tags(upstream or [])}
     with mlflow.start_run(run_name=f"{stage}:{role}" if role != stage else stage,
                           parent_run_id=parent_run_id or os.environ.get(PARENT_RUN_ENV),
                           nested=parent_run_id is not None, tags=tags) as run:

@@ -1,4 +1,4 @@
-"""Where the networks compute: the CPU unless REMI_DEVICE names a GPU.
+"""Where the networks compute: the CPU unless REMI_DEVICE names a GPU, with how many threads.
 
 A device is a property of the machine, not of the experiment, so it comes from the environment and
 never from params.yaml (docs/design.md, "Devices"). Random draws (batch order, noise, labels) always come
@@ -8,6 +8,7 @@ Training data sits on the device for the whole fit; inference results come back 
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -16,6 +17,9 @@ from torch import nn
 from remi.errors import UserError
 
 DEVICE_ENV = "REMI_DEVICE"
+THREADS_ENV = "REMI_THREADS"
+LOADAVG = Path("/proc/loadavg")
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
 class DeviceError(UserError):
@@ -43,9 +47,51 @@ def compute_device() -> torch.device:
     return device
 
 
-def use_available_cores() -> None:
-    """One intra-op thread per core this process may use: small convs gain nothing from more."""
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+def configure_threads() -> int:
+    """Set torch's intra-op threads for this process and return how many.
+
+    REMI_THREADS, when set, decides. Otherwise one thread per CPU this process may use that no other
+    process keeps busy right now. Why not simply one per core (measured, `remi benchmark threads`,
+    BENCHMARKS.md): on the 2-core machine beside one busy process, retraining with 2 threads did not
+    finish in 120 s (8 s idle) and ReMI took 61x its idle time, because every parallel region waits
+    for the thread that shares its core; with 1 thread both ran at their idle speed. OpenMP's passive
+    wait only softened it (2.9x) and cost idle speed. The price of choosing by load: the thread count
+    changes how sums are split, so a run on a busy machine gives other model bytes than on an idle one
+    (within float noise); set REMI_THREADS to get identical bytes whatever the load.
+    """
+    override = os.environ.get(THREADS_ENV, "").strip()
+    if override:
+        if not override.isdigit() or int(override) < 1:
+            raise UserError(f"{THREADS_ENV}={override!r} is not a positive whole number of threads; "
+                            f"unset it to choose from the free CPUs.")
+        threads = int(override)
+    else:
+        threads = max(1, available_cpus() - cpus_busy_elsewhere())
+    torch.set_num_threads(threads)
+    return threads
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity, capped by a cgroup v2 CPU quota (a container's
+    limit, which the affinity does not show)."""
+    cpus = len(os.sched_getaffinity(0))
+    quota = CGROUP_CPU_MAX.read_text().split() if CGROUP_CPU_MAX.exists() else ["max"]
+    if quota[0] != "max":
+        cpus = min(cpus, max(1, int(quota[0]) // int(quota[1])))
+    return cpus
+
+
+def cpus_busy_elsewhere(samples: int = 5, interval_seconds: float = 0.02) -> int:
+    """How many CPUs other processes keep busy now: the kernel's count of runnable tasks
+    (/proc/loadavg, which includes the reading process), at its lowest over a few samples, so that a
+    task that runs for a moment is not counted but a CPU-bound one is. 0 where /proc is missing."""
+    if not LOADAVG.exists():
+        return 0
+    counts = []
+    for _ in range(samples):
+        counts.append(int(LOADAVG.read_text().split()[3].split("/")[0]) - 1)
+        time.sleep(interval_seconds)
+    return max(0, min(counts))
 
 
 def cpu_model() -> str:
