@@ -14,6 +14,10 @@ RAW_DIR = REPO / "data" / "raw" / "fashion_mnist"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# A fixed thread count, inherited by every pipeline the tests run: the default policy chooses by the
+# machine's load (remi/runtime/device.py), and the tests compare bytes across runs. (tests/test_threads.py
+# unsets it to test the policy.)
+os.environ.setdefault("REMI_THREADS", str(len(os.sched_getaffinity(0))))
 
 
 @pytest.fixture(scope="session")
