@@ -312,7 +312,8 @@ def test_hostile_model_file_is_refused(copy, case, payload, message):
     model.unlink()
     model.write_bytes(payload(saved))
     try:
-        assert_refused(work, run.env, (sys.executable, "-m", "stages.train_attack"), message)
+        # unlearn starts from the target (the default starting model); train_attack no longer reads it.
+        assert_refused(work, run.env, (sys.executable, "-m", "stages.unlearn", "--method", "remi"), message)
         assert not Path("/tmp/remi-exploit").exists()
     finally:
         model.unlink()
