@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole default pipeline under contention (BENCHMARKS.md, "Threads under contention"): `remi run -f`
+# in a copy of this project, (1) alone, (2) beside a CPU-bound busy loop, (3) beside a second copy
+# running the same. The copies share this checkout's .venv; their MLflow stores and DVC caches are
+# their own. Run on an otherwise idle machine, after `make run` (the copies keep its shadows).
+# Usage: scripts/bench_contention.sh [WORK_DIR]   (default: a new temporary directory)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:-$(mktemp -d)}
+remi="$root/.venv/bin/remi"
+export REMI_PYTHON="$root/.venv/bin/python"
+unset REMI_THREADS  # the default policy is what is measured
+
+copy() {
+  rm -rf "$work/$1" && mkdir -p "$work/$1"
+  tar -C "$root" --exclude=./.venv --exclude=./mlflow.db --exclude=./.dvc/cache --exclude=./.dvc/tmp \
+    --exclude=./mlruns --exclude=./mlartifacts -cf - . | tar -xf - -C "$work/$1"
+}
+
+timed_run() {  # copy, log file: prints the wall seconds of `remi run -f` there
+  local started
+  started=$(date +%s.%N)
+  (cd "$work/$1" && "$remi" run -f >"$work/$2" 2>&1)
+  python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')"
+}
+
+copy a
+copy b
+echo "alone:                  $(timed_run a alone.log) s"
+python3 -c 'while True: pass' &
+busy=$!
+echo "beside a busy loop:     $(timed_run a busy.log) s"
+kill "$busy"
+wait "$busy" 2>/dev/null || true
+timed_run a side_a.log >"$work/side_a.seconds" &
+first=$!
+timed_run b side_b.log >"$work/side_b.seconds" &
+second=$!
+wait "$first" "$second"
+echo "two side by side:       $(cat "$work/side_a.seconds") s and $(cat "$work/side_b.seconds") s"
+grep -h "threads" "$work"/a/metrics/unlearn/*.json | sort | uniq -c | sed 's/^/  last run, unlearn /'
+echo "logs in $work"
