@@ -38,10 +38,6 @@ REASON = ("the original target holds the influence of every erased sample; the p
           "released model instead and no stage reads the target any more")
 
 
-def target_purged() -> bool:
-    return TARGET_PURGE_RECORD.exists()
-
-
 class _ObjectStores:
     """The local DVC cache and, when one is configured, the default remote, by object id."""
 
@@ -101,7 +97,7 @@ def purge_target(apply: bool) -> None:
 
 def _guard(target_md5: str) -> None:
     """Before anything is deleted: the record, and train_target frozen, so no later run retrains it."""
-    record = read_json(TARGET_PURGE_RECORD) if target_purged() else {
+    record = read_json(TARGET_PURGE_RECORD) if TARGET_PURGE_RECORD.exists() else {
         "purged_time": datetime.now(UTC).isoformat(timespec="seconds"), "model_md5": target_md5,
         "starting_model": read_starting_model().describe(), "reason": REASON}
     write_json(TARGET_PURGE_RECORD, record)
