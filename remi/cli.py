@@ -5,7 +5,7 @@
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
     remi ablation --seeds 0 1 2         ReMI's ablations and sweeps on the pipeline's artifacts
-    remi benchmark networks|unlearning|sequential|threads  timing tools, the sequential drift (BENCHMARKS.md)
+    remi benchmark networks|unlearning|sequential|threads|vectorised  timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
     remi ui                             the MLflow UI on the local store
     remi reap-runs                      mark runs of killed processes KILLED
@@ -76,6 +76,10 @@ def _benchmark(args: argparse.Namespace) -> None:
         from remi.benchmarks.threads import benchmark_threads
 
         benchmark_threads(args.limit_seconds, args.out)
+    elif args.what == "vectorised":
+        from remi.benchmarks.reference_models import benchmark_vectorised
+
+        benchmark_vectorised(args.models, args.epochs, args.out)
     else:
         from remi.benchmarks.sequential_drift import Plan, benchmark_sequential
 
@@ -190,12 +194,16 @@ def _add_pipeline_commands(command: Command) -> None:
     compare.add_argument("--metrics", type=Path, help="default: metrics/comparison.json")
     _seed_list(command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts"))
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
-    benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads"))
+    benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised"))
     benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
-    benchmark.add_argument("--out", type=Path, help="networks, threads: also write the timings to this JSON file")
+    benchmark.add_argument("--out", type=Path,
+                           help="networks, threads, vectorised: also write the timings to this JSON file")
     benchmark.add_argument("--repeats", type=int, default=3, help="unlearning: repeats per method")
     benchmark.add_argument("--limit-seconds", type=_seconds, default=120,
                            help="threads: stop a run still going after this long (default 120)")
+    benchmark.add_argument("--models", type=int, nargs="+", default=[8, 16],
+                           help="vectorised: how many reference models to train each way (default 8 16)")
+    benchmark.add_argument("--epochs", type=int, default=5, help="vectorised: epochs of the recipe (default 5)")
     benchmark.add_argument("--cycles", type=int, default=6, help="sequential: re-unlearning cycles")
     benchmark.add_argument("--requests", type=int, default=2, help="sequential: new requests per cycle")
     benchmark.add_argument("--request-samples", type=int, default=50, help="sequential: samples per request")

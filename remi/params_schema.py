@@ -116,6 +116,7 @@ class Train(Section):
 class Shadows(Section):
     count: Annotated[int, Field(ge=2, le=MAX_INT)]
     seed: Seed
+    train_together: Count  # shadows per vectorised block (1: one by one)
 
 
 class Attack(Section):
@@ -201,6 +202,7 @@ class Remi(Section):
 class ForgettingQuality(Section):
     models: Annotated[int, Field(ge=2, le=MAX_INT)]
     seed: Seed
+    train_together: Count  # retrainings per vectorised block (1: one by one)
     delta: Annotated[float, Field(ge=0, lt=0.5)]
     bin_width: Positive
 

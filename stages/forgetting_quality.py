@@ -34,13 +34,14 @@ def main() -> None:
         others = [m for m in params.unlearn.methods if m != REFERENCE]
         progress = Progress("forgetting-quality models", count * (2 + len(others)))
         retrain_task = load_task(params, dataset, REFERENCE, device)
-        reference = population_statistics(retrain_task, REFERENCE, [base + i for i in range(count)], forget, progress)
-        second = population_statistics(retrain_task, REFERENCE, [base + count + i for i in range(count)], forget,
-                                       progress)
+        # Both retrained populations (seeds base..base+2M-1) in one go: they train as one block.
+        retrained = population_statistics(retrain_task, REFERENCE, [base + i for i in range(2 * count)], forget,
+                                          settings.train_together, progress)
+        reference, second = retrained[:count], retrained[count:]
         epsilons = {"retrain_vs_retrain": per_example_epsilon(second, reference, settings.delta)}
         for method in others:
             unlearned = population_statistics(load_task(params, dataset, method, device), method,
-                                              [base + i for i in range(count)], forget, progress)
+                                              [base + i for i in range(count)], forget, progress=progress)
             epsilons[method] = per_example_epsilon(unlearned, reference, settings.delta)
         metrics = {f"{name}/forgetting_quality": forgetting_quality(eps, settings.bin_width)
                    for name, eps in epsilons.items()}

@@ -1,7 +1,8 @@
 """Stage train_shadows: K shadow models, each saved with its outputs on its in and out samples.
 
 The output directory persists between runs (see dvc.yaml): a shadow whose fingerprint still
-matches is kept, so raising shadows.count trains only the new ones.
+matches is kept, so raising shadows.count trains only the new ones (and the last block of
+shadows.train_together, if it was incomplete: a block trains as one vectorised computation).
 """
 
 import shutil
@@ -9,7 +10,7 @@ import time
 
 import torch
 
-from remi.attacks.shadow_models import shadow_fingerprint, train_shadow
+from remi.attacks.shadow_models import shadow_blocks, shadow_fingerprint, train_shadows
 from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
 from remi.networks.checkpoints import load_shadow_outputs, save_model, torch_bytes
@@ -35,15 +36,20 @@ def main() -> None:
     with tracking.stage_run("train_shadows", "shadows", sections, ["prepare"]) as stage:
         tracking.log_data_input(split_path("shadow_pool"), context="shadow_pool")
         trained, started, progress = 0, time.perf_counter(), Progress("shadows", count)
-        for shadow_id in range(count):
-            fingerprint = shadow_fingerprint(shadow_id, params, pool_md5, dataset.digest)
-            record = shadow_dir(shadow_id) / FINGERPRINT
-            if record.exists() and read_json(record)["fingerprint"] == fingerprint:
-                progress.advance("reused")
+        epochs = params.train.epochs
+        for block in shadow_blocks(count, params.shadows.train_together):
+            fingerprints = {i: shadow_fingerprint(i, params, pool_md5, dataset.digest) for i in block}
+            if all(_is_saved(i, fingerprints[i]) for i in block):
+                for _ in block:
+                    progress.advance("reused")
                 continue
-            _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage.info.run_id, progress)
-            trained += 1
-            progress.advance("trained")
+            # A block trains whole: its shadows' bits depend on the block (see shadow_blocks).
+            results = train_shadows(dataset, pool, block, params, compute_device(),
+                                    on_epoch=lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}"))
+            for shadow_id, (model, outputs) in zip(block, results, strict=True):
+                _save(dataset, shadow_id, model, outputs, params, fingerprints[shadow_id], stage.info.run_id)
+                trained += 1
+                progress.advance("trained")
         for stale in sorted(SHADOWS_DIR.glob("shadow_*"))[count:]:
             shutil.rmtree(stale)
         metrics = _summary(count) | {"shadows_trained": trained, "shadows_reused": count - trained,
@@ -53,14 +59,16 @@ def main() -> None:
         tracking.log_metrics(metrics)
 
 
-def _train_and_save(dataset, pool, shadow_id, params, fingerprint, stage_run_id, progress: Progress) -> None:
+def _is_saved(shadow_id: int, fingerprint: str) -> bool:
+    record = shadow_dir(shadow_id) / FINGERPRINT
+    return record.exists() and read_json(record)["fingerprint"] == fingerprint
+
+
+def _save(dataset, shadow_id, model, outputs, params, fingerprint, stage_run_id) -> None:
     role = f"shadow_{shadow_id:03d}"
     sections = {"shadow_id": shadow_id, **params.model_dump(include={"model", "train", "shadows"})}
     with tracking.stage_run("train_shadows", role, sections, parent_run_id=stage_run_id):
         tracking.set_tags({"shadow.fingerprint": fingerprint})  # ties the run to the files it made
-        epochs = params.train.epochs
-        model, outputs = train_shadow(dataset, pool, shadow_id, params, compute_device(),
-                                      on_epoch=lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}"))
 
         def fill(directory):
             save_model(directory, model, params.model, dataset)

@@ -87,14 +87,17 @@ def test_second_repro_runs_nothing(pipeline):
     assert result.returncode == 0 and ran == set()
 
 
-def test_adding_a_shadow_trains_only_that_shadow(pipeline):
+def test_adding_a_shadow_trains_only_its_block(pipeline):
     work, run = pipeline
-    set_params(work, shadows={"count": 4})
+    before = {i: (work / f"models/shadows/shadow_{i:03d}/outputs.pt").read_bytes() for i in range(3)}
+    set_params(work, shadows={"count": 4})  # tiny profile: blocks of 2, so [0, 1] [2] -> [0, 1] [2, 3]
     result, ran = repro(run)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train_target" not in ran and "train_shadows" in ran
     shadows = json.loads((work / "metrics/train_shadows.json").read_text())
-    assert (shadows["shadows_trained"], shadows["shadows_reused"]) == (1, 3)
+    assert (shadows["shadows_trained"], shadows["shadows_reused"]) == (2, 2)
+    after = {i: (work / f"models/shadows/shadow_{i:03d}/outputs.pt").read_bytes() for i in range(3)}
+    assert after[0] == before[0] and after[1] == before[1]  # the full block was kept as it was
 
 
 def test_new_erasure_request_reruns_only_prepare_unlearn_and_audit(pipeline):

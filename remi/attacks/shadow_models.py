@@ -14,10 +14,12 @@ from torch import nn
 from remi.data.datasets import Dataset
 from remi.networks.architectures import build_network
 from remi.networks.training import EpochCallback, predict_logits, seeded_network, train_classifier
+from remi.networks.vectorised import can_vectorise, train_classifiers
 from remi.params_schema import Params
 
 # Library files whose code shapes a shadow; editing one invalidates every saved shadow.
-_RECIPE_SOURCES = ("networks/architectures.py", "networks/training.py", "attacks/shadow_models.py")
+_RECIPE_SOURCES = ("networks/architectures.py", "networks/training.py", "networks/vectorised.py",
+                   "attacks/shadow_models.py")
 
 
 def shadow_seed(base_seed: int, shadow_id: int) -> int:
@@ -37,6 +39,9 @@ def shadow_fingerprint(shadow_id: int, params: Params, pool_md5: str, data_diges
     arch = params.model.arch
     recipe = {
         "shadow_id": shadow_id, "seed": params.shadows.seed,
+        # Vectorised training agrees with one-by-one only within float tolerance: the block is part
+        # of how a shadow was made.
+        "block": next(b for b in shadow_blocks(params.shadows.count, params.shadows.train_together) if shadow_id in b),
         "model": {"arch": arch, "options": getattr(params.model, arch).model_dump()},
         # train.seed seeds the target only (a shadow's comes from shadows.seed): a seed sweep over
         # train.seed keeps the shadows.
@@ -47,15 +52,32 @@ def shadow_fingerprint(shadow_id: int, params: Params, pool_md5: str, data_diges
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
-def train_shadow(dataset: Dataset, pool: torch.Tensor, shadow_id: int, params: Params, device: torch.device,
-                 on_epoch: EpochCallback | None = None) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """Train one shadow on `device`; return it and its outputs (on the CPU) on the whole pool with
-    the membership mask."""
-    seed = shadow_seed(params.shadows.seed, shadow_id)
-    is_member = shadow_membership(len(pool), params.shadows.seed, shadow_id)
-    model = seeded_network(lambda: build_network(params.model, dataset.input_shape, dataset.num_classes), seed)
-    model.to(device)
-    train_classifier(model, *dataset.subset(pool[is_member]), params.train, seed, on_epoch)
-    outputs = {"sample_ids": pool, "logits": predict_logits(model, dataset.inputs[pool]),
-               "labels": dataset.labels[pool], "is_member": is_member}
-    return model, outputs
+def shadow_blocks(count: int, together: int) -> list[list[int]]:
+    """Shadow IDs in the fixed blocks that train as one vectorised computation.
+
+    A block always trains whole (even when only some of its shadows need training), so a shadow's
+    bits depend only on its block, never on which neighbours happened to need training.
+    """
+    ids = list(range(count))
+    return [ids[start:start + together] for start in range(0, count, together)]
+
+
+def train_shadows(dataset: Dataset, pool: torch.Tensor, shadow_ids: list[int], params: Params,
+                  device: torch.device, on_epoch: EpochCallback | None = None
+                  ) -> list[tuple[nn.Module, dict[str, torch.Tensor]]]:
+    """Train the shadows `shadow_ids` on `device` (vectorised as one computation when there are several
+    and the network allows it); return each with its outputs (on the CPU) on the whole pool and its
+    membership mask."""
+    seeds = [shadow_seed(params.shadows.seed, i) for i in shadow_ids]
+    members = [shadow_membership(len(pool), params.shadows.seed, i) for i in shadow_ids]
+    build = lambda: build_network(params.model, dataset.input_shape, dataset.num_classes)  # noqa: E731
+    models = [seeded_network(build, seed).to(device) for seed in seeds]
+    data = [dataset.subset(pool[is_member]) for is_member in members]
+    if len(models) > 1 and can_vectorise(models[0]):
+        train_classifiers(models, data, params.train, seeds, on_epoch)
+    else:
+        for model, samples, seed in zip(models, data, seeds, strict=True):
+            train_classifier(model, *samples, params.train, seed, on_epoch)
+    return [(model, {"sample_ids": pool, "logits": predict_logits(model, dataset.inputs[pool]),
+                     "labels": dataset.labels[pool], "is_member": is_member})
+            for model, is_member in zip(models, members, strict=True)]

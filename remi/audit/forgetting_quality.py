@@ -16,15 +16,19 @@ higher = harder to tell from retraining. Retrain-vs-retrain (two disjoint sets o
 is the best achievable value under the same estimator.
 """
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
 import torch
+from torch import nn
 
 from remi.attacks.signals import logit_scaled_confidence
+from remi.catalog import REFERENCE
 from remi.networks.training import predict_logits
 from remi.runtime.progress import Progress
 from remi.unlearning import UnlearningTask, unlearn
+from remi.unlearning.retrain import retrain_together
 
 
 def per_example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: float) -> np.ndarray:
@@ -54,14 +58,24 @@ def forgetting_quality(epsilons: np.ndarray, bin_width: float) -> float:
 
 
 def population_statistics(task: UnlearningTask, method: str, seeds: list[int],
-                          forget: tuple[torch.Tensor, torch.Tensor], progress: Progress | None = None) -> np.ndarray:
+                          forget: tuple[torch.Tensor, torch.Tensor], together: int = 1,
+                          progress: Progress | None = None) -> np.ndarray:
     """Run `method` once per seed (same original model, same sets) and return the logit-scaled
-    confidence of every resulting model on the forget samples: shape (len(seeds), samples)."""
+    confidence of every resulting model on the forget samples: shape (len(seeds), samples).
+    Retrainings run in blocks of `together` seeds, each block one vectorised computation."""
     statistics = []
-    for seed in seeds:
-        model = unlearn(method, replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))
+    for model, seed in zip(_models(task, method, seeds, together), seeds, strict=True):
         logits = predict_logits(model, forget[0])
         statistics.append(logit_scaled_confidence(logits, forget[1]).double().numpy())
         if progress:
             progress.advance(f"{method}, seed {seed}")
     return np.stack(statistics)
+
+
+def _models(task: UnlearningTask, method: str, seeds: list[int], together: int) -> Iterator[nn.Module]:
+    if method == REFERENCE:
+        for start in range(0, len(seeds), together):
+            yield from retrain_together(task, seeds[start:start + together])
+        return
+    for seed in seeds:
+        yield unlearn(method, replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))

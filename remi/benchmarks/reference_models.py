@@ -1,0 +1,85 @@
+"""Seconds to train K reference models one by one and as one vectorised computation, with the
+pipeline's recipe and network on the pipeline's data (BENCHMARKS.md, "Vectorised reference models").
+
+    [REMI_DEVICE=cuda] remi benchmark vectorised [--models 8 16] [--epochs 5] [--out FILE.json]
+
+Each model trains on its own random half-pool-sized sample set, as a shadow does. `--epochs` shortens
+the recipe to keep the benchmark short (the seconds scale with epochs); the models are the same ones
+the pipeline would train otherwise. Also reports the largest weight difference between the two ways,
+the float tolerance they agree within.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from remi.data.datasets import load_dataset
+from remi.networks.architectures import build_network
+from remi.networks.training import seeded_network, train_classifier
+from remi.networks.vectorised import can_vectorise, train_classifiers
+from remi.pipeline.params import load_params
+from remi.runtime.device import compute_device, configure_threads, describe, synchronize
+
+
+def benchmark_vectorised(model_counts: list[int], epochs: int, out: Path | None) -> None:
+    threads = configure_threads()
+    params = load_params()
+    device = compute_device()
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
+    recipe = params.train.model_copy(update={"epochs": epochs})
+    samples = params.splits.shadow_pool // 2
+
+    def build():
+        return build_network(params.model, dataset.input_shape, dataset.num_classes)
+
+    if not can_vectorise(build()):
+        raise SystemExit(f"{params.model.arch} has buffers or dropout: it trains one by one only")
+    generator = torch.Generator().manual_seed(0)
+    name = describe(device)
+    print(f"{params.model.arch} on {params.data.dataset}: {samples} samples per model, {epochs} epochs of batch "
+          f"{recipe.batch_size}; {name}, {threads} threads", flush=True)
+    _warm_up(build, dataset, recipe, device)
+    rows = []
+    for count in model_counts:
+        data = [tuple(t.to(device) for t in dataset.subset(torch.randperm(len(dataset.labels),
+                                                                          generator=generator)[:samples]))
+                for _ in range(count)]
+        row = _compare(build, data, recipe, device)
+        rows.append(row)
+        print(f"{count:3d} models: one by one {row['one_by_one_seconds']:7.2f} s, vectorised "
+              f"{row['vectorised_seconds']:7.2f} s, speed-up x{row['speed_up']:.2f}; largest weight difference "
+              f"{row['max_weight_difference']:.1e}", flush=True)
+    if out:
+        out.write_text(json.dumps({"device": name, "threads": threads, "torch": torch.__version__,
+                                   "arch": params.model.arch, "dataset": params.data.dataset, "epochs": epochs,
+                                   "samples_per_model": samples, "rows": rows}, indent=2) + "\n")
+
+
+def _compare(build, data, recipe, device: torch.device) -> dict[str, float]:
+    seeds = list(range(len(data)))
+    alone, alone_seconds = _timed(device, lambda: [
+        train_classifier(seeded_network(build, s).to(device), *d, recipe, s) for s, d in zip(seeds, data, strict=True)])
+    together, together_seconds = _timed(device, lambda: train_classifiers(
+        [seeded_network(build, s).to(device) for s in seeds], data, recipe, seeds))
+    gap = max((a - b).abs().max().item() for one, other in zip(alone, together, strict=True)
+              for a, b in zip(one.parameters(), other.parameters(), strict=True))
+    return {"models": len(data), "one_by_one_seconds": alone_seconds, "vectorised_seconds": together_seconds,
+            "speed_up": alone_seconds / together_seconds, "max_weight_difference": gap}
+
+
+def _timed(device: torch.device, work):
+    synchronize(device)
+    started = time.perf_counter()
+    result = work()
+    synchronize(device)
+    return result, time.perf_counter() - started
+
+
+def _warm_up(build, dataset, recipe, device: torch.device) -> None:
+    """One short run of each way, so neither clock pays for first-call set-up (kernels, allocator)."""
+    short = recipe.model_copy(update={"epochs": 1})
+    data = [tuple(t[: 2 * recipe.batch_size].to(device) for t in (dataset.inputs, dataset.labels))] * 2
+    train_classifier(build().to(device), *data[0], short, 0)
+    train_classifiers([build().to(device) for _ in data], data, short, [0, 1])
