@@ -5,7 +5,8 @@
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
     remi ablation --seeds 0 1 2         ReMI's ablations and sweeps on the pipeline's artifacts
-    remi benchmark networks|unlearning|sequential|threads|vectorised  timing tools, the sequential drift (BENCHMARKS.md)
+    remi benchmark networks|unlearning|sequential|threads|vectorised|profile
+                                        timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
     remi ui                             the MLflow UI on the local store
     remi reap-runs                      mark runs of killed processes KILLED
@@ -80,6 +81,10 @@ def _benchmark(args: argparse.Namespace) -> None:
         from remi.benchmarks.reference_models import benchmark_vectorised
 
         benchmark_vectorised(args.models, args.epochs, args.out)
+    elif args.what == "profile":
+        from remi.benchmarks.pipeline_profile import profile_last_run
+
+        profile_last_run(args.out)
     else:
         from remi.benchmarks.sequential_drift import Plan, benchmark_sequential
 
@@ -194,10 +199,11 @@ def _add_pipeline_commands(command: Command) -> None:
     compare.add_argument("--metrics", type=Path, help="default: metrics/comparison.json")
     _seed_list(command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts"))
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
-    benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised"))
+    benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
+                                                   "profile"))
     benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
     benchmark.add_argument("--out", type=Path,
-                           help="networks, threads, vectorised: also write the timings to this JSON file")
+                           help="networks, threads, vectorised, profile: also write the timings to this JSON file")
     benchmark.add_argument("--repeats", type=int, default=3, help="unlearning: repeats per method")
     benchmark.add_argument("--limit-seconds", type=_seconds, default=120,
                            help="threads: stop a run still going after this long (default 120)")
