@@ -11,11 +11,8 @@ remi="$root/.venv/bin/remi"
 export REMI_PYTHON="$root/.venv/bin/python"
 unset REMI_THREADS  # the default policy is what is measured
 
-copy() {
-  rm -rf "$work/$1" && mkdir -p "$work/$1"
-  tar -C "$root" --exclude=./.venv --exclude=./mlflow.db --exclude=./.dvc/cache --exclude=./.dvc/tmp \
-    --exclude=./mlruns --exclude=./mlartifacts -cf - . | tar -xf - -C "$work/$1"
-}
+# shellcheck source=lib/project_copy.sh
+source "$root/scripts/lib/project_copy.sh"
 
 timed_run() {  # copy, log file: prints the wall seconds of `remi run -f` there
   local started
@@ -24,8 +21,8 @@ timed_run() {  # copy, log file: prints the wall seconds of `remi run -f` there
   python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')"
 }
 
-copy a
-copy b
+project_copy "$root" "$work/a"
+project_copy "$root" "$work/b"
 echo "alone:                  $(timed_run a alone.log) s"
 python3 -c 'while True: pass' &
 busy=$!
