@@ -105,6 +105,19 @@ def test_profile_accounts_for_every_second_of_the_last_run(finished, tmp_path):
 
 
 @pytest.mark.slow
+def test_benchmark_vectorised_times_both_ways_and_they_agree(finished, tmp_path):
+    out = tmp_path / "vectorised.json"
+    result = remi("benchmark", "vectorised", "--models", "2", "3", "--epochs", "1", "--out", str(out), cwd=finished)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [row["models"] for row in report["rows"]] == [2, 3] and report["samples_per_model"] == 1000
+    for row in report["rows"]:
+        assert row["one_by_one_seconds"] > 0 and row["vectorised_seconds"] > 0
+        assert row["max_weight_difference"] < 1e-3  # one epoch: float rounding only
+    assert "speed-up x" in result.stdout
+
+
+@pytest.mark.slow
 def test_benchmark_unlearning_times_each_method_against_retraining(finished):
     result = remi("benchmark", "unlearning", "--repeats", "1", cwd=finished)
     assert result.returncode == 0, result.stderr

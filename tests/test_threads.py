@@ -56,3 +56,43 @@ def test_a_stage_with_a_bad_thread_count_stops_with_a_readable_error(monkeypatch
     with pytest.raises(SystemExit) as stopped:
         stage_main(lambda: None)
     assert stopped.value.code == 2 and "ERROR (UserError): REMI_THREADS='many'" in capsys.readouterr().err
+
+
+def test_a_running_stage_steps_down_when_a_neighbour_starts_and_back_up_when_it_ends(monkeypatch):
+    """The re-check training loops make each epoch: a neighbour that starts after the stage chose its
+    threads is seen (the stage's own running threads are not counted as a neighbour's)."""
+    from remi.runtime import device
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr(device, "REBALANCE_EVERY_SECONDS", 0.0)
+    cpus = available_cpus()
+    assert configure_threads() == cpus  # the stage starts on an idle machine
+    assert 1 <= device.own_running_threads() <= torch.get_num_threads() + 1
+    busy = subprocess.Popen([sys.executable, "-c", "while True:\n    pass\n"], start_new_session=True)
+    try:
+        time.sleep(0.5)
+        device.rebalance_threads()
+        assert torch.get_num_threads() == max(1, cpus - 1)
+    finally:
+        os.killpg(busy.pid, signal.SIGKILL)
+        busy.wait()
+    time.sleep(0.2)
+    device.rebalance_threads()
+    assert torch.get_num_threads() == max(1, cpus - cpus_busy_elsewhere())
+
+
+def test_remi_threads_fixes_the_count_against_rebalancing(monkeypatch):
+    from remi.runtime import device
+
+    monkeypatch.setenv(THREADS_ENV, "1")
+    monkeypatch.setattr(device, "REBALANCE_EVERY_SECONDS", 0.0)
+    assert configure_threads() == 1
+    busy = subprocess.Popen([sys.executable, "-c", "while True:\n    pass\n"], start_new_session=True)
+    try:
+        time.sleep(0.5)
+        monkeypatch.setenv(THREADS_ENV, str(available_cpus() + 1))
+        device.rebalance_threads()
+        assert torch.get_num_threads() == 1  # neither the load nor the new value: only a stage start reads it
+    finally:
+        os.killpg(busy.pid, signal.SIGKILL)
+        busy.wait()

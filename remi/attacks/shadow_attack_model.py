@@ -8,6 +8,7 @@ from torch import nn
 
 from remi.attacks.signals import attack_features, logit_scaled_confidence
 from remi.params_schema import Attack
+from remi.runtime.device import rebalance_threads
 
 
 class AttackModel(nn.Module):
@@ -76,6 +77,7 @@ def train_attack_model(logits: torch.Tensor, labels: torch.Tensor, is_member: to
     target = is_member.float()
     generator = torch.Generator().manual_seed(attack_params.seed)
     for _ in range(attack_params.epochs):
+        rebalance_threads()  # a neighbour may have started since the stage chose its threads
         for batch in torch.randperm(len(labels), generator=generator).split(attack_params.batch_size):
             loss = F.binary_cross_entropy_with_logits(model(logits[batch], labels[batch]), target[batch])
             optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,7 @@ import torch
 from remi.data.datasets import load_dataset
 from remi.networks.architectures import build_network
 from remi.networks.training import seeded_network, train_classifier
-from remi.networks.vectorised import can_vectorise, train_classifiers
+from remi.networks.vectorised import Samples, can_vectorise, train_classifiers
 from remi.pipeline.params import load_params
 from remi.runtime.device import compute_device, configure_threads, describe, synchronize
 
@@ -43,8 +43,7 @@ def benchmark_vectorised(model_counts: list[int], epochs: int, out: Path | None)
     _warm_up(build, dataset, recipe, device)
     rows = []
     for count in model_counts:
-        data = [tuple(t.to(device) for t in dataset.subset(torch.randperm(len(dataset.labels),
-                                                                          generator=generator)[:samples]))
+        data = [_on(device, dataset.subset(torch.randperm(len(dataset.labels), generator=generator)[:samples]))
                 for _ in range(count)]
         row = _compare(build, data, recipe, device)
         rows.append(row)
@@ -57,7 +56,11 @@ def benchmark_vectorised(model_counts: list[int], epochs: int, out: Path | None)
                                    "samples_per_model": samples, "rows": rows}, indent=2) + "\n")
 
 
-def _compare(build, data, recipe, device: torch.device) -> dict[str, float]:
+def _on(device: torch.device, samples: Samples) -> Samples:
+    return samples[0].to(device), samples[1].to(device)
+
+
+def _compare(build, data: list[Samples], recipe, device: torch.device) -> dict[str, float]:
     seeds = list(range(len(data)))
     alone, alone_seconds = _timed(device, lambda: [
         train_classifier(seeded_network(build, s).to(device), *d, recipe, s) for s, d in zip(seeds, data, strict=True)])
@@ -80,6 +83,6 @@ def _timed(device: torch.device, work):
 def _warm_up(build, dataset, recipe, device: torch.device) -> None:
     """One short run of each way, so neither clock pays for first-call set-up (kernels, allocator)."""
     short = recipe.model_copy(update={"epochs": 1})
-    data = [tuple(t[: 2 * recipe.batch_size].to(device) for t in (dataset.inputs, dataset.labels))] * 2
+    data = [_on(device, (dataset.inputs[: 2 * recipe.batch_size], dataset.labels[: 2 * recipe.batch_size]))] * 2
     train_classifier(build().to(device), *data[0], short, 0)
     train_classifiers([build().to(device) for _ in data], data, short, [0, 1])

@@ -6,8 +6,9 @@ BENCHMARKS.md, "Threads under contention").
 
 Settings: a fixed thread count (1, or one per available core) x OpenMP wait policy (the runtime's
 default, which spins a while before sleeping, or PASSIVE, which sleeps at once), and `auto`, the
-pipeline's own policy. Each workload runs in a fresh process per setting, because the OpenMP
-runtime reads OMP_WAIT_POLICY once, when torch loads it. The competitor is a Python busy loop, one
+pipeline's own policy (its choice at the start, and its re-check each epoch). Each workload runs
+in a fresh process per setting, because the OpenMP runtime reads OMP_WAIT_POLICY once, when torch
+loads it. The competitor is a Python busy loop, one
 core's worth of load, as another job on a shared runner; it is started before and stopped (by its
 process group) after each setting under load. A run still going after --limit-seconds is stopped and
 reported as such (a collapse can take 30x longer than the idle run).
@@ -114,21 +115,22 @@ def _ratio(loaded: float | None, idle: float | None) -> str:
 
 
 def _worker(method: str, threads: str) -> None:
-    import torch
 
     from remi.data.datasets import load_dataset
     from remi.pipeline.params import load_params
     from remi.pipeline.tasks import load_task
-    from remi.runtime.device import compute_device, configure_threads
+    from remi.runtime.device import THREADS_ENV, compute_device, configure_threads
     from remi.unlearning import run_method
 
     params = load_params()
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     device = compute_device()
     task = load_task(params, dataset, method, device)
-    # As a stage does: the policy decides once the process is ready to compute.
-    used = configure_threads() if threads == AUTO else int(threads)
-    torch.set_num_threads(used)
+    # As a stage does: the policy decides once the process is ready to compute (and, for `auto`, looks
+    # again each epoch); a fixed setting is REMI_THREADS, which the policy leaves alone.
+    if threads != AUTO:
+        os.environ[THREADS_ENV] = threads
+    used = configure_threads()
     print(json.dumps({"seconds": run_method(method, task)[1], "threads": used}))
 
 

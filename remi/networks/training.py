@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from remi.params_schema import Train
-from remi.runtime.device import model_device
+from remi.runtime.device import model_device, rebalance_threads
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -36,6 +36,7 @@ def train_classifier(
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for epoch in range(epochs):
+        rebalance_threads()  # a neighbour may have started since the stage chose its threads
         started, loss_sum, correct = time.perf_counter(), 0.0, 0
         for batch in torch.randperm(len(labels), generator=generator).to(device).split(batch_size):
             logits = model(inputs[batch])

@@ -26,7 +26,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from remi.networks.training import EpochCallback
 from remi.params_schema import Train
-from remi.runtime.device import model_device
+from remi.runtime.device import model_device, rebalance_threads
 
 Samples = tuple[torch.Tensor, torch.Tensor]  # inputs, labels
 
@@ -75,6 +75,7 @@ def train_classifiers(models: list[nn.Module], data: list[Samples], train_params
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     rows = torch.arange(count, device=device)[:, None]
     for epoch in range(epochs):
+        rebalance_threads()  # a neighbour may have started since the stage chose its threads
         started = time.perf_counter()
         loss_sum, correct = torch.zeros(count, device=device), torch.zeros(count, device=device)
         orders = torch.stack([torch.randperm(size, generator=g) for g in generators]).to(device)  # (K, N)

@@ -19,6 +19,7 @@ from remi.errors import UserError
 DEVICE_ENV = "REMI_DEVICE"
 THREADS_ENV = "REMI_THREADS"
 LOADAVG = Path("/proc/loadavg")
+OWN_TASKS = Path("/proc/self/task")
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
@@ -68,7 +69,31 @@ def configure_threads() -> int:
     else:
         threads = max(1, available_cpus() - cpus_busy_elsewhere())
     torch.set_num_threads(threads)
+    _rebalance_schedule["next"] = time.monotonic() + REBALANCE_EVERY_SECONDS
     return threads
+
+
+REBALANCE_EVERY_SECONDS = 2.0
+_rebalance_schedule = {"next": 0.0}
+
+
+def rebalance_threads() -> None:
+    """Re-make `configure_threads`'s choice during a computation (training loops call it each epoch;
+    it looks at most every REBALANCE_EVERY_SECONDS, for about 30 ms).
+
+    Deciding once per process is not enough: two pipelines whose stages start at the same moment each
+    see a free machine, take every core and then collapse together (measured: BENCHMARKS.md, "Threads
+    under contention"). Looking again while computing, each sees the other's running threads, steps
+    down to the CPUs left, and steps back up when the neighbour is gone. REMI_THREADS, when set, fixes
+    the count and this does nothing.
+    """
+    now = time.monotonic()
+    if os.environ.get(THREADS_ENV, "").strip() or now < _rebalance_schedule["next"]:
+        return
+    _rebalance_schedule["next"] = now + REBALANCE_EVERY_SECONDS
+    threads = max(1, available_cpus() - cpus_busy_elsewhere(samples=3, interval_seconds=0.01))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
 
 
 def available_cpus() -> int:
@@ -83,15 +108,34 @@ def available_cpus() -> int:
 
 def cpus_busy_elsewhere(samples: int = 5, interval_seconds: float = 0.02) -> int:
     """How many CPUs other processes keep busy now: the kernel's count of runnable tasks
-    (/proc/loadavg, which includes the reading process), at its lowest over a few samples, so that a
-    task that runs for a moment is not counted but a CPU-bound one is. 0 where /proc is missing."""
+    (/proc/loadavg) less this process's own runnable threads, at its lowest over a few samples, so
+    that a task that runs for a moment is not counted but a CPU-bound one is. 0 where /proc is
+    missing."""
     if not LOADAVG.exists():
         return 0
     counts = []
     for _ in range(samples):
-        counts.append(int(LOADAVG.read_text().split()[3].split("/")[0]) - 1)
+        # Own threads counted on both sides of the kernel's count, the fewer subtracted: a thread of
+        # ours that changes state in between must not hide a neighbour (too few threads cost less
+        # than a collapse).
+        before = own_running_threads()
+        running = int(LOADAVG.read_text().split()[3].split("/")[0])
+        counts.append(running - min(before, own_running_threads()))
         time.sleep(interval_seconds)
     return max(0, min(counts))
+
+
+def own_running_threads() -> int:
+    """This process's threads that are running or runnable (state R in /proc/self/task/*/stat): the
+    caller itself, and torch's worker threads when they compute or spin."""
+    running = 0
+    for stat in OWN_TASKS.glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the thread ended while we looked
+            continue
+        running += text[text.rindex(")") + 2] == "R"
+    return max(1, running)
 
 
 def cpu_model() -> str:
