@@ -95,7 +95,7 @@ def test_profile_accounts_for_every_second_of_the_last_run(finished, tmp_path):
     assert result.returncode == 0, result.stderr
     profile = json.loads(out.read_text())
     stages = [row["stage"] for row in profile["stages"]]
-    assert stages[:3] == ["prepare", "train_target", "train_shadows"] and stages[-1] == "gate"
+    assert stages[:3] == ["prepare", "train_target:target", "train_shadows:shadows"] and stages[-1] == "gate"
     assert {"unlearn:retrain", "unlearn:remi", "forgetting_quality", "audit"} <= set(stages)
     columns = [row[key] for row in profile["stages"] for key in ("start_up", "in_run", "gap_after")]
     assert all(value > -0.05 for value in columns)  # clock ticks are 10 ms; MLflow's times are ms
@@ -113,7 +113,9 @@ def test_benchmark_vectorised_times_both_ways_and_they_agree(finished, tmp_path)
     assert [row["models"] for row in report["rows"]] == [2, 3] and report["samples_per_model"] == 1000
     for row in report["rows"]:
         assert row["one_by_one_seconds"] > 0 and row["vectorised_seconds"] > 0
-        assert row["max_weight_difference"] < 1e-3  # one epoch: float rounding only
+        # One epoch: float rounding only. Adam turns a rounding difference in a near-zero gradient
+        # (weights that see Fashion-MNIST's blank border) into a step of up to the learning rate.
+        assert row["max_weight_difference"] < 0.05
     assert "speed-up x" in result.stdout
 
 
