@@ -6,7 +6,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: setup data run test lint ui reunlearn
+.PHONY: setup data run test test-profiles lint ui reunlearn
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,9 @@ test: setup
 	bash scripts/get_chromium.sh
 	bash scripts/get_postgres.sh
 	$(PYTHON) -m pytest
+
+test-profiles: setup
+	$(PYTHON) -m pytest -m profiles tests/test_profiles.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,11 @@ MNIST-5k (MLP) over two seeds with `dvc exp run` (`remi seeds`) and the comparis
 built from them; letter (MLP) and the Fashion-MNIST comparison of all nine methods (whose stages
 and data are the default's, plus seven methods) with `dvc repro`. The tiny profile is
 tests/test_pipeline_e2e.py. CIFAR-10 itself needs internet and its full profiles a GPU; the
-ResNet-9 profile's code paths run here on real images written in CIFAR-10's format."""
+ResNet-9 profile's code paths run here on real images written in CIFAR-10's format.
+
+The four profile runs are marked `profiles` and left out of `make test` (so out of CI): on a slow
+2-core VM they alone take over half an hour and pushed the suite past CI's 90 minutes.
+`make test-profiles` runs them."""
 
 import json
 import sys
@@ -32,6 +36,7 @@ def check_audit(audit: dict) -> None:
     assert audit["remi/test_accuracy"] > audit["target/test_accuracy"] - 0.05
 
 
+@pytest.mark.profiles
 def test_mnist_5k_profile_over_seeds_with_dvc_exp_and_the_comparison_report(tmp_path):
     run = pipeline_copy(tmp_path, "profiles/mnist_5k.yaml")
     result = run(sys.executable, "-m", "remi", "seeds", "--seeds", "0", "1")
@@ -55,6 +60,7 @@ def test_mnist_5k_profile_over_seeds_with_dvc_exp_and_the_comparison_report(tmp_
     assert remi_gap["n"] == 2 and remi_gap["mean"] == pytest.approx(sum(gaps) / 2)
 
 
+@pytest.mark.profiles
 def test_letter_profile_runs_the_whole_pipeline(tmp_path):
     run = pipeline_copy(tmp_path, "profiles/letter.yaml")
     result = run(sys.executable, "-m", "remi", "run")
@@ -75,6 +81,7 @@ def test_every_profile_is_valid_over_the_default_params():
         validate(overlay(base, yaml.safe_load(profile.read_text())))
 
 
+@pytest.mark.profiles
 def test_fashion_mnist_compare_profile_reproduces_the_committed_seed_0_audit(tmp_path):
     """The profile behind the committed comparison: same seed, same numbers (timings aside)."""
     run = pipeline_copy(tmp_path, "profiles/compare.yaml")
@@ -90,6 +97,7 @@ def test_fashion_mnist_compare_profile_reproduces_the_committed_seed_0_audit(tmp
     assert min(gaps, key=gaps.get) == "remi"
 
 
+@pytest.mark.profiles
 def test_cifar10_resnet9_profile_runs_on_real_images_in_cifars_format(tmp_path):
     """The CIFAR-10 profile's code paths (3x32x32 inputs, ResNet-9 with batch norm, ReMI on its last
     three layers, all nine methods) through the whole pipeline, at the tiny profile's sizes with a
