@@ -1,7 +1,9 @@
 """Shadow models: the owner's stand-ins for the target, each trained on a random half of a pool.
 
-Shadow i depends only on (shadows.seed, i), the recipe and the pool, so adding shadows keeps the
-existing ones: a fingerprint of exactly those inputs decides whether a saved shadow can be reused.
+Shadow i depends only on (shadows.seed, i), the recipe, the pool and its block (the shadows it is
+trained with as one vectorised computation), so adding shadows keeps the existing ones, save an
+incomplete last block: a fingerprint of exactly those inputs decides whether a saved shadow can be
+reused.
 """
 
 import hashlib
