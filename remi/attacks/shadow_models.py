@@ -15,8 +15,8 @@ from torch import nn
 
 from remi.data.datasets import Dataset
 from remi.networks.architectures import build_network
-from remi.networks.training import EpochCallback, predict_logits, seeded_network, train_classifier
-from remi.networks.vectorised import can_vectorise, train_classifiers
+from remi.networks.training import EpochCallback, predict_logits, seeded_network
+from remi.networks.vectorised import in_blocks, train_each
 from remi.params_schema import Params
 
 # Library files whose code shapes a shadow; editing one invalidates every saved shadow.
@@ -60,8 +60,7 @@ def shadow_blocks(count: int, together: int) -> list[list[int]]:
     A block always trains whole (even when only some of its shadows need training), so a shadow's
     bits depend only on its block, never on which neighbours happened to need training.
     """
-    ids = list(range(count))
-    return [ids[start:start + together] for start in range(0, count, together)]
+    return in_blocks(list(range(count)), together)
 
 
 def train_shadows(dataset: Dataset, pool: torch.Tensor, shadow_ids: list[int], params: Params,
@@ -75,11 +74,7 @@ def train_shadows(dataset: Dataset, pool: torch.Tensor, shadow_ids: list[int], p
     build = lambda: build_network(params.model, dataset.input_shape, dataset.num_classes)  # noqa: E731
     models = [seeded_network(build, seed).to(device) for seed in seeds]
     data = [dataset.subset(pool[is_member]) for is_member in members]
-    if len(models) > 1 and can_vectorise(models[0]):
-        train_classifiers(models, data, params.train, seeds, on_epoch)
-    else:
-        for model, samples, seed in zip(models, data, seeds, strict=True):
-            train_classifier(model, *samples, params.train, seed, on_epoch)
+    train_each(models, data, params.train, seeds, on_epoch)
     return [(model, {"sample_ids": pool, "logits": predict_logits(model, dataset.inputs[pool]),
                      "labels": dataset.labels[pool], "is_member": is_member})
             for model, is_member in zip(models, members, strict=True)]

@@ -26,6 +26,7 @@ from torch import nn
 from remi.attacks.signals import logit_scaled_confidence
 from remi.catalog import REFERENCE
 from remi.networks.training import predict_logits
+from remi.networks.vectorised import in_blocks
 from remi.runtime.progress import Progress
 from remi.unlearning import UnlearningTask, unlearn
 from remi.unlearning.retrain import retrain_together
@@ -74,8 +75,8 @@ def population_statistics(task: UnlearningTask, method: str, seeds: list[int],
 
 def _models(task: UnlearningTask, method: str, seeds: list[int], together: int) -> Iterator[nn.Module]:
     if method == REFERENCE:
-        for start in range(0, len(seeds), together):
-            yield from retrain_together(task, seeds[start:start + together])
+        for block in in_blocks(seeds, together):
+            yield from retrain_together(task, block)
         return
     for seed in seeds:
         yield unlearn(method, replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from remi.data.datasets import load_dataset
+from remi.errors import UserError
 from remi.networks.architectures import build_network
 from remi.networks.training import seeded_network, train_classifier
 from remi.networks.vectorised import Samples, can_vectorise, train_classifiers
@@ -35,7 +36,8 @@ def benchmark_vectorised(model_counts: list[int], epochs: int, out: Path | None)
         return build_network(params.model, dataset.input_shape, dataset.num_classes)
 
     if not can_vectorise(build()):
-        raise SystemExit(f"{params.model.arch} has buffers or dropout: it trains one by one only")
+        raise UserError(f"{params.model.arch} has buffers or dropout, so it trains one by one only: "
+                        "run this benchmark on a profile with small_cnn or mlp")
     generator = torch.Generator().manual_seed(0)
     name = describe(device)
     print(f"{params.model.arch} on {params.data.dataset}: {samples} samples per model, {epochs} epochs of batch "

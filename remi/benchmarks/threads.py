@@ -115,7 +115,6 @@ def _ratio(loaded: float | None, idle: float | None) -> str:
 
 
 def _worker(method: str, threads: str) -> None:
-
     from remi.data.datasets import load_dataset
     from remi.pipeline.params import load_params
     from remi.pipeline.tasks import load_task

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from remi.networks.training import EpochCallback
+from remi.networks.training import EpochCallback, train_classifier
 from remi.params_schema import Train
 from remi.runtime.device import model_device, rebalance_threads
 
@@ -36,6 +36,22 @@ def can_vectorise(model: nn.Module) -> bool:
     has_buffers = any(True for _ in model.buffers())
     is_random = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
     return not has_buffers and not is_random
+
+
+def in_blocks(items: list[int], size: int) -> list[list[int]]:
+    """`items` cut into consecutive blocks of `size` (the last may be shorter): the fixed groups that
+    train as one computation, so a model's bits depend on its block and nothing else."""
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def train_each(models: list[nn.Module], data: list[Samples], train_params: Train, seeds: list[int],
+               on_epoch: EpochCallback | None = None) -> list[nn.Module]:
+    """`train_classifiers` when there are several models and the network allows it, else
+    `train_classifier` for each: what callers with a block of reference models want."""
+    if len(models) > 1 and can_vectorise(models[0]):
+        return train_classifiers(models, data, train_params, seeds, on_epoch)
+    return [train_classifier(model, *samples, train_params, seed, on_epoch)
+            for model, samples, seed in zip(models, data, seeds, strict=True)]
 
 
 def train_classifiers(models: list[nn.Module], data: list[Samples], train_params: Train, seeds: list[int],

@@ -3,7 +3,7 @@
 from torch import nn
 
 from remi.networks.training import seeded_network, train_classifier
-from remi.networks.vectorised import can_vectorise, train_classifiers
+from remi.networks.vectorised import train_each
 from remi.params_schema import Retrain
 from remi.unlearning.base import UnlearningTask
 
@@ -19,7 +19,4 @@ def retrain_together(task: UnlearningTask, seeds: list[int]) -> list[nn.Module]:
     """`retrain` once per seed, as one vectorised computation when the network allows it (same
     models within float tolerance; remi.networks.vectorised)."""
     models = [seeded_network(task.new_network, seed) for seed in seeds]
-    if len(models) > 1 and can_vectorise(models[0]):
-        return train_classifiers(models, [task.retain] * len(models), task.train_params, seeds)
-    return [train_classifier(model, *task.retain, task.train_params, seed) for model, seed in zip(models, seeds,
-                                                                                                   strict=True)]
+    return train_each(models, [task.retain] * len(models), task.train_params, seeds)
