@@ -19,7 +19,7 @@ from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
 from remi.pipeline.layout import SHADOWS_DIR, metrics_path, run_record_path, shadow_dir, split_path
 from remi.pipeline.params import load_params
-from remi.runtime.device import compute_device
+from remi.runtime.executors import executor_name, map_in_order, runs_in_process
 from remi.runtime.files import file_md5, read_json, replace_dir, write_bytes, write_json
 from remi.runtime.progress import Progress
 
@@ -37,19 +37,25 @@ def main() -> None:
         tracking.log_data_input(split_path("shadow_pool"), context="shadow_pool")
         trained, started, progress = 0, time.perf_counter(), Progress("shadows", count)
         epochs = params.train.epochs
+        fingerprints = {i: shadow_fingerprint(i, params, pool_md5, dataset.digest) for i in range(count)}
+        # A block trains whole: its shadows' bits depend on the block (see shadow_blocks).
+        to_train = []
         for block in shadow_blocks(count, params.shadows.train_together):
-            fingerprints = {i: shadow_fingerprint(i, params, pool_md5, dataset.digest) for i in block}
             if all(_is_saved(i, fingerprints[i]) for i in block):
                 for _ in block:
                     progress.advance("reused")
-                continue
-            # A block trains whole: its shadows' bits depend on the block (see shadow_blocks).
-            results = train_shadows(dataset, pool, block, params, compute_device(),
-                                    on_epoch=lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}"))
+            else:
+                to_train.append(block)
+        executor = executor_name()
+        tracking.set_tags({"executor": executor})
+        on_epoch = (lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}")) if runs_in_process() else None
+        blocks_trained = map_in_order(train_shadows, to_train, dataset=dataset, pool=pool, params=params,
+                                      on_epoch=on_epoch)
+        for block, results in zip(to_train, blocks_trained, strict=True):
             for shadow_id, (model, outputs) in zip(block, results, strict=True):
                 _save(dataset, shadow_id, model, outputs, params, fingerprints[shadow_id], stage.info.run_id)
                 trained += 1
-                progress.advance("trained")
+                progress.advance(f"trained ({executor})")
         for stale in sorted(SHADOWS_DIR.glob("shadow_*"))[count:]:
             shutil.rmtree(stale)
         metrics = _summary(count) | {"shadows_trained": trained, "shadows_reused": count - trained,

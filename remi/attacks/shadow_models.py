@@ -18,6 +18,7 @@ from remi.networks.architectures import build_network
 from remi.networks.training import EpochCallback, predict_logits, seeded_network
 from remi.networks.vectorised import in_blocks, train_each
 from remi.params_schema import Params
+from remi.runtime.device import compute_device
 
 # Library files whose code shapes a shadow; editing one invalidates every saved shadow.
 _RECIPE_SOURCES = ("networks/architectures.py", "networks/training.py", "networks/vectorised.py",
@@ -63,18 +64,20 @@ def shadow_blocks(count: int, together: int) -> list[list[int]]:
     return in_blocks(list(range(count)), together)
 
 
-def train_shadows(dataset: Dataset, pool: torch.Tensor, shadow_ids: list[int], params: Params,
-                  device: torch.device, on_epoch: EpochCallback | None = None
-                  ) -> list[tuple[nn.Module, dict[str, torch.Tensor]]]:
-    """Train the shadows `shadow_ids` on `device` (vectorised as one computation when there are several
-    and the network allows it); return each with its outputs (on the CPU) on the whole pool and its
-    membership mask."""
+def train_shadows(shadow_ids: list[int], *, dataset: Dataset, pool: torch.Tensor, params: Params,
+                  on_epoch: EpochCallback | None = None) -> list[tuple[nn.Module, dict[str, torch.Tensor]]]:
+    """Train the shadows `shadow_ids` (one block: vectorised as one computation when there are several
+    and the network allows it) on this process's device; return each on the CPU with its outputs on the
+    whole pool and its membership mask. Module-level and keyword-only after the block, so an executor
+    can run blocks in other processes (remi.runtime.executors)."""
+    device = compute_device()
     seeds = [shadow_seed(params.shadows.seed, i) for i in shadow_ids]
     members = [shadow_membership(len(pool), params.shadows.seed, i) for i in shadow_ids]
     build = lambda: build_network(params.model, dataset.input_shape, dataset.num_classes)  # noqa: E731
     models = [seeded_network(build, seed).to(device) for seed in seeds]
     data = [dataset.subset(pool[is_member]) for is_member in members]
     train_each(models, data, params.train, seeds, on_epoch)
-    return [(model, {"sample_ids": pool, "logits": predict_logits(model, dataset.inputs[pool]),
-                     "labels": dataset.labels[pool], "is_member": is_member})
-            for model, is_member in zip(models, members, strict=True)]
+    outputs = [{"sample_ids": pool, "logits": predict_logits(model, dataset.inputs[pool]),
+                "labels": dataset.labels[pool], "is_member": is_member}
+               for model, is_member in zip(models, members, strict=True)]
+    return [(model.cpu(), output) for model, output in zip(models, outputs, strict=True)]
