@@ -69,7 +69,8 @@ def main() -> None:
         checks = {m: acceptance_checks(per_model, params.acceptance, m) for m in methods if m != REFERENCE}
         flat = flatten_audit(per_model, checks)
         context = _context(params, start, sets, timings, run) | {
-            "forgetting quality": f"{quality['models_per_population']} models per population, "
+            "forgetting quality": f"{quality['models_per_population']} models per population (largest "
+                                  f"epsilon they can certify: {quality['largest_certifiable_epsilon']:.2f}), "
                                   f"{quality['stage_seconds']:.0f} s (stage forgetting_quality)",
             "audit run time (scoring, before reports)": f"{time.perf_counter() - started:.1f} s"}
         evidence = AuditEvidence(per_model, checks, scores, models, audit.attacks, audit.low_fprs, context)

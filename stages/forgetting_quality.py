@@ -7,7 +7,12 @@ import time
 
 import numpy as np
 
-from remi.audit.forgetting_quality import forgetting_quality, per_example_epsilon, population_statistics
+from remi.audit.forgetting_quality import (
+    forgetting_quality,
+    largest_certifiable_epsilon,
+    per_example_epsilon,
+    population_statistics,
+)
 from remi.catalog import REFERENCE
 from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
@@ -47,6 +52,7 @@ def main() -> None:
                    for name, eps in epsilons.items()}
         metrics |= {f"{name}/mean_epsilon": float(np.mean(eps)) for name, eps in epsilons.items()}
         metrics["models_per_population"] = count
+        metrics["largest_certifiable_epsilon"] = largest_certifiable_epsilon(count, settings.delta)
         metrics["stage_seconds"] = time.perf_counter() - started
         rows = ["population,sample_id,epsilon"] + [f"{name},{i},{e:.4f}" for name, eps in epsilons.items()
                                                    for i, e in zip(forget_ids.tolist(), eps, strict=True)]

@@ -1,6 +1,6 @@
 import numpy as np
 
-from remi.audit.forgetting_quality import forgetting_quality, per_example_epsilon
+from remi.audit.forgetting_quality import forgetting_quality, largest_certifiable_epsilon, per_example_epsilon
 
 
 def test_identical_populations_score_well_above_separated_ones():
@@ -11,6 +11,7 @@ def test_identical_populations_score_well_above_separated_ones():
     eps_far = per_example_epsilon(far, same_b, delta=0.01)
     # No threshold confuses the separated populations: every sample gets the largest certifiable epsilon.
     assert np.allclose(eps_far, np.log(2 * 16 * 0.99 - 1))
+    assert np.allclose(eps_far, largest_certifiable_epsilon(16, delta=0.01))  # what the report states
     assert (eps_same < eps_far).mean() > 0.95
     assert forgetting_quality(eps_same, 0.5) > 3 * forgetting_quality(eps_far, 0.5)
 
@@ -29,3 +30,9 @@ def test_epsilon_matches_hand_computed_cases():
 
 def test_quality_buckets_by_bin_width():
     assert forgetting_quality(np.array([0.0, 0.49, 0.5, 1.2]), 0.5) == (1 + 1 + 0.5 + 0.25) / 4
+
+
+def test_largest_certifiable_epsilon_grows_with_the_models():
+    assert np.isclose(largest_certifiable_epsilon(2, 0.0), np.log(3))  # the hand-computed case above
+    assert np.isclose(largest_certifiable_epsilon(3, 0.01), np.log(2 * 3 * 0.99 - 1))
+    assert largest_certifiable_epsilon(3, 0.01) < largest_certifiable_epsilon(32, 0.01)

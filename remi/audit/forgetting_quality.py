@@ -34,7 +34,7 @@ from remi.unlearning.retrain import retrain_together
 
 def per_example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: float) -> np.ndarray:
     """epsilon per sample from statistics of shape (models, samples) for each population."""
-    floor = 1 / (2 * min(len(unlearned), len(retrained)))
+    floor = rate_floor(min(len(unlearned), len(retrained)))
     epsilons = np.zeros(unlearned.shape[1])
     thresholds = np.concatenate([unlearned, retrained])  # every observed value is a threshold
     for index in range(unlearned.shape[1]):
@@ -51,6 +51,18 @@ def per_example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: flo
                 best = max(best, float(values.max()))
         epsilons[index] = best
     return epsilons
+
+
+def rate_floor(models: int) -> float:
+    """The smallest error rate `models` models per population can measure: half a model."""
+    return 1 / (2 * models)
+
+
+def largest_certifiable_epsilon(models: int, delta: float) -> float:
+    """The resolution of the estimate: the epsilon of populations that no threshold confuses (both error
+    rates at their floor), log(2M(1 - delta) - 1). No sample can score more, however distinguishable."""
+    floor = rate_floor(models)
+    return float(np.log(1 - delta - floor) - np.log(floor))
 
 
 def forgetting_quality(epsilons: np.ndarray, bin_width: float) -> float:
