@@ -85,3 +85,34 @@ def test_four_shadows_trained_as_ray_tasks_on_loopback_match_the_local_executor(
     assert (metrics["shadows_trained"], metrics["shadows_reused"]) == (4, 0)
     assert "trained (ray)" in result.stderr
     assert os.environ.get("REMI_THREADS")  # the tasks' thread count, as the local run's (conftest)
+
+
+FAILING_TASK = """
+import time
+from remi.errors import UserError
+from remi.runtime.executors import map_in_order
+
+def square_unless_two(item):
+    if item == 2:
+        raise UserError("item 2 is refused")
+    return item * item
+
+results = []
+try:
+    for result in map_in_order(square_unless_two, [0, 1, 2, 3]):
+        results.append(result)
+except UserError as error:
+    print("results", results, "error", error, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_failing_ray_task_stops_with_its_own_error_after_the_results_before_it():
+    daemons_before = _ray_daemons()
+    result = subprocess.run(["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+                             sys.executable, "-c", FAILING_TASK],
+                            env=os.environ | {"REMI_EXECUTOR": "ray"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The items before the failing one arrive (the stage saves them), then the task's own exception.
+    assert "results [0, 1] error item 2 is refused" in result.stdout
+    assert _ray_daemons() <= daemons_before, "the Ray instance was left running after the failure"
