@@ -1,9 +1,11 @@
 """Executors (remi/runtime/executors.py): the settings they refuse, and the Ray executor training shadows
-in Ray tasks, on loopback only, into the same files as the local executor."""
+and forgetting quality's retrainings in Ray tasks, on loopback only, into the same files as the local
+executor."""
 
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,37 +52,51 @@ def _ray_daemons() -> set[int]:
     return {int(pid) for pid in found.split()}
 
 
+def _in_loopback_namespace(command: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`command` (shell) in a new network namespace with only loopback, up: Ray binds every interface
+    and advertises the host's address, so there nothing it opens can reach, or be reached from, outside."""
+    return subprocess.run(["unshare", "--net", "--", "sh", "-c", f"ip link set lo up && {command}"], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def _quality_metrics(work: Path) -> dict[str, float]:
+    metrics = json.loads((work / "metrics" / "forgetting_quality.json").read_text())
+    return {key: value for key, value in metrics.items() if key != "stage_seconds"}
+
+
 def _ran(result: subprocess.CompletedProcess) -> set[str]:
     return {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
 
 
 @pytest.mark.slow
-def test_four_shadows_trained_as_ray_tasks_on_loopback_match_the_local_executor(tiny_run, tmp_path):
+def test_shadows_and_retrainings_trained_as_ray_tasks_on_loopback_match_the_local_executor(tiny_run, tmp_path):
     work = tmp_path / "repo"
     run = clone_run(tiny_run, work)
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["shadows"].update(count=4)  # tiny profile: blocks of 2, so two Ray tasks of two shadows
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    local = run(sys.executable, "-m", "remi", "run")
+    # Only the shadows stage (downstream stages are not what this compares): trains the block [2, 3].
+    local = run(sys.executable, "-m", "remi", "run", "--single-item", "train_shadows")
     assert local.returncode == 0, local.stderr[-3000:]
     local_files = _shadow_files(work)
     assert len(local_files) >= 4 * 3  # model, outputs and fingerprint per shadow
+    quality_csv = work / "reports" / "forgetting_quality.csv"
+    local_quality = (quality_csv.read_bytes(), _quality_metrics(work))
 
     for shadow in (work / "models" / "shadows").glob("shadow_*"):
         shutil.rmtree(shadow)
     daemons_before = _ray_daemons()
-    # A network namespace with only loopback: Ray binds every interface and advertises the host's
-    # address, so nothing it opens can be reached from, or talk to, anything but this namespace.
-    in_loopback_namespace = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']
-    result = subprocess.run([*in_loopback_namespace, sys.executable, "-m", "remi", "run"], cwd=work,
-                            env=run.env | {"REMI_EXECUTOR": "ray"},  # type: ignore[attr-defined]
-                            capture_output=True, text=True, timeout=600)
+    remi = shlex.join([sys.executable, "-m", "remi", "run"])
+    # The shadows are missing, so their stage retrains all four; forgetting quality (whose inputs the
+    # shadows do not change) is forced, so its retrainings, one block, go through Ray too.
+    both = f"{remi} --single-item train_shadows && {remi} --force --single-item forgetting_quality"
+    result = _in_loopback_namespace(both, cwd=work, env=run.env | {"REMI_EXECUTOR": "ray"})  # type: ignore[attr-defined]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert _ray_daemons() <= daemons_before, "the stage left its Ray instance running"
 
-    # Same files, so DVC sees the same shadows and nothing downstream re-runs.
+    assert _ran(result) == {"train_shadows", "forgetting_quality"}
     assert _shadow_files(work) == local_files
-    assert _ran(result) <= {"check_params", "train_shadows"} and "train_shadows" in _ran(result)
+    assert (quality_csv.read_bytes(), _quality_metrics(work)) == local_quality
     metrics = json.loads((work / "metrics" / "train_shadows.json").read_text())
     assert (metrics["shadows_trained"], metrics["shadows_reused"]) == (4, 0)
     assert "trained (ray)" in result.stderr
@@ -88,7 +104,6 @@ def test_four_shadows_trained_as_ray_tasks_on_loopback_match_the_local_executor(
 
 
 FAILING_TASK = """
-import time
 from remi.errors import UserError
 from remi.runtime.executors import map_in_order
 
@@ -109,9 +124,8 @@ except UserError as error:
 @pytest.mark.slow
 def test_a_failing_ray_task_stops_with_its_own_error_after_the_results_before_it():
     daemons_before = _ray_daemons()
-    result = subprocess.run(["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-                             sys.executable, "-c", FAILING_TASK],
-                            env=os.environ | {"REMI_EXECUTOR": "ray"}, capture_output=True, text=True, timeout=300)
+    result = _in_loopback_namespace(shlex.join([sys.executable, "-c", FAILING_TASK]),
+                                    env=os.environ | {"REMI_EXECUTOR": "ray"})
     assert result.returncode == 0, result.stderr[-3000:]
     # The items before the failing one arrive (the stage saves them), then the task's own exception.
     assert "results [0, 1] error item 2 is refused" in result.stdout

@@ -16,19 +16,20 @@ higher = harder to tell from retraining. Retrain-vs-retrain (two disjoint sets o
 is the best achievable value under the same estimator.
 """
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
-import torch
 from torch import nn
 
 from remi.attacks.signals import logit_scaled_confidence
 from remi.catalog import REFERENCE
 from remi.networks.training import predict_logits
 from remi.networks.vectorised import in_blocks
+from remi.runtime.device import compute_device
+from remi.runtime.executors import map_in_order
 from remi.runtime.progress import Progress
 from remi.unlearning import UnlearningTask, unlearn
+from remi.unlearning.base import Samples
 from remi.unlearning.retrain import retrain_together
 
 
@@ -70,25 +71,38 @@ def forgetting_quality(epsilons: np.ndarray, bin_width: float) -> float:
     return float(np.mean(2.0 ** -np.floor(epsilons / bin_width)))
 
 
-def population_statistics(task: UnlearningTask, method: str, seeds: list[int],
-                          forget: tuple[torch.Tensor, torch.Tensor], together: int = 1,
-                          progress: Progress | None = None) -> np.ndarray:
+def population_statistics(task: UnlearningTask, method: str, seeds: list[int], forget: Samples,
+                          together: int = 1, progress: Progress | None = None) -> np.ndarray:
     """Run `method` once per seed (same original model, same sets) and return the logit-scaled
     confidence of every resulting model on the forget samples: shape (len(seeds), samples).
-    Retrainings run in blocks of `together` seeds, each block one vectorised computation."""
-    statistics = []
-    for model, seed in zip(_models(task, method, seeds, together), seeds, strict=True):
-        logits = predict_logits(model, forget[0])
-        statistics.append(logit_scaled_confidence(logits, forget[1]).double().numpy())
-        if progress:
-            progress.advance(f"{method}, seed {seed}")
+    Retrainings run in blocks of `together` seeds, each block one vectorised computation, on the
+    executor REMI_EXECUTOR names (remi.runtime.executors); other methods run here, one seed at a time."""
+    if method == REFERENCE:
+        blocks = in_blocks(seeds, together)
+        per_block = map_in_order(retrained_statistics, blocks, task=task, forget=forget)
+    else:
+        blocks = [[seed] for seed in seeds]
+        per_block = (_statistics([_unlearn_with_seed(task, method, seed)], forget) for [seed] in blocks)
+    statistics: list[np.ndarray] = []
+    for block, rows in zip(blocks, per_block, strict=True):
+        statistics.extend(rows)
+        for seed in block:
+            if progress:
+                progress.advance(f"{method}, seed {seed}")
     return np.stack(statistics)
 
 
-def _models(task: UnlearningTask, method: str, seeds: list[int], together: int) -> Iterator[nn.Module]:
-    if method == REFERENCE:
-        for block in in_blocks(seeds, together):
-            yield from retrain_together(task, block)
-        return
-    for seed in seeds:
-        yield unlearn(method, replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))
+def retrained_statistics(seeds: list[int], *, task: UnlearningTask, forget: Samples) -> np.ndarray:
+    """One block of retrainings on this process's device and each model's statistic on the forget
+    samples, shape (len(seeds), samples). Module-level and keyword-only after the block, so an
+    executor can run blocks in other processes."""
+    return _statistics(retrain_together(task, seeds, compute_device()), forget)
+
+
+def _unlearn_with_seed(task: UnlearningTask, method: str, seed: int) -> nn.Module:
+    return unlearn(method, replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))
+
+
+def _statistics(models: list[nn.Module], forget: Samples) -> np.ndarray:
+    return np.stack([logit_scaled_confidence(predict_logits(model, forget[0]), forget[1]).double().numpy()
+                     for model in models])
