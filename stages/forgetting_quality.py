@@ -22,6 +22,7 @@ from remi.pipeline.layout import REPORTS_DIR, metrics_path, split_path
 from remi.pipeline.params import load_params
 from remi.pipeline.tasks import load_task
 from remi.runtime.device import compute_device
+from remi.runtime.executors import executor_name
 from remi.runtime.files import atomic_write, write_json
 from remi.runtime.progress import Progress
 
@@ -35,6 +36,7 @@ def main() -> None:
     count, base, device = settings.models, settings.seed, compute_device()
     sections = {"forgetting_quality": settings, "remi": params.remi, "retrain": params.retrain}
     with tracking.stage_run("forgetting_quality", "forgetting_quality", sections, ["prepare", "target"]):
+        tracking.set_tags({"executor": executor_name()})  # where the retraining blocks ran
         started = time.perf_counter()
         others = [m for m in params.unlearn.methods if m != REFERENCE]
         progress = Progress("forgetting-quality models", count * (2 + len(others)))

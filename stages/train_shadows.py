@@ -7,6 +7,7 @@ shadows.train_together, if it was incomplete: a block trains as one vectorised c
 
 import shutil
 import time
+from contextlib import closing
 
 import torch
 
@@ -49,13 +50,13 @@ def main() -> None:
         executor = executor_name()
         tracking.set_tags({"executor": executor})
         on_epoch = (lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}")) if runs_in_process() else None
-        blocks_trained = map_in_order(train_shadows, to_train, dataset=dataset, pool=pool, params=params,
-                                      on_epoch=on_epoch)
-        for block, results in zip(to_train, blocks_trained, strict=True):
-            for shadow_id, (model, outputs) in zip(block, results, strict=True):
-                _save(dataset, shadow_id, model, outputs, params, fingerprints[shadow_id], stage.info.run_id)
-                trained += 1
-                progress.advance(f"trained ({executor})")
+        with closing(map_in_order(train_shadows, to_train, dataset=dataset, pool=pool, params=params,
+                                  on_epoch=on_epoch)) as blocks_trained:
+            for block, results in zip(to_train, blocks_trained, strict=True):
+                for shadow_id, (model, outputs) in zip(block, results, strict=True):
+                    _save(dataset, shadow_id, model, outputs, params, fingerprints[shadow_id], stage.info.run_id)
+                    trained += 1
+                    progress.advance(f"trained ({executor})")
         for stale in sorted(SHADOWS_DIR.glob("shadow_*"))[count:]:
             shutil.rmtree(stale)
         metrics = _summary(count) | {"shadows_trained": trained, "shadows_reused": count - trained,

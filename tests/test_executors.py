@@ -9,13 +9,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from remi.errors import UserError
-from remi.runtime.executors import map_in_order
+from remi.runtime.executors import _check_resources, _run_in_task, map_in_order, task_environment
 from tests.conftest import clone_run
 
 
@@ -41,6 +43,34 @@ def test_bad_executor_settings_are_refused_before_any_work(monkeypatch, variable
         next(map_in_order(_add, [1], offset=0))
 
 
+def test_a_request_beyond_the_whole_cluster_is_refused_instead_of_waiting_forever():
+    _check_resources({"CPU": 2.0}, cpus=2, gpus=0)  # fits
+    with pytest.raises(UserError, match=r"REMI_RAY_GPUS asks for 0\.5 GPUs per task, but the Ray cluster has 0"):
+        _check_resources({"CPU": 2.0}, cpus=1, gpus=0.5)
+    with pytest.raises(UserError, match="REMI_RAY_CPUS asks for 4 CPUs"):
+        _check_resources({"CPU": 2.0, "GPU": 1.0}, cpus=4, gpus=0)
+
+
+def test_a_task_gets_the_threads_and_device_it_was_given(monkeypatch):
+    monkeypatch.delenv("REMI_THREADS")
+    assert task_environment(cpus=2.5, gpus=0) == {"REMI_DEVICE": "cpu", "REMI_THREADS": "2"}
+    assert task_environment(cpus=0.5, gpus=0.25) == {"REMI_DEVICE": "cuda", "REMI_THREADS": "1"}
+    monkeypatch.setenv("REMI_THREADS", "3")  # fixed by the user: the tasks compute as a local run would
+    assert task_environment(cpus=1, gpus=0)["REMI_THREADS"] == "3"
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("REMI_DEVICE", "cuda")  # the driver's; monkeypatch restores both variables
+    try:
+        seen = _run_in_task(_threads_and_device, 7, {"REMI_DEVICE": "cpu", "REMI_THREADS": "1"}, offset=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == (8, 1, "cpu")
+
+
+def _threads_and_device(item: int, offset: int) -> tuple[int, int, str]:
+    return item + offset, torch.get_num_threads(), os.environ["REMI_DEVICE"]
+
+
 def _shadow_files(work: Path) -> dict[str, str]:
     shadows = work / "models" / "shadows"
     return {str(path.relative_to(shadows)): hashlib.md5(path.read_bytes()).hexdigest()
@@ -48,8 +78,19 @@ def _shadow_files(work: Path) -> dict[str, str]:
 
 
 def _ray_daemons() -> set[int]:
-    found = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout
-    return {int(pid) for pid in found.split()}
+    """PIDs of Ray's daemons by process name (a worker's command line also names the raylet)."""
+    return {int(pid) for name in ("raylet", "gcs_server")
+            for pid in subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()}
+
+
+def _no_new_ray_daemons(before: set[int], seconds: float = 10) -> bool:
+    """True once every Ray daemon started since `before` has gone (they exit a moment after shutdown)."""
+    deadline = time.monotonic() + seconds
+    while not _ray_daemons() <= before:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def _in_loopback_namespace(command: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -75,7 +116,8 @@ def test_shadows_and_retrainings_trained_as_ray_tasks_on_loopback_match_the_loca
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["shadows"].update(count=4)  # tiny profile: blocks of 2, so two Ray tasks of two shadows
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # Only the shadows stage (downstream stages are not what this compares): trains the block [2, 3].
+    # Only the shadows stage: it trains the block [2, 3] here; forgetting quality's reference is the
+    # tiny run's own (its inputs do not depend on the shadows).
     local = run(sys.executable, "-m", "remi", "run", "--single-item", "train_shadows")
     assert local.returncode == 0, local.stderr[-3000:]
     local_files = _shadow_files(work)
@@ -92,7 +134,7 @@ def test_shadows_and_retrainings_trained_as_ray_tasks_on_loopback_match_the_loca
     both = f"{remi} --single-item train_shadows && {remi} --force --single-item forgetting_quality"
     result = _in_loopback_namespace(both, cwd=work, env=run.env | {"REMI_EXECUTOR": "ray"})  # type: ignore[attr-defined]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _ray_daemons() <= daemons_before, "the stage left its Ray instance running"
+    assert _no_new_ray_daemons(daemons_before), "the stage left its Ray instance running"
 
     assert _ran(result) == {"train_shadows", "forgetting_quality"}
     assert _shadow_files(work) == local_files
@@ -100,12 +142,11 @@ def test_shadows_and_retrainings_trained_as_ray_tasks_on_loopback_match_the_loca
     metrics = json.loads((work / "metrics" / "train_shadows.json").read_text())
     assert (metrics["shadows_trained"], metrics["shadows_reused"]) == (4, 0)
     assert "trained (ray)" in result.stderr
-    assert os.environ.get("REMI_THREADS")  # the tasks' thread count, as the local run's (conftest)
 
 
 FAILING_TASK = """
 from remi.errors import UserError
-from remi.runtime.executors import map_in_order
+from remi.runtime.executors import _check_resources, _run_in_task, map_in_order, task_environment
 
 def square_unless_two(item):
     if item == 2:
@@ -129,4 +170,4 @@ def test_a_failing_ray_task_stops_with_its_own_error_after_the_results_before_it
     assert result.returncode == 0, result.stderr[-3000:]
     # The items before the failing one arrive (the stage saves them), then the task's own exception.
     assert "results [0, 1] error item 2 is refused" in result.stdout
-    assert _ray_daemons() <= daemons_before, "the Ray instance was left running after the failure"
+    assert _no_new_ray_daemons(daemons_before), "the Ray instance was left running after the failure"

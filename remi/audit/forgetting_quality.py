@@ -16,6 +16,8 @@ higher = harder to tell from retraining. Retrain-vs-retrain (two disjoint sets o
 is the best achievable value under the same estimator.
 """
 
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 
 import numpy as np
@@ -25,6 +27,7 @@ from remi.attacks.signals import logit_scaled_confidence
 from remi.catalog import REFERENCE
 from remi.networks.training import predict_logits
 from remi.networks.vectorised import in_blocks
+from remi.params_schema import Train
 from remi.runtime.device import compute_device
 from remi.runtime.executors import map_in_order
 from remi.runtime.progress import Progress
@@ -74,33 +77,38 @@ def forgetting_quality(epsilons: np.ndarray, bin_width: float) -> float:
 def population_statistics(task: UnlearningTask, method: str, seeds: list[int], forget: Samples,
                           together: int = 1, progress: Progress | None = None) -> np.ndarray:
     """Run `method` once per seed (same original model, same sets) and return the logit-scaled
-    confidence of every resulting model on the forget samples: shape (len(seeds), samples).
+    confidence of every resulting model on the forget samples (on the CPU): shape (len(seeds), samples).
     Retrainings run in blocks of `together` seeds, each block one vectorised computation, on the
     executor REMI_EXECUTOR names (remi.runtime.executors); other methods run here, one seed at a time."""
-    if method == REFERENCE:
-        blocks = in_blocks(seeds, together)
-        per_block = map_in_order(retrained_statistics, blocks, task=task, forget=forget)
-    else:
-        blocks = [[seed] for seed in seeds]
-        per_block = (_statistics([_unlearn_with_seed(task, method, seed)], forget) for [seed] in blocks)
     statistics: list[np.ndarray] = []
-    for block, rows in zip(blocks, per_block, strict=True):
+
+    def collect(rows: np.ndarray, block: list[int]) -> None:
         statistics.extend(rows)
         for seed in block:
             if progress:
                 progress.advance(f"{method}, seed {seed}")
+
+    if method == REFERENCE:
+        blocks = in_blocks(seeds, together)
+        # Only what retraining reads, on the CPU: a block may run in a process with another device.
+        retain = (task.retain[0].cpu(), task.retain[1].cpu())
+        with closing(map_in_order(retrained_statistics, blocks, new_network=task.new_network, retain=retain,
+                                  train_params=task.train_params, forget=forget)) as per_block:
+            for block, rows in zip(blocks, per_block, strict=True):
+                collect(rows, block)
+    else:
+        for seed in seeds:
+            seeded = replace(task, method_params=task.method_params.model_copy(update={"seed": seed}))
+            collect(_statistics([unlearn(method, seeded)], forget), [seed])
     return np.stack(statistics)
 
 
-def retrained_statistics(seeds: list[int], *, task: UnlearningTask, forget: Samples) -> np.ndarray:
+def retrained_statistics(seeds: list[int], *, new_network: Callable[[], nn.Module], retain: Samples,
+                         train_params: Train, forget: Samples) -> np.ndarray:
     """One block of retrainings on this process's device and each model's statistic on the forget
     samples, shape (len(seeds), samples). Module-level and keyword-only after the block, so an
     executor can run blocks in other processes."""
-    return _statistics(retrain_together(task, seeds, compute_device()), forget)
-
-
-def _unlearn_with_seed(task: UnlearningTask, method: str, seed: int) -> nn.Module:
-    return unlearn(method, replace(task, method_params=task.method_params.model_copy(update={"seed": seed})))
+    return _statistics(retrain_together(new_network, retain, train_params, seeds, compute_device()), forget)
 
 
 def _statistics(models: list[nn.Module], forget: Samples) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Assemble an unlearning task from the pipeline's artifacts on disk."""
 
+from functools import partial
 
 import torch
 
@@ -37,7 +38,7 @@ def load_task(params: Params, dataset: Dataset, method: str, device: torch.devic
         out=on_device(load_split(split_path("out"))),
         attack=load_attack(ATTACK_DIR, device),
         class_gaussians=load_class_gaussians(ATTACK_DIR, device),
-        new_network=lambda: build_network(params.model, dataset.input_shape, dataset.num_classes).to(device),
+        new_network=partial(build_network, params.model, dataset.input_shape, dataset.num_classes),
         train_params=params.train,
         method_params=params.method(method),
         on_step=on_step,

@@ -4,7 +4,7 @@ Reference models (shadows) train in blocks that depend on nothing but their inpu
 anywhere. Which executor runs them is a property of the machine, like REMI_DEVICE, and not of the
 experiment: a block's result depends on its seeds, data, recipe and thread count, never on the
 process that computed it. So it is chosen by the environment, not by params.yaml, switching it does
-not make DVC re-run a stage, and both executors write the same files (tests/test_ray_executor.py).
+not make DVC re-run a stage, and both executors write the same files (tests/test_executors.py).
 
     REMI_EXECUTOR   local (default) or ray
     RAY_ADDRESS     with ray: the cluster to use (`ray start --head` prints it); unset, a private Ray
@@ -20,7 +20,9 @@ machines need this package installed (or shipped with Ray's runtime_env) and the
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+import signal
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from remi.errors import UserError
@@ -31,7 +33,6 @@ RAY_CPUS_ENV = "REMI_RAY_CPUS"
 RAY_GPUS_ENV = "REMI_RAY_GPUS"
 EXECUTORS = ("local", "ray")
 
-Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
@@ -48,11 +49,13 @@ def runs_in_process() -> bool:
     return executor_name() == "local"
 
 
-def map_in_order(function: Callable[..., Result], items: Sequence[Item], **shared: Any) -> Iterator[Result]:
+def map_in_order(function: Callable[..., Result], items: Sequence[Any], **shared: Any) -> Generator[Result]:
     """`function(item, **shared)` for every item, yielded in the order of `items` as each is ready.
 
     `function` must be importable by name (a module-level function of this package) for the Ray
     executor, and `shared` picklable: it is sent to the cluster once, whatever the number of items.
+    Close the generator (`contextlib.closing`) when the caller may stop early or fail: that cancels
+    the tasks still running and stops a private Ray instance.
     """
     if executor_name() == "local":
         for item in items:
@@ -65,6 +68,13 @@ def _task_resources() -> tuple[float, float]:
     cpus = _number_from_env(RAY_CPUS_ENV, default=1.0, smallest=0.0, inclusive=False)
     gpus = _number_from_env(RAY_GPUS_ENV, default=0.0, smallest=0.0, inclusive=True)
     return cpus, gpus
+
+
+def task_environment(cpus: float, gpus: float) -> dict[str, str]:
+    """What a task's process needs to compute like a local run: its device (a GPU when it was given
+    one) and its threads (REMI_THREADS when set here, else one per CPU it was given)."""
+    return {DEVICE_ENV: "cuda" if gpus > 0 else "cpu",
+            THREADS_ENV: os.environ.get(THREADS_ENV, "").strip() or str(max(1, math.floor(cpus)))}
 
 
 def _number_from_env(name: str, default: float, smallest: float, inclusive: bool) -> float:
@@ -81,41 +91,68 @@ def _number_from_env(name: str, default: float, smallest: float, inclusive: bool
     return value
 
 
-def _map_on_ray(function: Callable[..., Result], items: Sequence[Item], shared: dict[str, Any]) -> Iterator[Result]:
+def _map_on_ray(function: Callable[..., Result], items: Sequence[Any], shared: dict[str, Any]) -> Generator[Result]:
+    cpus, gpus = _task_resources()  # bad settings are reported before anything starts
+    if not items:
+        return  # nothing to train: no instance to start, no cluster to reach
     try:
         import ray
     except ImportError:
         raise UserError(f"{EXECUTOR_ENV}=ray needs Ray: pip install -e '.[ray]' (or unset {EXECUTOR_ENV} to "
                         f"train in this process).") from None
-    cpus, gpus = _task_resources()
-    # What the task's process needs to compute like a local run: its device and thread count.
-    environment = {DEVICE_ENV: "cuda" if gpus > 0 else "cpu",
-                   THREADS_ENV: os.environ.get(THREADS_ENV, "").strip() or str(max(1, math.floor(cpus)))}
+    environment = task_environment(cpus, gpus)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry, as for MLflow and DVC
     started_here = not ray.is_initialized()
     if started_here:
-        address = os.environ.get("RAY_ADDRESS", "").strip()
-        # A private instance for this stage unless a cluster is named; the dashboard is not needed.
+        _init_ray(ray)
+    pending: deque[Any] = deque()
+    try:
+        _check_resources(ray.cluster_resources(), cpus, gpus)
+        # Resources given to ray.remote itself (not .options): then Ray ends a GPU task's process after
+        # the task, so the next task's CUDA_VISIBLE_DEVICES takes effect and no cached GPU memory stays.
+        # Retries on a lost worker are left on: a block is deterministic, so a retry gives the same bytes.
+        task: Any = ray.remote(num_cpus=cpus, num_gpus=gpus)(_run_in_task)
+        shared_refs = {key: ray.put(value) for key, value in shared.items()}  # sent once, read by every task
+        pending.extend(task.remote(function, item, environment, **shared_refs) for item in items)
+        while pending:
+            try:
+                result = ray.get(pending[0])
+            except ray.exceptions.RayTaskError as error:
+                # The task's own exception, so a failure reads as in a local run; chained to Ray's error,
+                # which carries the traceback inside the task.
+                raise error.cause from error
+            pending.popleft()  # released, so finished blocks do not stay in the object store
+            yield result
+    finally:
+        try:
+            for ref in pending:
+                ray.cancel(ref, force=True)  # the rest, after a failure or an early exit
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _init_ray(ray: Any) -> None:
+    """Connect to RAY_ADDRESS, or start a private instance for this stage (no dashboard)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    try:
         if address:
             ray.init(address=address)
         else:
             ray.init(address="local", include_dashboard=False)
-    task: Any = ray.remote(_run_in_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-    pending = []
-    try:
-        shared_refs = {key: ray.put(value) for key, value in shared.items()}  # sent once, read by every task
-        pending = [task.remote(function, item, environment, **shared_refs) for item in items]
-        for ref in pending:
-            try:
-                yield ray.get(ref)
-            except ray.exceptions.RayTaskError as error:
-                # The task's own exception, so a failure reads the same as in a local run.
-                raise (error.cause or error) from None
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)  # no-op for finished tasks; stops the rest after a failure
-        if started_here:
-            ray.shutdown()
+        # ray.init replaces the SIGTERM handler with its own sys.exit; the stage's handler ends MLflow
+        # runs as FAILED and exits 143 (remi.pipeline.entry_point).
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _check_resources(cluster: dict[str, float], cpus: float, gpus: float) -> None:
+    """A task asking for more than the whole cluster has would wait forever: say so instead."""
+    for name, wanted, setting in (("CPU", cpus, RAY_CPUS_ENV), ("GPU", gpus, RAY_GPUS_ENV)):
+        if wanted > cluster.get(name, 0.0):
+            raise UserError(f"{setting} asks for {wanted:g} {name}s per task, but the Ray cluster has "
+                            f"{cluster.get(name, 0.0):g} in all; lower {setting} or add machines.")
 
 
 def _run_in_task(function: Callable[..., Result], item: Any, environment: dict[str, str], **shared: Any) -> Result:

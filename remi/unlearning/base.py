@@ -38,7 +38,9 @@ class UnlearningTask:
     out: Samples
     attack: AttackModel
     class_gaussians: ClassGaussians | None  # non-member signal statistics from the shadows
-    new_network: Callable[[], nn.Module]  # a freshly initialised network of the same architecture
+    # A freshly initialised network of the same architecture, on the CPU (callers move it): small and
+    # picklable, so an executor can send it to another process (remi.runtime.executors).
+    new_network: Callable[[], nn.Module]
     train_params: Train
     method_params: Section = field(default_factory=lambda: Retrain(seed=0))
     on_step: StepCallback | None = None  # per-step curves, e.g. for MLflow
