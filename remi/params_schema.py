@@ -254,6 +254,7 @@ class Params(Section):
     model: Model
     train: Train
     shadows: Shadows
+    online_shadows: Shadows
     attack: Attack
     unlearn: Unlearn
     retrain: Retrain

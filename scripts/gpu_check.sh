@@ -33,7 +33,7 @@ step() {  # name, command...: runs the command, logs to OUT_DIR/<name>.log, reco
 
 pipeline_copy="$out/pipeline"
 clean_pipeline() {
-  project_copy "$root" "$pipeline_copy" && rm -rf "$pipeline_copy/models/shadows" \
+  project_copy "$root" "$pipeline_copy" && rm -rf "$pipeline_copy/models/shadows" "$pipeline_copy/models/online_shadows" \
     && (cd "$pipeline_copy" && "$remi" run -f && "$remi" benchmark profile --out "$out/profile.json")
 }
 

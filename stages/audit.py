@@ -47,7 +47,7 @@ def main() -> None:
     # "target" is the model before unlearning: the original target, or with sequential unlearning the
     # release this cycle started from (remi/pipeline/starting_model.py).
     start = read_starting_model()
-    upstream = ["prepare", "attack", "shadows", "target", *(f"unlearn/{m}" for m in methods)]
+    upstream = ["prepare", "attack", "shadows", "online_shadows", "target", *(f"unlearn/{m}" for m in methods)]
     with tracking.stage_run("audit", "audit", {"audit": audit, "acceptance": params.acceptance}, upstream) as run:
         started = time.perf_counter()
         device = compute_device()

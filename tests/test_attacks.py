@@ -3,9 +3,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_curve
 
-from remi.attacks.audit_attacks import loss_score
+from remi.attacks.audit_attacks import SCORED_PARTS, AttackInputs, OnlineShadows, loss_score, online_lira
 from remi.attacks.roc import membership_metrics, rank_auc
 from remi.attacks.shadow_attack_model import attack_scores, train_attack_model
+from remi.networks.checkpoints import ArtifactError
 from remi.params_schema import Attack
 
 ATTACK = Attack(hidden_units=16, epochs=5, batch_size=256, lr=0.01, holdout_shadows=1, seed=0)
@@ -61,3 +62,74 @@ def test_rank_auc_agrees_with_sklearn():
     members, nonmembers = rng.normal(0.3, 1, 700), rng.normal(0, 1, 900)
     expected = membership_metrics(members, nonmembers, [0.01])["auc"]
     assert rank_auc(torch.tensor(members), torch.tensor(nonmembers)) == pytest.approx(expected, abs=1e-9)
+
+
+def _online_world(shadows=8, samples=600, seed=0):
+    """Per-sample in/out Gaussians of logit-scaled confidence (in = out + a per-sample gap), K online
+    shadows on random halves, and an audited model's confidences drawn for members, non-members and
+    over-suppressed samples (pushed below the out mean by as much as training lifts them)."""
+    g = torch.Generator().manual_seed(seed)
+    out_mean = torch.randn(samples, generator=g) * 3 + 2
+    in_mean = out_mean + 1.5 + torch.rand(samples, generator=g) * 2
+    is_member = torch.rand(shadows, samples, generator=g) < 0.5
+    shadow_confidence = torch.where(is_member, in_mean, out_mean) + 0.5 * torch.randn(shadows, samples, generator=g)
+    noise = 0.5 * torch.randn(samples, generator=g)
+    audited = {"member": in_mean + noise, "nonmember": out_mean + noise,
+               "suppressed": 2 * out_mean - in_mean + noise}
+    return shadow_confidence.double(), is_member, {k: c.double() for k, c in audited.items()}
+
+
+def _online_scores(shadow_confidence, is_member, audited_confidence):
+    """online_lira on two-class logits [c, 0] with label 0, whose logit-scaled confidence is c; the
+    same samples in every scored part."""
+    labels = torch.zeros(len(audited_confidence), dtype=torch.long)
+    logits = torch.stack([audited_confidence, torch.zeros_like(audited_confidence)], 1)
+    # Population: the audited model as confident as the shadows on average (no offset to correct).
+    population = torch.zeros(len(shadow_confidence), 1).double()
+    online = OnlineShadows({p: shadow_confidence for p in SCORED_PARTS}, {p: is_member for p in SCORED_PARTS},
+                           population)
+    inputs = AttackInputs({p: labels for p in SCORED_PARTS} | {"population": torch.zeros(1, dtype=torch.long)}, {},
+                          attack_model=None, rmia_offline_a=0.3, online_shadows=online)
+    parts = {p: logits for p in SCORED_PARTS} | {"population": torch.zeros(1, 2).double()}
+    return online_lira(parts, inputs)["forget"]
+
+
+def test_online_lira_flags_members_and_over_suppression_but_not_unseen_samples():
+    confidence, is_member, audited = _online_world()
+    scores = {kind: _online_scores(confidence, is_member, c) for kind, c in audited.items()}
+    auc = {kind: membership_metrics(scores[kind], scores["nonmember"][::-1].copy(), [0.01])["auc"]
+           for kind in ("member", "suppressed")}
+    assert auc["member"] > 0.95 and auc["suppressed"] > 0.95, auc
+
+
+def test_online_lira_is_at_chance_between_two_draws_of_unseen_samples():
+    confidence, is_member, audited = _online_world(samples=2000)
+    g = torch.Generator().manual_seed(5)
+    first, second = (audited["nonmember"] + 0.5 * torch.randn(2000, generator=g).double() for _ in range(2))
+    auc = membership_metrics(_online_scores(confidence, is_member, first),
+                             _online_scores(confidence, is_member, second), [0.01])["auc"]
+    assert abs(auc - 0.5) < 0.03, auc
+
+
+def test_online_lira_fills_a_missing_side_from_the_average_gap():
+    confidence, is_member, audited = _online_world(shadows=4)
+    is_member[:, 0] = True  # sample 0: every shadow trained on it, so it has no out mean of its own
+    scores = _online_scores(confidence, is_member, audited["member"])
+    assert np.isfinite(scores).all()
+
+
+def test_online_shadows_are_looked_up_by_sample_id_and_refuse_foreign_samples():
+    pool = torch.tensor([7, 3, 11, 5])
+    logits = torch.tensor([[2.0, 0.0], [1.0, 0.0], [3.0, 0.0], [4.0, 0.0]])
+    is_member = torch.tensor([True, False, True, False])
+    outputs = [{"sample_ids": pool, "logits": logits + torch.tensor([k, 0.0]), "is_member": is_member}
+               for k in range(2)]
+    ids = {"forget": torch.tensor([5, 7]), "retain": torch.tensor([3]), "audit_holdout": torch.tensor([11])}
+    labels = {p: torch.zeros(len(i), dtype=torch.long) for p, i in ids.items()}
+    population_logits = torch.zeros(2, 1, 2)
+    labels["population"] = torch.zeros(1, dtype=torch.long)
+    online = OnlineShadows.from_outputs(outputs, ids, labels, population_logits)
+    assert online.confidence["forget"].tolist() == [[4.0, 2.0], [5.0, 3.0]]
+    assert online.is_member["forget"].tolist() == [[False, True], [False, True]]
+    with pytest.raises(ArtifactError, match="audit_holdout samples are not in the online shadows' pool"):
+        OnlineShadows.from_outputs(outputs, ids | {"audit_holdout": torch.tensor([12])}, labels, population_logits)

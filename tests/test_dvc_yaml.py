@@ -95,11 +95,13 @@ def _stages_reading(prefix: str) -> set[str]:
     ("remi/audit/acceptance.py", {"audit", "gate"}),
     ("remi/audit/forgetting_quality.py", {"forgetting_quality"}),
     # The attack model and the audit attacks are not the target's business.
-    ("remi/attacks/", {"train_shadows", "train_attack", "unlearn", "forgetting_quality", "audit"}),
+    ("remi/attacks/", {"train_shadows", "train_online_shadows", "train_attack", "unlearn", "forgetting_quality",
+                       "audit"}),
     ("remi/unlearning/", {"unlearn", "forgetting_quality"}),
-    ("remi/networks/training.py", {"train_target", "train_shadows", "unlearn", "forgetting_quality", "audit"}),
+    ("remi/networks/training.py", {"train_target", "train_shadows", "train_online_shadows", "unlearn",
+                                   "forgetting_quality", "audit"}),
     # Vectorised training is for reference models: the target never trains that way.
-    ("remi/networks/vectorised.py", {"train_shadows", "unlearn", "forgetting_quality"}),
+    ("remi/networks/vectorised.py", {"train_shadows", "train_online_shadows", "unlearn", "forgetting_quality"}),
 ])
 def test_code_edits_invalidate_only_the_stages_they_concern(package, readers):
     assert _stages_reading(package) == readers

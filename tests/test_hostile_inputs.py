@@ -320,6 +320,25 @@ def test_hostile_model_file_is_refused(copy, case, payload, message):
         model.write_bytes(saved)
 
 
+def test_corrupt_online_shadow_outputs_are_refused_by_the_audit(copy):
+    work, run = copy
+    outputs = work / "models/online_shadows/shadow_000/outputs.pt"
+    saved = outputs.read_bytes()
+    outputs.unlink()
+    outputs.write_bytes(saved[: len(saved) // 2])
+    try:
+        assert_refused(work, run.env, (sys.executable, "-m", "stages.audit"), "is not a usable model file")
+    finally:
+        outputs.unlink()
+        outputs.write_bytes(saved)
+
+
+def test_shadow_stage_names_its_sets_when_given_another(copy):
+    work, run = copy
+    assert_refused(work, run.env, (sys.executable, "-m", "stages.train_shadows", "offline"),
+                   "usage: python -m stages.train_shadows {shadows | online_shadows}")
+
+
 def test_venv_dvc_runs_the_stages_with_the_projects_interpreter_without_path_set_up(copy):
     """`.venv/bin/dvc repro` from a shell whose PATH has only the system python (no torch)."""
     work, run = copy

@@ -12,8 +12,8 @@ import yaml
 from tests.conftest import pipeline_copy
 
 pytestmark = pytest.mark.slow
-STAGES = {"check_params", "prepare", "train_target", "train_shadows", "train_attack", "unlearn@retrain", "unlearn@remi",
-          "forgetting_quality", "audit", "gate"}
+STAGES = {"check_params", "prepare", "train_target", "train_shadows", "train_online_shadows", "train_attack",
+          "unlearn@retrain", "unlearn@remi", "forgetting_quality", "audit", "gate"}
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +68,11 @@ def test_mlflow_run_tree_and_lineage(pipeline):
     parent = min(parents, key=lambda r: r.info.start_time)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert {r.data.tags["stage"] for r in children} == {
-        "prepare", "train_target", "train_shadows", "train_attack", "unlearn", "forgetting_quality", "audit", "gate"}
-    shadows_run = next(r for r in children if r.data.tags["stage"] == "train_shadows")
-    shadow_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == shadows_run.info.run_id]
-    assert len(shadow_runs) == 3
+        "prepare", "train_target", "train_shadows", "train_online_shadows", "train_attack", "unlearn",
+        "forgetting_quality", "audit", "gate"}
+    for stage, count in (("train_shadows", 3), ("train_online_shadows", 4)):
+        stage_run = next(r for r in children if r.data.tags["stage"] == stage)
+        assert len([r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_run.info.run_id]) == count
     remi_run = next(r for r in children if r.data.tags.get("role") == "remi")
     target_record = json.loads((work / "lineage/target.json").read_text())
     assert remi_run.data.tags["upstream.target"] == target_record["run_id"]

@@ -1,10 +1,12 @@
 """The audit's membership attacks: each turns the audited model's logits into per-example scores
 (higher = "member") for every scored part (forget, retain sample, audit_holdout).
 
-Reference models are the shadows: none of them trained on any audited sample, so offline LiRA and
-offline RMIA use them as "out" models for every sample.
+Offline LiRA and offline RMIA use the shadows as reference models: none of them trained on any audited
+sample, so they are "out" models for every sample. Online LiRA uses the online shadows, each trained on a
+random half of a pool that holds every audited sample, so each sample has "in" and "out" models.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,13 +16,54 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from torch.distributions import Normal
 
 from remi.attacks.shadow_attack_model import AttackModel
 from remi.attacks.signals import logit_scaled_confidence
 from remi.catalog import AUDIT_ATTACKS, check_registry
+from remi.networks.checkpoints import ArtifactError
 
 SCORED_PARTS = ("forget", "retain", "audit_holdout")
 MIA_EFFICACY_THRESHOLD = 0.5  # SalUn: a forget sample counts as forgotten when P(member) < 0.5
+
+
+@dataclass
+class OnlineShadows:
+    """For each scored part: the logit-scaled confidence of each of K online shadows on each sample
+    (K, n), and whether that shadow trained on that sample (K, n). `population`: their confidence
+    (K, n) on the population part, which none of them (nor any audited model) trained on."""
+
+    confidence: dict[str, torch.Tensor]
+    is_member: dict[str, torch.Tensor]
+    population: torch.Tensor
+
+    @classmethod
+    def from_outputs(cls, outputs: list[dict[str, torch.Tensor]], sample_ids: dict[str, torch.Tensor],
+                     labels: dict[str, torch.Tensor], population_logits: torch.Tensor) -> "OnlineShadows":
+        """Look the scored samples up in the shadows' saved outputs on their whole pool; `labels` also
+        for the population, `population_logits` (K, n, C) the shadows' logits on it."""
+        pool = outputs[0]["sample_ids"]
+        if any(not torch.equal(o["sample_ids"], pool) for o in outputs):
+            raise ArtifactError("the online shadows were trained on different pools: retrain them with "
+                                "`dvc repro --force train_online_shadows`")
+        position = torch.full((int(pool.max()) + 1,), -1, dtype=torch.long)
+        position[pool] = torch.arange(len(pool))
+        confidence, is_member = {}, {}
+        for part in SCORED_PARTS:
+            ids = sample_ids[part]
+            at = position[ids.clamp(max=len(position) - 1)]
+            if (at < 0).any() or (ids >= len(position)).any():
+                raise ArtifactError(f"some {part} samples are not in the online shadows' pool: retrain them with "
+                                    "`dvc repro --force train_online_shadows`")
+            confidence[part] = _stacked_confidence(torch.stack([o["logits"][at] for o in outputs]), labels[part])
+            is_member[part] = torch.stack([o["is_member"][at] for o in outputs])
+        return cls(confidence, is_member, _stacked_confidence(population_logits, labels["population"]))
+
+
+def _stacked_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(K, n, C) logits of K models on the same n samples -> (K, n) logit-scaled confidences."""
+    expanded = labels.expand(logits.shape[0], -1)
+    return logit_scaled_confidence(logits.double().flatten(0, 1), expanded.flatten()).view(expanded.shape)
 
 
 @dataclass
@@ -30,13 +73,15 @@ class AttackInputs:
     `labels[part]` for every part; `reference_logits[part]` = (K, n, C) logits of K reference models
     that never saw the part's samples. Parts beyond SCORED_PARTS: `population` (non-members for
     RMIA's pairwise comparison), `fit_members` / `fit_nonmembers` (retain and test samples that
-    SalUn's MIA-efficacy classifier is fitted on; disjoint from the scored parts).
+    SalUn's MIA-efficacy classifier is fitted on; disjoint from the scored parts). `online_shadows`
+    only when online LiRA is audited.
     """
 
     labels: dict[str, torch.Tensor]
     reference_logits: dict[str, torch.Tensor]
     attack_model: AttackModel
     rmia_offline_a: float
+    online_shadows: OnlineShadows | None = None
 
 
 Logits = dict[str, torch.Tensor]  # part -> the audited model's logits
@@ -82,9 +127,7 @@ def mia_efficacy(logits: Logits, inputs: AttackInputs) -> Scores:
 
 
 def _reference_confidence(inputs: AttackInputs, part: str) -> torch.Tensor:
-    reference = inputs.reference_logits[part].double()
-    labels = inputs.labels[part].expand(reference.shape[0], -1)
-    return logit_scaled_confidence(reference.flatten(0, 1), labels.flatten()).view(reference.shape[:2])
+    return _stacked_confidence(inputs.reference_logits[part], inputs.labels[part])
 
 
 def lira(logits: Logits, inputs: AttackInputs) -> Scores:
@@ -104,6 +147,69 @@ def lira_fixed_variance(logits: Logits, inputs: AttackInputs) -> Scores:
     spread = torch.cat([(r - r.mean(0)).flatten() for r in references.values()]).std() + 1e-6
     return {p: ((logit_scaled_confidence(logits[p].double(), inputs.labels[p]) - r.mean(0)) / spread).numpy()
             for p, r in references.items()}
+
+
+@dataclass
+class _OnlineGaussians:
+    mean_in: dict[str, torch.Tensor]
+    mean_out: dict[str, torch.Tensor]
+    std_in: torch.Tensor
+    std_out: torch.Tensor
+
+
+def _online_gaussians(online: OnlineShadows) -> _OnlineGaussians:
+    """Per-sample in and out means; one in and one out spread for all samples ("fixed variance", which
+    Carlini et al. advise below 64 shadows: a few shadows per side make per-sample variances noisy).
+    A sample that no shadow trained on (or that all did) gets the other side's mean shifted by the
+    average in-out gap."""
+    mean_in, mean_out, gaps = {}, {}, []
+    for part in SCORED_PARTS:
+        confidence, member = online.confidence[part], online.is_member[part]
+        mean_in[part] = (confidence * member).sum(0) / member.sum(0).clamp(min=1)
+        mean_out[part] = (confidence * ~member).sum(0) / (~member).sum(0).clamp(min=1)
+        gaps.append((mean_in[part] - mean_out[part])[member.any(0) & (~member).any(0)])
+    gap = torch.cat(gaps).mean()
+    squares = {True: 0.0, False: 0.0}
+    degrees = {True: 0, False: 0}
+    for part in SCORED_PARTS:
+        confidence, member = online.confidence[part], online.is_member[part]
+        for side, mask, mean in ((True, member, mean_in[part]), (False, ~member, mean_out[part])):
+            squares[side] += float((((confidence - mean) ** 2) * mask).sum())
+            degrees[side] += int((mask.sum(0) - 1).clamp(min=0).sum())  # one mean per sample estimated
+        mean_in[part] = torch.where(member.any(0), mean_in[part], mean_out[part] + gap)
+        mean_out[part] = torch.where((~member).any(0), mean_out[part], mean_in[part] - gap)
+    if min(degrees.values()) == 0:
+        raise ValueError("online LiRA needs samples with two shadows on the same side: train more online shadows")
+    return _OnlineGaussians(mean_in, mean_out, *(torch.tensor(math.sqrt(squares[side] / degrees[side]) + 1e-6)
+                                                 for side in (True, False)))
+
+
+def online_lira(logits: Logits, inputs: AttackInputs) -> Scores:
+    """Online LiRA (Carlini et al. 2022), two-sided: log p(confidence | changed by training) -
+    log p(confidence | out), where "changed" is the sample's in-Gaussian or its mirror image about the
+    out mean. The in-Gaussian alone would call a forget sample pushed below what unseen data gets a
+    confident non-member; the mirror makes that over-suppression exposure too, as strong as the
+    memorisation that training left.
+
+    Two-sided, the test would also read a model that is merely less confident overall than the shadows
+    as over-suppressing, so the audited model's confidence is first shifted by its median difference
+    to the shadows' mean on population samples (non-members of every model), as RMIA compares with a
+    population."""
+    online = inputs.online_shadows
+    if online is None:
+        raise ValueError("online_lira needs the online shadows (stage train_online_shadows)")
+    fit = _online_gaussians(online)
+    population = logit_scaled_confidence(logits["population"].double(), inputs.labels["population"])
+    offset = (population - online.population.mean(0)).median()
+    scores = {}
+    for part in SCORED_PARTS:
+        confidence = logit_scaled_confidence(logits[part].double(), inputs.labels[part]) - offset
+        mean_in, mean_out = fit.mean_in[part], fit.mean_out[part]
+        towards = Normal(mean_in, fit.std_in).log_prob(confidence)
+        away = Normal(2 * mean_out - mean_in, fit.std_in).log_prob(confidence)
+        changed = torch.logaddexp(towards, away) - math.log(2)
+        scores[part] = (changed - Normal(mean_out, fit.std_out).log_prob(confidence)).numpy()
+    return scores
 
 
 def _rmia_ratio(logits: torch.Tensor, inputs: AttackInputs, part: str) -> torch.Tensor:
@@ -127,6 +233,6 @@ def rmia(logits: Logits, inputs: AttackInputs, gamma: float = 1.0) -> Scores:
 
 ATTACKS: dict[str, Attack] = {
     "shadow_attack": shadow_attack, "loss_attack": loss_attack, "mia_efficacy": mia_efficacy,
-    "lira": lira, "lira_fixed_variance": lira_fixed_variance, "rmia": rmia,
+    "lira": lira, "lira_fixed_variance": lira_fixed_variance, "rmia": rmia, "online_lira": online_lira,
 }
 check_registry("audit attack", ATTACKS, AUDIT_ATTACKS)

@@ -7,14 +7,15 @@ samples against the same reference models and attack.
 
 import torch
 
-from remi.attacks.audit_attacks import AttackInputs
+from remi.attacks.audit_attacks import SCORED_PARTS, AttackInputs, OnlineShadows
 from remi.attacks.checkpoints import load_attack
 from remi.audit.scoring import AuditSets, attack_inputs
 from remi.data.datasets import Dataset
 from remi.data.splits import load_split, retain_ids
-from remi.networks.checkpoints import load_model
+from remi.networks.checkpoints import load_model, load_shadow_outputs
+from remi.networks.training import predict_logits
 from remi.params_schema import Audit, Params
-from remi.pipeline.layout import ATTACK_DIR, shadow_dir, split_path
+from remi.pipeline.layout import ATTACK_DIR, ONLINE_SHADOWS_DIR, shadow_dir, split_path
 
 
 def load_audit_sets(audit_params: Audit) -> AuditSets:
@@ -26,7 +27,16 @@ def load_audit_sets(audit_params: Audit) -> AuditSets:
 
 def load_attack_inputs(params: Params, dataset: Dataset, sets: AuditSets,
                        device: torch.device) -> AttackInputs:
-    """The shadows as reference models (predicting on `device`) and the shadow-trained attack
-    (models/); the attacks themselves score on the CPU."""
+    """The shadows as reference models (predicting on `device`), the shadow-trained attack and, when
+    online LiRA is audited, the online shadows' saved outputs (models/); the attacks score on the CPU."""
     references = [load_model(shadow_dir(i), device) for i in range(params.shadows.count)]
-    return attack_inputs(dataset, sets, references, load_attack(ATTACK_DIR), params.audit)
+    inputs = attack_inputs(dataset, sets, references, load_attack(ATTACK_DIR), params.audit)
+    if "online_lira" in params.audit.attacks:
+        directories = [shadow_dir(i, ONLINE_SHADOWS_DIR) for i in range(params.online_shadows.count)]
+        population = dataset.inputs[sets.population]
+        population_logits = torch.stack([predict_logits(load_model(d, device), population) for d in directories])
+        parts = sets.attack_parts()
+        inputs.online_shadows = OnlineShadows.from_outputs(
+            [load_shadow_outputs(d) for d in directories], {p: parts[p] for p in SCORED_PARTS}, inputs.labels,
+            population_logits)
+    return inputs

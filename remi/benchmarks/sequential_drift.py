@@ -38,7 +38,7 @@ from remi.errors import UserError
 from remi.operations.ledger import now
 from remi.params_schema import Acceptance
 from remi.pipeline import tracking
-from remi.pipeline.layout import REPORTS_DIR, SHADOWS_DIR, metrics_path, unlearn_metrics_path
+from remi.pipeline.layout import REPORTS_DIR, SHADOW_SETS, metrics_path, unlearn_metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.seeds import hardware
 from remi.pipeline.starting_model import BASE_MANIFEST, FROM_TARGET, write_starting_model
@@ -73,8 +73,8 @@ def _scratch_copy(scratch: Path, plan: Plan, sequential: bool) -> None:
             (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(name, scratch / name)
     shutil.copytree("data/raw", scratch / "data/raw", dirs_exist_ok=True)
-    if SHADOWS_DIR.is_dir():  # a persisted output, never restored from the run cache: its shadows are reused
-        shutil.copytree(SHADOWS_DIR, scratch / SHADOWS_DIR)
+    for shadows in (s.directory for s in SHADOW_SETS.values() if s.directory.is_dir()):
+        shutil.copytree(shadows, scratch / shadows)  # persisted outputs, never restored from the run cache
     opened = {"max_auc_gap": {attack: 1.0 for attack in load_params().acceptance.max_auc_gap},
               "max_forget_accuracy_gap": 1.0, "max_test_accuracy_drop": 1.0}
     (scratch / "sequential.yaml").write_text(yaml.safe_dump({

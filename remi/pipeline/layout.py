@@ -1,6 +1,7 @@
 """Fixed paths of the pipeline's inputs and outputs, mirrored in dvc.yaml, relative to the project root
 (the directory holding dvc.yaml, where DVC runs every stage)."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 REQUESTS_DIR = Path("data/requests")
@@ -10,6 +11,7 @@ TARGET_DIR = MODELS_DIR / "target"
 # Written by `remi purge --target` (git-tracked): the original target is gone and must not be retrained.
 TARGET_PURGE_RECORD = MODELS_DIR / "target.purged.json"
 SHADOWS_DIR = MODELS_DIR / "shadows"
+ONLINE_SHADOWS_DIR = MODELS_DIR / "online_shadows"
 ATTACK_DIR = MODELS_DIR / "attack"
 UNLEARNED_DIR = MODELS_DIR / "unlearned"
 METRICS_DIR = Path("metrics")
@@ -34,8 +36,25 @@ def split_path(name: str) -> Path:
     return SPLITS_DIR / f"{name}.json"
 
 
-def shadow_dir(shadow_id: int) -> Path:
-    return SHADOWS_DIR / f"shadow_{shadow_id:03d}"
+@dataclass(frozen=True)
+class ShadowSet:
+    """One set of shadow models: its params section, DVC stage, the splits its pool joins, its directory."""
+
+    section: str
+    stage: str
+    pool_splits: tuple[str, ...]
+    directory: Path
+
+
+# Offline shadows never see an audited sample; online shadows see each one half of the time (online LiRA).
+SHADOW_SETS = {s.section: s for s in (
+    ShadowSet("shadows", "train_shadows", ("shadow_pool",), SHADOWS_DIR),
+    ShadowSet("online_shadows", "train_online_shadows", ("target_train", "out", "audit_holdout"), ONLINE_SHADOWS_DIR),
+)}
+
+
+def shadow_dir(shadow_id: int, directory: Path = SHADOWS_DIR) -> Path:
+    return directory / f"shadow_{shadow_id:03d}"
 
 
 def unlearned_dir(method: str) -> Path:
