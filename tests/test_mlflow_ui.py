@@ -96,7 +96,7 @@ def test_compare_lines_the_models_up_by_the_audit_metrics(ui, tiny_run, tmp_path
     assert remi_run.data.metrics["shadow_attack_auc"] == pytest.approx(audit["remi/shadow_attack_auc"])
     query = urllib.parse.urlencode({"runs": json.dumps([r.info.run_id for r in runs]),
                                     "experiments": json.dumps([experiment])})
-    text = _page(f"{base}/#/compare-runs?{query}", tmp_path / "profile", "mlflow-compare.png", height=3400)
+    text = _page(f"{base}/#/compare-runs?{query}", tmp_path / "profile", "mlflow-compare.png", height=4600)
     assert "Comparing 3 Runs" in text
     assert all(f"evaluation:{name}" in text for name in ("target", "retrain", "remi"))
     for metric in ("forget_accuracy", "average_gap", "gap_shadow_attack_auc", "gap_rmia_auc"):
