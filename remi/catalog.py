@@ -11,6 +11,7 @@ REFERENCE = "retrain"  # the method every audit gap and forgetting-quality score
 UNLEARNING_METHODS = ("retrain", "remi", "finetune", "neggrad_plus", "random_label", "salun", "scrub", "fisher",
                       "ssd")
 LEAKAGE_ESTIMATORS = ("shadow_attack", "loss_threshold", "class_gaussian")  # what ReMI's MI term uses
+SIGNAL_REFERENCES = ("population", "shadows")  # what ReMI measures each forget sample's signal from
 AUDIT_ATTACKS = ("shadow_attack", "loss_attack", "mia_efficacy", "lira", "lira_fixed_variance", "rmia",
                  "online_lira")
 

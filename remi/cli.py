@@ -4,7 +4,8 @@
     remi profile profiles/tiny.yaml     overlay a profile onto params.yaml
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
-    remi ablation --seeds 0 1 2         ReMI's ablations and sweeps on the pipeline's artifacts
+    remi ablation --seeds 0 1 2 [--independent-references]
+                                        ReMI's ablations and sweeps on the pipeline's artifacts
     remi benchmark networks|unlearning|sequential|threads|vectorised|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
@@ -61,7 +62,7 @@ def _compare(args: argparse.Namespace) -> None:
 def _ablation(args: argparse.Namespace) -> None:
     from remi.audit.ablation import run_ablation
 
-    run_ablation(args.seeds)
+    run_ablation(args.seeds, args.independent_references)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -197,7 +198,11 @@ def _add_pipeline_commands(command: Command) -> None:
     compare.add_argument("--seeds", type=Path, nargs="+", help="metrics/seeds/<dataset>.json files")
     compare.add_argument("--report", type=Path, help="default: reports/comparison.md")
     compare.add_argument("--metrics", type=Path, help="default: metrics/comparison.json")
-    _seed_list(command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts"))
+    ablation = command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts")
+    _seed_list(ablation)
+    ablation.add_argument("--independent-references", action="store_true",
+                          help="ReMI's per-example reference from half the shadows, the audit's LiRA/RMIA from the "
+                               "other half (does a gap close only against the audit's own shadows?)")
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
                                                    "profile"))

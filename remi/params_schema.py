@@ -13,7 +13,15 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from remi.catalog import AUDIT_ATTACKS, DATASETS, LEAKAGE_ESTIMATORS, NETWORKS, REFERENCE, UNLEARNING_METHODS
+from remi.catalog import (
+    AUDIT_ATTACKS,
+    DATASETS,
+    LEAKAGE_ESTIMATORS,
+    NETWORKS,
+    REFERENCE,
+    SIGNAL_REFERENCES,
+    UNLEARNING_METHODS,
+)
 
 MAX_INT = 2**31 - 1  # counts, sizes and seeds: larger values only overflow somewhere downstream
 # List bounds, checked before the items: a million-item list must not produce a million errors.
@@ -192,6 +200,7 @@ class Remi(Section):
     lambda_distill: NonNegative
     lambda_mi: NonNegative
     lambda_kl: NonNegative
+    signal_reference: Annotated[str, _one_of(SIGNAL_REFERENCES, "signal reference")]
     check_every: Count
     target_auc: Fraction
     auc_tolerance: Fraction

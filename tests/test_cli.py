@@ -192,3 +192,14 @@ def test_ablation_audits_every_variant(finished):
     assert numbers["seeds"] == [0] and set(numbers["variants"]) == set(VARIANTS)
     report = (finished / "reports/remi_ablation.md").read_text()
     assert all(f"| {name} |" in report for name in VARIANTS)
+
+
+@pytest.mark.slow
+def test_ablation_can_keep_remis_reference_shadows_apart_from_the_audits(finished):
+    result = remi("ablation", "--seeds", "0", "--independent-references", cwd=finished, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads((finished / "metrics/remi_ablation_independent_references.json").read_text())
+    remi_shadows, audit_shadows = numbers["remi_reference_shadows"], numbers["audit_reference_shadows"]
+    assert remi_shadows and audit_shadows and not set(remi_shadows) & set(audit_shadows)
+    report = (finished / "reports/remi_ablation_independent_references.md").read_text()
+    assert "--independent-references" in report and "| default |" in report

@@ -13,7 +13,7 @@ import torch
 
 from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
 from remi.attacks.signals import attack_features
-from remi.catalog import LEAKAGE_ESTIMATORS
+from remi.catalog import LEAKAGE_ESTIMATORS, SIGNAL_REFERENCES
 from remi.networks.architectures import resnet9
 from remi.networks.training import predict_logits, seeded_network, train_classifier
 from remi.params_schema import Train
@@ -80,7 +80,8 @@ def colour_task() -> UnlearningTask:
         forget=(inputs[250:300].to(device), labels[250:300].to(device)),
         out=(inputs[300:].to(device), labels[300:].to(device)),
         attack=attack.to(device), class_gaussians=fit_class_gaussians(out_logits, labels[300:]).to(device),
-        new_network=lambda: build().to(device), train_params=Train(epochs=1, batch_size=50, max_lr=0.01, seed=0))
+        new_network=lambda: build().to(device), train_params=Train(epochs=1, batch_size=50, max_lr=0.01, seed=0),
+        references=[seeded_network(build, seed).to(device).eval() for seed in (1, 2)])
 
 
 SHORT = {"finetune": {"epochs": 1}, "neggrad_plus": {"steps": 3}, "random_label": {"steps": 3},
@@ -101,11 +102,12 @@ def test_every_baseline_runs_with_its_task_on_the_device(colour_task, method):
     assert logits.device.type == "cpu" and torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("reference", SIGNAL_REFERENCES)
 @pytest.mark.parametrize("estimator", LEAKAGE_ESTIMATORS)
-def test_remi_runs_with_each_estimator_on_the_device(colour_task, estimator):
+def test_remi_runs_with_each_estimator_on_the_device(colour_task, estimator, reference):
     # target_auc 0: the stop rule never fires, so every step runs
-    steps = {"estimator": estimator, "max_steps": 4, "check_every": 2, "batch_size": 25, "trainable_layers": 3,
-             "target_auc": 0.0, "auc_tolerance": 0.0}
+    steps = {"estimator": estimator, "signal_reference": reference, "max_steps": 4, "check_every": 2,
+             "batch_size": 25, "trainable_layers": 3, "target_auc": 0.0, "auc_tolerance": 0.0}
     task = _for(colour_task, "remi", steps)
     model, _ = run_method("remi", task)
     assert model_device(model) == compute_device()

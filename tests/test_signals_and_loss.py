@@ -6,9 +6,10 @@ import torch
 
 from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
 from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
+from remi.errors import ParamsError
 from remi.networks.architectures import small_cnn
 from remi.unlearning.leakage_estimators import ESTIMATORS
-from remi.unlearning.remi import loss_terms, split_head
+from remi.unlearning.remi import expected_out_signal, loss_terms, split_head
 
 
 def test_gaussian_kl_matches_a_monte_carlo_estimate():
@@ -45,7 +46,7 @@ def test_remi_loss_gradients_reach_every_weight_of_the_target(estimator):
     leakage = ESTIMATORS[estimator](task, (out_logits, y))
     teacher = torch.log_softmax(copy.deepcopy(head)(x), dim=1).detach()
     out_signal = logit_scaled_confidence(out_logits, y)
-    terms = loss_terms(head, leakage, retain=(x, y, teacher), forget=(x, y), out_signal=out_signal)
+    terms = loss_terms(head, leakage, retain=(x, y, teacher), forget=(x, y, torch.zeros(40)), out_signal=out_signal)
     for name in ("mi", "kl"):  # the two unlearning terms, each on its own
         model.zero_grad()
         terms[name].backward(retain_graph=True)
@@ -82,3 +83,32 @@ def test_split_head_freezes_all_but_the_last_layers():
     assert all(not p.requires_grad for p in frozen.parameters())
     assert sum(isinstance(layer, torch.nn.Linear) for layer in head) == 2
     assert all(p.requires_grad for p in head.parameters())
+
+
+def test_the_signal_is_measured_from_each_samples_mean_under_the_reference_models():
+    torch.manual_seed(0)
+    references = [small_cnn((1, 28, 28), 10, 4, 8, 16).eval() for _ in range(3)]
+    x, y = torch.randn(30, 1, 28, 28), torch.randint(0, 10, (30,))
+    with torch.no_grad():
+        by_hand = torch.stack([logit_scaled_confidence(r(x), y) for r in references]).mean(0)
+    task = SimpleNamespace(references=references)
+    assert torch.allclose(expected_out_signal(task, "shadows")(x, y), by_hand, atol=1e-5)
+    assert torch.equal(expected_out_signal(task, "population")(x, y), torch.zeros(30))
+    with pytest.raises(ParamsError, match="needs reference models"):
+        expected_out_signal(SimpleNamespace(references=[]), "shadows")
+
+
+def test_the_kl_term_compares_each_forget_samples_excess_over_its_reference_with_out():
+    torch.manual_seed(0)
+    model = small_cnn((1, 28, 28), 10, 4, 8, 16)
+    _, head = split_head(model, 0)
+    x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
+    teacher = torch.log_softmax(head(x), dim=1).detach()
+    leakage = ESTIMATORS["loss_threshold"](None, (head(x).detach(), y))
+    with torch.no_grad():
+        signal = logit_scaled_confidence(head(x), y)
+    expected, out_signal = signal - 1.0 + 0.5 * torch.randn(40), torch.randn(200)
+    terms = loss_terms(head, leakage, retain=(x, y, teacher), forget=(x, y, expected), out_signal=out_signal)
+    excess = signal - expected  # what an unseen model would not give these samples
+    assert torch.isclose(terms["kl"], gaussian_kl(excess.mean(), excess.var(), out_signal.mean(), out_signal.var()),
+                         atol=1e-4)

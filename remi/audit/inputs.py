@@ -25,11 +25,13 @@ def load_audit_sets(audit_params: Audit) -> AuditSets:
                           load_split(split_path("test")), audit_params)
 
 
-def load_attack_inputs(params: Params, dataset: Dataset, sets: AuditSets,
-                       device: torch.device) -> AttackInputs:
-    """The shadows as reference models (predicting on `device`), the shadow-trained attack and, when
-    online LiRA is audited, the online shadows' saved outputs (models/); the attacks score on the CPU."""
-    references = [load_model(shadow_dir(i), device) for i in range(params.shadows.count)]
+def load_attack_inputs(params: Params, dataset: Dataset, sets: AuditSets, device: torch.device,
+                       reference_shadows: range | None = None) -> AttackInputs:
+    """The shadows as reference models (predicting on `device`; all of them unless `reference_shadows`
+    names some), the shadow-trained attack and, when online LiRA is audited, the online shadows' saved
+    outputs (models/); the attacks score on the CPU."""
+    chosen = range(params.shadows.count) if reference_shadows is None else reference_shadows
+    references = [load_model(shadow_dir(i), device) for i in chosen]
     inputs = attack_inputs(dataset, sets, references, load_attack(ATTACK_DIR), params.audit)
     if "online_lira" in params.audit.attacks:
         directories = [shadow_dir(i, ONLINE_SHADOWS_DIR) for i in range(params.online_shadows.count)]

@@ -3,13 +3,15 @@
 from functools import partial
 
 import torch
+from torch import nn
 
 from remi.attacks.checkpoints import load_attack, load_class_gaussians
 from remi.data.datasets import Dataset
 from remi.data.splits import load_split, retain_ids
 from remi.networks.architectures import build_network
-from remi.params_schema import Params
-from remi.pipeline.layout import ATTACK_DIR, split_path
+from remi.networks.checkpoints import load_model
+from remi.params_schema import Params, Remi
+from remi.pipeline.layout import ATTACK_DIR, shadow_dir, split_path
 from remi.pipeline.starting_model import read_starting_model, starting_model_for
 from remi.pipeline.starting_weights import load_starting_model
 from remi.unlearning import UnlearningTask
@@ -17,7 +19,7 @@ from remi.unlearning.base import Samples, StepCallback
 
 
 def load_task(params: Params, dataset: Dataset, method: str, device: torch.device,
-              on_step: StepCallback | None = None) -> UnlearningTask:
+              on_step: StepCallback | None = None, reference_shadows: range | None = None) -> UnlearningTask:
     """The starting model (the target, or the release sequential unlearning continues from), the attack,
     and the samples named by data/splits/, all on `device`: retain excludes the whole forget set, and
     forget holds only the samples the starting model does not honour yet."""
@@ -42,4 +44,14 @@ def load_task(params: Params, dataset: Dataset, method: str, device: torch.devic
         train_params=params.train,
         method_params=params.method(method),
         on_step=on_step,
+        references=_references(params, method, device, reference_shadows),
     )
+
+
+def _references(params: Params, method: str, device: torch.device, chosen: range | None) -> list[nn.Module]:
+    """The shadows (all, unless `chosen` names some), for a ReMI that measures each sample from them;
+    loaded only then, so no other method's stage reads models/shadows."""
+    method_params = params.method(method)
+    if isinstance(method_params, Remi) and method_params.signal_reference == "shadows":
+        return [load_model(shadow_dir(i), device) for i in (range(params.shadows.count) if chosen is None else chosen)]
+    return []

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -11,6 +11,7 @@ from remi.attacks.shadow_attack_model import AttackModel, ClassGaussians
 from remi.params_schema import Retrain, Section, Train
 
 Samples = tuple[torch.Tensor, torch.Tensor]  # (inputs, labels)
+SampleTensors = TypeVar("SampleTensors", bound=tuple[torch.Tensor, ...])  # (inputs, labels, per-sample extras)
 StepCallback = Callable[[int, dict[str, float]], None]
 MethodParams = TypeVar("MethodParams", bound=Section)
 
@@ -22,10 +23,11 @@ def gradient(parameter: torch.Tensor) -> torch.Tensor:
     return parameter.grad
 
 
-def subsample(samples: Samples, count: int, generator: torch.Generator) -> Samples:
-    """At most `count` samples, drawn without replacement."""
+def subsample(samples: SampleTensors, count: int, generator: torch.Generator) -> SampleTensors:
+    """At most `count` samples, drawn without replacement (every tensor indexed alike: inputs, labels and
+    whatever else is per sample)."""
     picked = torch.randperm(len(samples[1]), generator=generator)[:count].to(samples[1].device)
-    return samples[0][picked], samples[1][picked]
+    return cast(SampleTensors, tuple(tensor[picked] for tensor in samples))
 
 
 @dataclass
@@ -44,6 +46,9 @@ class UnlearningTask:
     train_params: Train
     method_params: Section = field(default_factory=lambda: Retrain(seed=0))
     on_step: StepCallback | None = None  # per-step curves, e.g. for MLflow
+    # Models of the same task that never trained on retain, forget or out (the shadows): what an unseen
+    # model outputs per sample, for methods that take each sample's own reference point.
+    references: list[nn.Module] = field(default_factory=list)
 
     def params(self, kind: type[MethodParams]) -> MethodParams:
         """The method's params.yaml section, typed (a method asks for the section it is written for)."""

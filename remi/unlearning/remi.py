@@ -9,7 +9,11 @@ Per step, on one batch each of retain and forget samples:
 
 A is the leakage estimator named by `remi.estimator` (leakage_estimators.py: the shadow attack model, a
 confidence threshold, or per-class Gaussian scores). The signal s is the logit-scaled true-class
-confidence. (mu_o, var_o) are detached: they are the
+confidence, measured from a reference point that `remi.signal_reference` picks: zero (`population`, the
+paper's reading: forget's confidences as a whole should look like out's), or each sample's mean
+confidence under the shadows (`shadows`: they never trained on it, so s is how much more confident the
+model is on x than an unseen model would be, which is what per-example attacks such as LiRA test; the
+default since the 2026-12-04 ablation, docs/method.md). (mu_o, var_o) are detached: they are the
 target the forget distribution moves to, not something to move. They are refreshed at every
 stopping check from CHECK_SAMPLES out samples: a better estimate than one batch, and cheaper.
 
@@ -23,6 +27,7 @@ instead of once per step, which makes ReMI a few percent of retraining's cost.
 """
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +36,14 @@ from torch import nn
 from remi.attacks.roc import rank_auc
 from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
-from remi.networks.training import accuracy
+from remi.networks.training import accuracy, predict_logits
 from remi.params_schema import Remi
-from remi.unlearning.base import Samples, UnlearningTask, subsample
+from remi.unlearning.base import UnlearningTask, subsample
 from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
 
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
+Referenced = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (features, labels, expected signal)
+ExpectedSignal = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (inputs, labels) -> per sample
 
 
 def remi(task: UnlearningTask) -> nn.Module:
@@ -44,9 +51,11 @@ def remi(task: UnlearningTask) -> nn.Module:
     generator = torch.Generator().manual_seed(p.seed)
     model = copy.deepcopy(task.original).eval()
     frozen, head = split_head(model, p.trainable_layers)
+    expected = expected_out_signal(task, p.signal_reference)
     with torch.no_grad():
-        retain, forget, check_out = ((_features(frozen, x), y) for x, y in (
-            task.retain, task.forget, subsample(task.out, CHECK_SAMPLES, generator)))
+        retain = _features(frozen, task.retain[0]), task.retain[1]
+        forget, check_out = ((_features(frozen, x), y, expected(x, y)) for x, y in (
+            task.forget, subsample(task.out, CHECK_SAMPLES, generator)))
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
         leakage = ESTIMATORS[p.estimator](task, (head(check_out[0]), check_out[1]))
     check_forget = subsample(forget, CHECK_SAMPLES, generator)
@@ -64,7 +73,7 @@ def remi(task: UnlearningTask) -> nn.Module:
         terms = loss_terms(head, leakage,
                            retain=(retain[0][retain_batch], retain[1][retain_batch],
                                    teacher_log_probs[retain_batch]),
-                           forget=(forget[0][forget_batch], forget[1][forget_batch]),
+                           forget=(forget[0][forget_batch], forget[1][forget_batch], forget[2][forget_batch]),
                            out_signal=out_signal)
         loss = (p.lambda_ce * terms["ce"] + p.lambda_distill * terms["distill"]
                 + p.lambda_mi * terms["mi"] + p.lambda_kl * terms["kl"])
@@ -84,6 +93,24 @@ def _looks_unseen(separation: dict[str, float], p: Remi) -> bool:
     aucs_low = all(separation[key] <= p.target_auc + p.auc_tolerance
                    for key in ("signal_auc", "leakage_auc"))
     return aucs_low and separation["accuracy_gap"] <= p.accuracy_tolerance
+
+
+def expected_out_signal(task: UnlearningTask, reference: str) -> ExpectedSignal:
+    """What each sample's signal is measured from. `population`: zero, so the signal is the raw confidence
+    and the KL term matches forget's distribution to out's as a whole. `shadows`: the sample's mean
+    signal under the reference models, which never trained on it, so the term matches each forget
+    sample's excess over what an unseen model gives it to out's, which is what per-example attacks
+    (LiRA) measure."""
+    if reference == "population":
+        return lambda inputs, labels: torch.zeros(len(labels), device=labels.device)
+    if not task.references:
+        raise ParamsError("remi.signal_reference = shadows needs reference models (the shadows, models/shadows).")
+
+    def mean_reference_signal(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        signals = [logit_scaled_confidence(predict_logits(model, inputs), labels.cpu()) for model in task.references]
+        return torch.stack(signals).mean(0).to(labels.device)
+
+    return mean_reference_signal
 
 
 def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module]:
@@ -107,15 +134,15 @@ def _features(frozen: nn.Module, inputs: torch.Tensor, chunk: int = 2048) -> tor
 
 
 @torch.no_grad()
-def distinguishability(head: nn.Module, leakage: LeakageScore, forget: Samples,
-                       out: Samples) -> tuple[dict[str, float], torch.Tensor]:
+def distinguishability(head: nn.Module, leakage: LeakageScore, forget: Referenced,
+                       out: Referenced) -> tuple[dict[str, float], torch.Tensor]:
     """How well the signal and the leakage estimator separate forget from out under the current head,
     how much more accurate the head is on forget than on out; and the out signal itself."""
     forget_logits, out_logits = head(forget[0]), head(out[0])
-    out_signal = logit_scaled_confidence(out_logits, out[1])
+    out_signal = logit_scaled_confidence(out_logits, out[1]) - out[2]
     separation = {
         "accuracy_gap": accuracy(forget_logits, forget[1]) - accuracy(out_logits, out[1]),
-        "signal_auc": rank_auc(logit_scaled_confidence(forget_logits, forget[1]), out_signal),
+        "signal_auc": rank_auc(logit_scaled_confidence(forget_logits, forget[1]) - forget[2], out_signal),
         "leakage_auc": rank_auc(leakage(forget_logits, forget[1]), leakage(out_logits, out[1])),
     }
     return separation, out_signal
@@ -128,14 +155,14 @@ def _batch(labels: torch.Tensor, batch_size: int, generator: torch.Generator) ->
 
 def loss_terms(head: nn.Module, leakage: LeakageScore,
                retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-               forget: Samples, out_signal: torch.Tensor) -> dict[str, torch.Tensor]:
+               forget: Referenced, out_signal: torch.Tensor) -> dict[str, torch.Tensor]:
     """The four loss terms on one batch of retain (features, labels, original log-probs) and
-    forget (features, labels); `out_signal` is the target distribution, from the last check."""
+    forget (features, labels, expected signal); `out_signal` is the target distribution, from the last check."""
     retain_x, retain_y, teacher_log_probs = retain
-    forget_x, forget_y = forget
+    forget_x, forget_y, forget_expected = forget
     # One forward pass for retain and forget: a bigger batch is cheaper than two small ones.
     retain_logits, forget_logits = head(torch.cat([retain_x, forget_x])).split([len(retain_x), len(forget_x)])
-    forget_signal = logit_scaled_confidence(forget_logits, forget_y)
+    forget_signal = logit_scaled_confidence(forget_logits, forget_y) - forget_expected
     return {
         "ce": F.cross_entropy(retain_logits, retain_y),
         "distill": F.kl_div(F.log_softmax(retain_logits, dim=1), teacher_log_probs,
