@@ -1,11 +1,12 @@
 """ReMI's ablations and sweeps, each one params switch, audited like the pipeline audits a method.
 
-    remi ablation [--seeds 0 1 2]    (after `remi run`; uses its artifacts)
-        -> reports/remi_ablation.md, metrics/remi_ablation.json
+    remi ablation [--seeds 0 1 2] [--independent-references]    (after `remi run`; uses its artifacts)
+        -> reports/remi_ablation.md, metrics/remi_ablation.json (or *_independent_references.*)
 
-Every variant is `remi` with some of its params.yaml keys changed (the table names them): the leakage
-estimator (shadow_attack, loss_threshold, class_gaussian), without the MI term (lambda_mi 0), without the KL
-term (lambda_kl 0), without both, and lambda sweeps. Each runs once per ReMI seed on the pipeline's
+Every variant is `remi` with some of its params.yaml keys changed (the table names them): the signal
+reference, the settings before 2026-12-04, the leakage estimator (shadow_attack, loss_threshold,
+class_gaussian), without the MI term (lambda_mi 0), without the KL term (lambda_kl 0), without both,
+and sweeps of the loss weights and the step budget. Each runs once per ReMI seed on the pipeline's
 target, splits and attack, in this process; the audit's attacks score it on forget vs audit_holdout,
 and its gaps are to the pipeline's retrained model (models/unlearned/retrain), averaged over the same
 metrics as the audit's average gap. Seconds / retrain uses the pipeline's retrain seconds (another
@@ -104,14 +105,14 @@ def run_ablation(seeds: list[int], independent_references: bool = False) -> None
         summary[name] = {key: mean_std([run[key] for run in runs]) for key in columns(audit.attacks)}
         summary[name] |= {"seconds_ratio_to_retrain": summary[name]["seconds"]["mean"] / retrain_seconds,
                           "switches": VARIANTS[name]}
-    name = "remi_ablation_independent_references" if independent_references else "remi_ablation"
-    write_json(Path(f"metrics/{name}.json"), {"dataset": params.data.dataset, "seeds": seeds,
+    stem = "remi_ablation_independent_references" if independent_references else "remi_ablation"
+    write_json(Path(f"metrics/{stem}.json"), {"dataset": params.data.dataset, "seeds": seeds,
                                              "remi_reference_shadows": list(remi_shadows or range(count)),
                                              "audit_reference_shadows": list(audit_shadows or range(count)),
                                              "variants": summary, "target": fixed["target"],
                                              "retrain": fixed["retrain"]})
     report = _report(summary, fixed, params, seeds, retrain_seconds, remi_shadows, audit_shadows)
-    write_bytes(Path(f"reports/{name}.md"), report.encode())
+    write_bytes(Path(f"reports/{stem}.md"), report.encode())
     print(report)
 
 
