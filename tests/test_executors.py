@@ -116,10 +116,12 @@ def test_shadows_and_retrainings_trained_as_ray_tasks_on_loopback_match_the_loca
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["shadows"].update(count=4)  # tiny profile: blocks of 2, so two Ray tasks of two shadows
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # Only the shadows stage: it trains the block [2, 3] here; forgetting quality's reference is the
-    # tiny run's own (its inputs do not depend on the shadows).
-    local = run(sys.executable, "-m", "remi", "run", "--single-item", "train_shadows")
-    assert local.returncode == 0, local.stderr[-3000:]
+    # The shadows stage trains the block [2, 3] here; forgetting quality re-runs because its ReMI runs
+    # take each forget sample's reference signal from the shadows, now four.
+    for stage in ("train_shadows", "forgetting_quality"):
+        local = run(sys.executable, "-m", "remi", "run", "--single-item", stage)
+        assert local.returncode == 0, local.stderr[-3000:]
+        assert _ran(local) == {stage}
     local_files = _shadow_files(work)
     assert len(local_files) >= 4 * 3  # model, outputs and fingerprint per shadow
     quality_csv = work / "reports" / "forgetting_quality.csv"
@@ -129,8 +131,8 @@ def test_shadows_and_retrainings_trained_as_ray_tasks_on_loopback_match_the_loca
         shutil.rmtree(shadow)
     daemons_before = _ray_daemons()
     remi = shlex.join([sys.executable, "-m", "remi", "run"])
-    # The shadows are missing, so their stage retrains all four; forgetting quality (whose inputs the
-    # shadows do not change) is forced, so its retrainings, one block, go through Ray too.
+    # The shadows are missing, so their stage retrains all four; forgetting quality (whose inputs come
+    # back byte-identical) is forced, so its retrainings, one block, go through Ray too.
     both = f"{remi} --single-item train_shadows && {remi} --force --single-item forgetting_quality"
     result = _in_loopback_namespace(both, cwd=work, env=run.env | {"REMI_EXECUTOR": "ray"})  # type: ignore[attr-defined]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
