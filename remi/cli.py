@@ -4,7 +4,7 @@
     remi profile profiles/tiny.yaml     overlay a profile onto params.yaml
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
-    remi ablation --seeds 0 1 2 [--independent-references]
+    remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
     remi benchmark networks|unlearning|sequential|threads|vectorised|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
@@ -62,7 +62,7 @@ def _compare(args: argparse.Namespace) -> None:
 def _ablation(args: argparse.Namespace) -> None:
     from remi.audit.ablation import run_ablation
 
-    run_ablation(args.seeds, args.independent_references)
+    run_ablation(args.seeds, args.independent_references, args.variants)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -203,6 +203,8 @@ def _add_pipeline_commands(command: Command) -> None:
     ablation.add_argument("--independent-references", action="store_true",
                           help="ReMI's per-example reference from half the shadows, the audit's LiRA/RMIA from the "
                                "other half (does a gap close only against the audit's own shadows?)")
+    ablation.add_argument("--variants", nargs="+", metavar="NAME",
+                          help="only these variants, as the report names them (default: every one)")
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
                                                    "profile"))

@@ -51,6 +51,13 @@ def test_profile_rewrites_params_and_a_bad_profile_changes_nothing(tmp_path):
     assert "Traceback" not in refused.stderr and (project / "params.yaml").read_bytes() == before
 
 
+def test_an_unknown_ablation_variant_is_named_with_the_choices_before_any_work(tmp_path):
+    result = remi("ablation", "--variants", "default", "no such variant", cwd=_project(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown ablation variant(s) 'no such variant'" in result.stderr and "'lambda_mi 0.25'" in result.stderr
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "metrics").exists()
+
+
 def test_summary_before_any_run_says_what_to_do(tmp_path):
     result = remi("summary", cwd=_project(tmp_path))
     assert result.returncode == 2 and "run `remi run` first" in result.stderr
@@ -196,9 +203,11 @@ def test_ablation_audits_every_variant(finished):
 
 @pytest.mark.slow
 def test_ablation_can_keep_remis_reference_shadows_apart_from_the_audits(finished):
-    result = remi("ablation", "--seeds", "0", "--independent-references", cwd=finished, timeout=900)
+    result = remi("ablation", "--seeds", "0", "--independent-references", "--variants", "default",
+                  "signal from the population", cwd=finished, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads((finished / "metrics/remi_ablation_independent_references.json").read_text())
+    assert list(numbers["variants"]) == ["default", "signal from the population"]
     remi_shadows, audit_shadows = numbers["remi_reference_shadows"], numbers["audit_reference_shadows"]
     assert remi_shadows and audit_shadows and not set(remi_shadows) & set(audit_shadows)
     report = (finished / "reports/remi_ablation_independent_references.md").read_text()

@@ -1,6 +1,7 @@
 """ReMI's ablations and sweeps, each one params switch, audited like the pipeline audits a method.
 
-    remi ablation [--seeds 0 1 2] [--independent-references]    (after `remi run`; uses its artifacts)
+    remi ablation [--seeds 0 1 2] [--variants NAME ...] [--independent-references]
+        (after `remi run`; uses its artifacts; default: every variant)
         -> reports/remi_ablation.md, metrics/remi_ablation.json (or *_independent_references.*)
 
 Every variant is `remi` with some of its params.yaml keys changed (the table names them): the signal
@@ -22,7 +23,7 @@ from remi.audit.comparison import mean_std
 from remi.audit.inputs import load_attack_inputs, load_audit_sets
 from remi.audit.scoring import gap_metrics, gaps_to_reference, model_metrics, score_model
 from remi.data.datasets import load_dataset
-from remi.errors import ParamsError
+from remi.errors import ParamsError, UserError
 from remi.networks.checkpoints import load_model
 from remi.params_schema import Params
 from remi.pipeline.layout import unlearn_metrics_path, unlearned_dir
@@ -61,13 +62,26 @@ def columns(attacks: list[str]) -> list[str]:
             "seconds"]
 
 
-def run_ablation(seeds: list[int], independent_references: bool = False) -> None:
-    """Every variant once per ReMI seed -> reports/remi_ablation.md and metrics/remi_ablation.json.
+def chosen_variants(names: list[str] | None) -> dict[str, dict[str, object]]:
+    """The variants to run, in VARIANTS' order (all of them when `names` is None)."""
+    if names is None:
+        return VARIANTS
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        known = ", ".join(repr(name) for name in VARIANTS)
+        raise UserError(f"unknown ablation variant(s) {', '.join(map(repr, unknown))}; choose from {known}.")
+    return {name: overrides for name, overrides in VARIANTS.items() if name in names}
+
+
+def run_ablation(seeds: list[int], independent_references: bool = False, variants: list[str] | None = None) -> None:
+    """Each chosen variant (default: all) once per ReMI seed -> reports/remi_ablation.md and
+    metrics/remi_ablation.json.
 
     With `independent_references`, ReMI's per-example reference (remi.signal_reference = shadows) uses
     the first half of the shadows and the audit's reference-model attacks (LiRA, RMIA) the second half,
     so a gap that closes only because ReMI was tuned against the audit's own shadows shows up
     (-> reports/remi_ablation_independent_references.md and its metrics file)."""
+    chosen = chosen_variants(variants)
     configure_threads()
     params = load_params()
     audit = params.audit
@@ -89,7 +103,7 @@ def run_ablation(seeds: list[int], independent_references: bool = False) -> None
              "retrain": metrics_of(load_model(unlearned_dir("retrain"), device))}
     retrain_seconds = read_json(unlearn_metrics_path("retrain"))["unlearn_seconds"]
     results: dict[str, list[dict[str, float]]] = {}
-    for name, overrides in VARIANTS.items():
+    for name, overrides in chosen.items():
         variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
         for seed in seeds:
             seeded = variant.model_copy(update={"remi": variant.remi.model_copy(update={"seed": seed})})
