@@ -9,7 +9,7 @@ from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
 from remi.networks.architectures import small_cnn
 from remi.unlearning.leakage_estimators import ESTIMATORS
-from remi.unlearning.remi import expected_out_signal, loss_terms, split_head
+from remi.unlearning.remi import expected_out_signal, looks_unseen, loss_terms, split_head
 
 
 def test_gaussian_kl_matches_a_monte_carlo_estimate():
@@ -112,3 +112,16 @@ def test_the_kl_term_compares_each_forget_samples_excess_over_its_reference_with
     excess = signal - expected  # what an unseen model would not give these samples
     assert torch.isclose(terms["kl"], gaussian_kl(excess.mean(), excess.var(), out_signal.mean(), out_signal.var()),
                          atol=1e-4)
+
+
+@pytest.mark.parametrize(("signal_auc", "leakage_auc", "accuracy_gap", "stops"), [
+    (0.60, 0.51, 0.00, False),  # the signal still ranks forget above out
+    (0.51, 0.50, 0.01, True),   # both AUCs at the target and forget no more accurate than out
+    (0.51, 0.49, 0.08, False),  # AUCs at the target, but forget still clearly more accurate
+    (0.51, 0.45, 0.08, True),   # the estimator went past the target: more steps only deepen it
+    (0.55, 0.45, 0.08, False),  # ...unless the other AUC has not come down yet
+])
+def test_the_stop_rule_waits_for_every_score_but_not_past_an_overshoot(signal_auc, leakage_auc, accuracy_gap, stops):
+    p = SimpleNamespace(target_auc=0.5, auc_tolerance=0.02, accuracy_tolerance=0.02)
+    separation = {"signal_auc": signal_auc, "leakage_auc": leakage_auc, "accuracy_gap": accuracy_gap}
+    assert looks_unseen(separation, p) is stops  # type: ignore[arg-type]
