@@ -77,7 +77,7 @@ def _benchmark(args: argparse.Namespace) -> None:
     elif args.what == "threads":
         from remi.benchmarks.threads import benchmark_threads
 
-        benchmark_threads(args.limit_seconds, args.out)
+        benchmark_threads(args.limit_seconds, args.out, tuple(args.workloads))
     elif args.what == "vectorised":
         from remi.benchmarks.reference_models import benchmark_vectorised
 
@@ -214,6 +214,8 @@ def _add_pipeline_commands(command: Command) -> None:
     benchmark.add_argument("--repeats", type=int, default=3, help="unlearning: repeats per method")
     benchmark.add_argument("--limit-seconds", type=_seconds, default=120,
                            help="threads: stop a run still going after this long (default 120)")
+    benchmark.add_argument("--workloads", nargs="+", choices=("retrain", "remi"), default=["retrain", "remi"],
+                           help="threads: which workloads to time under each setting (default both)")
     benchmark.add_argument("--models", type=int, nargs="+", default=[8, 16],
                            help="vectorised: how many reference models to train each way (default 8 16)")
     benchmark.add_argument("--epochs", type=int, default=5, help="vectorised: epochs of the recipe (default 5)")
