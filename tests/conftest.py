@@ -67,6 +67,9 @@ def pipeline_copy(work: Path, profile: str) -> Callable[..., subprocess.Complete
     return run
 
 
+FIRST_RUN_LOG = "first_run.stdout"
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The whole tiny-profile pipeline, run once per session; tests work on clones of it."""
@@ -74,6 +77,7 @@ def tiny_run(tmp_path_factory) -> Path:
     run = pipeline_copy(work, "profiles/tiny.yaml")
     result = run(REMI, "run")  # the console script, as users call it
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (work.parent / FIRST_RUN_LOG).write_text(result.stdout)  # beside the copy: what ran, for the e2e tests
     return work
 
 

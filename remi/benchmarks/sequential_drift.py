@@ -13,6 +13,10 @@ reported beside it. After each cycle it reads the audit, which compares the sequ
 retraining on the cumulative forget set: |AUC(gate method) - AUC(retrain)| per attack, the forget-
 and test-accuracy gaps, and forgetting quality.
 
+With --one-shot, a second chain unlearns the cumulative requests from the target at every cycle;
+its cycle 1 would repeat the sequential chain's cycle 1 exactly (the same requests from the target),
+so that row is reused rather than run twice.
+
 Writes reports/sequential_drift/drift.{md,json,png} here and logs them to an MLflow run (one step per
 cycle) in this project's store.
 """
@@ -115,8 +119,11 @@ def _row(cycle: int, forget_total: int, audit: dict[str, float], unlearn: dict[s
             "retrain_forgetting_quality": audit.get("retrain/forgetting_quality")}
 
 
-def _chain(plan: Plan, order: np.ndarray, sequential: bool) -> list[dict[str, Any]]:
-    """One row per cycle of a fresh scratch copy; sequential, or each cycle from the target (one-shot)."""
+def _chain(plan: Plan, order: np.ndarray, sequential: bool,
+           first_row: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per cycle of a fresh scratch copy; sequential, or each cycle from the target (one-shot).
+    With `first_row` given, cycle 1 is not run again: its requests are submitted and the row is taken
+    as it is (both chains' first cycle unlearns the same requests from the target, the same run)."""
     params = load_params()
     method, dataset = params.gate.method, load_dataset(params.data.dataset, params.data.raw_dir)
     rows = []
@@ -129,6 +136,9 @@ def _chain(plan: Plan, order: np.ndarray, sequential: bool) -> list[dict[str, An
             for r in range(plan.requests):
                 first = ((cycle - 1) * plan.requests + r) * plan.samples
                 _submit(scratch, dataset.digest, dataset.name, order[first:first + plan.samples].tolist())
+            if cycle == 1 and first_row is not None:
+                rows.append(first_row)
+                continue
             result = subprocess.run([sys.executable, "-m", "remi", "cycle"], cwd=scratch, env=env,
                                     capture_output=True, text=True)
             if result.returncode != 0:  # with the gate opened, every cycle releases
@@ -153,7 +163,7 @@ def benchmark_sequential(plan: Plan, one_shot: bool) -> None:
         raise UserError(f"{plan.cycles} cycles x {plan.requests} requests x {plan.samples} samples is more than "
                         f"the {len(order)} members of the target's training set.")
     rows = _chain(plan, order, sequential=True)
-    one_shot_rows = _chain(plan, order, sequential=False) if one_shot else []
+    one_shot_rows = _chain(plan, order, sequential=False, first_row=rows[0]) if one_shot else []
     _write(rows, one_shot_rows, params.data.dataset, params.gate.method, plan)
 
 
