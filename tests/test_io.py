@@ -108,3 +108,27 @@ def test_a_dvc_lock_cut_short_by_a_kill_is_replaced_by_the_last_complete_one(tmp
         lock.write_text(cut_short)  # DVC killed while rewriting it in place
         runner._keep_or_restore_lock()
         assert lock.read_text() == complete and "was cut short" in capsys.readouterr().err
+
+
+def test_dvcs_lock_table_cut_short_by_a_kill_is_cleared_and_dvc_runs_again(tmp_path, monkeypatch, capsys):
+    """A SIGKILL between DVC's truncate and write of .dvc/tmp/rwlock left it empty in a CI run, and
+    every later DVC command refused to start."""
+    from remi.pipeline import runner
+
+    monkeypatch.chdir(tmp_path)
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(command, check=True, capture_output=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  touch:\n    cmd: echo done > out.txt\n    outs: [out.txt]\n")
+    runner.RWLOCK.write_text("")  # DVC killed while rewriting it in place
+
+    def repro():
+        return subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True)
+
+    refused = repro()
+    assert refused.returncode != 0 and "corrupted" in refused.stderr
+    runner._clear_cut_short_rwlock()
+    assert "was cut short" in capsys.readouterr().err and not runner.RWLOCK.exists()
+    assert repro().returncode == 0 and (tmp_path / "out.txt").read_text() == "done\n"
+    table = runner.RWLOCK.read_text()  # DVC wrote a complete one: kept as it is
+    runner._clear_cut_short_rwlock()
+    assert runner.RWLOCK.read_text() == table and capsys.readouterr().err == ""

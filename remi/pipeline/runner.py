@@ -1,11 +1,13 @@
 """Run `dvc repro` as one MLflow parent run; every stage logs a child run under it (`remi run`).
-A dvc.lock cut short by a kill is replaced by the last complete one first (see _keep_or_restore_lock).
+A dvc.lock cut short by a kill is replaced by the last complete one first (see _keep_or_restore_lock),
+and DVC's lock table cut short by a kill is cleared (see _clear_cut_short_rwlock).
 
 params.yaml is read and validated first, before DVC parses it (a hostile file, e.g. a YAML alias
 bomb, would hang DVC's own parser) and before any stage deletes its outputs. Stage commands find
 the project's interpreter through bin/python, whatever PATH holds.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +22,7 @@ from remi.pipeline.layout import OUTPUT_ROOTS, TARGET_PURGE_RECORD, metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.summary import summary_text
 from remi.runtime.files import sweep_stale_temps
+from remi.runtime.locks import file_lock
 from remi.runtime.process_identity import process_tags
 
 
@@ -77,12 +80,40 @@ def _keep_or_restore_lock() -> None:
         print(f"{LOCK_FILE} is cut short or malformed; restore it with `git checkout {LOCK_FILE}`.", file=sys.stderr)
 
 
+RWLOCK = Path(".dvc/tmp/rwlock")  # which running DVC processes read or write which paths
+RWLOCK_GUARD = Path(".dvc/tmp/rwlock.lock")  # the flock DVC holds while it edits RWLOCK
+
+
+def _rwlock_parses() -> bool:
+    try:
+        json.loads(RWLOCK.read_text())
+    except FileNotFoundError:
+        return True
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _clear_cut_short_rwlock() -> None:
+    """DVC rewrites its lock table in place too (truncate, then write), so a kill between the two leaves
+    it empty and every later DVC command stops with "RWLock-file ... is corrupted". Its entries name
+    live processes only (DVC drops those whose pid is gone), and a missing table means no locks. A table
+    that still does not parse once DVC's own guard is ours was left by a dead writer: remove it."""
+    if _rwlock_parses():
+        return
+    with file_lock(RWLOCK_GUARD, timeout_seconds=30, what="DVC's lock table"):
+        if not _rwlock_parses():
+            print(f"{RWLOCK} was cut short (a kill while DVC wrote it); clearing it.", file=sys.stderr)
+            RWLOCK.unlink()
+
+
 def run_pipeline(dvc_arguments: list[str]) -> int:
     """Validate params, clear a killed run's temp files, `dvc repro` under one parent run, and end
     with the summary when the audit finished (including when the gate then refused the model)."""
     load_params()
     sweep_stale_temps(OUTPUT_ROOTS)
     _keep_or_restore_lock()
+    _clear_cut_short_rwlock()
     started = time.time()
     # After `remi purge --target`, train_target's output is gone on purpose: skip it, do not re-run it.
     missing_target = ["--allow-missing"] if TARGET_PURGE_RECORD.exists() else []
