@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from remi.benchmarks.threads import WORKLOADS
 from remi.pipeline.entry_point import run_entry_point
 from remi.pipeline.layout import project_root
 
@@ -214,7 +215,7 @@ def _add_pipeline_commands(command: Command) -> None:
     benchmark.add_argument("--repeats", type=int, default=3, help="unlearning: repeats per method")
     benchmark.add_argument("--limit-seconds", type=_seconds, default=120,
                            help="threads: stop a run still going after this long (default 120)")
-    benchmark.add_argument("--workloads", nargs="+", choices=("retrain", "remi"), default=["retrain", "remi"],
+    benchmark.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
                            help="threads: which workloads to time under each setting (default both)")
     benchmark.add_argument("--models", type=int, nargs="+", default=[8, 16],
                            help="vectorised: how many reference models to train each way (default 8 16)")

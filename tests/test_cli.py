@@ -183,7 +183,6 @@ def test_benchmark_sequential_tables_the_drift_cycle_by_cycle(finished):
     # One-shot: every cycle from the target, forgetting the cumulative set; cycle 1 is the sequential
     # chain's (the same run: not repeated), cycle 2 forgets both cycles' requests from the target.
     assert [(r["start_release_version"], r["forgotten_this_cycle"]) for r in one_shot] == [(0, 20), (0, 40)]
-    assert one_shot[0]["gap_shadow_attack_auc"] == rows[0]["gap_shadow_attack_auc"]
     assert "\n| 2 | 40 | 20 | 1 | " in (finished / "reports/sequential_drift/drift.md").read_text()
     assert (finished / "reports/sequential_drift/drift.png").read_bytes()[:4] == b"\x89PNG"
     client = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}")

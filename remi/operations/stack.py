@@ -146,8 +146,8 @@ def _start_mlflow(state: dict[str, Any], root: Path, database: str, s3: str) -> 
     _write_private(config, f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {database}/mlflow_auth\n"
                    "admin_username = admin\n"
                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                   # Without the credential cache every request re-checks the password's scrypt hash
-                   # (0.11 s of server CPU here): a stage's metric, tag and artifact calls queue behind it.
+                   # Without the credential cache every request re-checks the password's scrypt hash, and
+                   # a stage's metric, tag and artifact calls queue behind it (BENCHMARKS.md).
                    # MLflow drops a user's cached credentials when the password changes.
                    f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n")
     # Secrets go through the environment, never the command line (which every local user can read).
