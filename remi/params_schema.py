@@ -200,6 +200,7 @@ class Remi(Section):
     lambda_distill: NonNegative
     lambda_mi: NonNegative
     lambda_kl: NonNegative
+    lambda_unseen: NonNegative
     signal_reference: Annotated[str, _one_of(SIGNAL_REFERENCES, "signal reference")]
     check_every: Count
     target_auc: Fraction

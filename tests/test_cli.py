@@ -54,7 +54,7 @@ def test_profile_rewrites_params_and_a_bad_profile_changes_nothing(tmp_path):
 def test_an_unknown_ablation_variant_is_named_with_the_choices_before_any_work(tmp_path):
     result = remi("ablation", "--variants", "default", "no such variant", cwd=_project(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "unknown ablation variant(s) 'no such variant'" in result.stderr and "'lambda_mi 0.25'" in result.stderr
+    assert "unknown ablation variant(s) 'no such variant'" in result.stderr and "'lambda_mi 0.5'" in result.stderr
     assert not (tmp_path / "reports").exists() and not (tmp_path / "metrics").exists()
 
 

@@ -9,7 +9,7 @@ from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
 from remi.networks.architectures import small_cnn
 from remi.unlearning.leakage_estimators import ESTIMATORS
-from remi.unlearning.remi import expected_out_signal, looks_unseen, loss_terms, split_head
+from remi.unlearning.remi import expected_out_signal, looks_unseen, loss_terms, split_head, unseen_prediction
 
 
 def test_gaussian_kl_matches_a_monte_carlo_estimate():
@@ -112,6 +112,39 @@ def test_the_kl_term_compares_each_forget_samples_excess_over_its_reference_with
     excess = signal - expected  # what an unseen model would not give these samples
     assert torch.isclose(terms["kl"], gaussian_kl(excess.mean(), excess.var(), out_signal.mean(), out_signal.var()),
                          atol=1e-4)
+
+
+def test_the_unseen_teacher_is_one_reference_model_per_forget_sample_drawn_by_the_seed():
+    torch.manual_seed(0)
+    references = [small_cnn((1, 28, 28), 10, 4, 8, 16).eval() for _ in range(3)]
+    x, y = torch.randn(200, 1, 28, 28), torch.randint(0, 10, (200,))
+    task = SimpleNamespace(references=references, forget=(x, y))
+    teacher = unseen_prediction(task, torch.Generator().manual_seed(5))  # type: ignore[arg-type]
+    with torch.no_grad():
+        each = torch.stack([model(x).log_softmax(1) for model in references])  # (models, samples, classes)
+    matches = (teacher[None] - each).abs().amax(2) < 1e-5  # which model's output each row is
+    assert matches.any(0).all(), "every row is some reference model's output"
+    assert matches.sum(1).min() > 40, "and every model teaches a share of the samples"
+    assert torch.equal(teacher, unseen_prediction(task, torch.Generator().manual_seed(5)))  # type: ignore[arg-type]
+    with pytest.raises(ParamsError, match="lambda_unseen > 0 needs reference models"):
+        unseen_prediction(SimpleNamespace(references=[], forget=(x, y)), torch.Generator())  # type: ignore[arg-type]
+
+
+def test_the_unseen_term_is_zero_only_when_forget_predictions_match_the_unseen_model():
+    torch.manual_seed(0)
+    model = small_cnn((1, 28, 28), 10, 4, 8, 16)
+    _, head = split_head(model, 0)
+    x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
+    teacher = torch.log_softmax(head(x), dim=1).detach()
+    leakage = ESTIMATORS["loss_threshold"](None, (head(x).detach(), y))
+    batch = {"retain": (x, y, teacher), "forget": (x, y, torch.zeros(40)), "out_signal": torch.randn(200)}
+    assert "unseen" not in loss_terms(head, leakage, **batch)  # type: ignore[arg-type]
+    same = loss_terms(head, leakage, **batch, unseen_log_probs=teacher)  # type: ignore[arg-type]
+    other = loss_terms(head, leakage, **batch, unseen_log_probs=teacher.flip(1))  # type: ignore[arg-type]
+    assert abs(same["unseen"].item()) < 1e-5 < other["unseen"].item()
+    model.zero_grad()
+    other["unseen"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
 @pytest.mark.parametrize(("signal_auc", "leakage_auc", "accuracy_gap", "stops"), [

@@ -5,13 +5,13 @@
         -> reports/remi_ablation.md, metrics/remi_ablation.json (or *_independent_references.*)
 
 Every variant is `remi` with some of its params.yaml keys changed (the table names them): the signal
-reference, the settings before 2026-12-04, the leakage estimator (shadow_attack, loss_threshold,
-class_gaussian), without the MI term (lambda_mi 0), without the KL term (lambda_kl 0), without both,
-and sweeps of the loss weights and the step budget. Each runs once per ReMI seed on the pipeline's
-target, splits and attack, in this process; the audit's attacks score it on forget vs audit_holdout,
-and its gaps are to the pipeline's retrained model (models/unlearned/retrain), averaged over the same
-metrics as the audit's average gap. Seconds / retrain uses the pipeline's retrain seconds (another
-process), so treat that column as indicative.
+reference, the settings before the unseen-model term and before 2026-12-04, the leakage estimator (shadow_attack,
+loss_threshold, class_gaussian), without the unseen-model term (lambda_unseen 0), the MI term (lambda_mi
+0), the KL term (lambda_kl 0), all three, and sweeps of the loss weights and the step budget. Each runs
+once per ReMI seed on the pipeline's target, splits and attack, in this process; the audit's attacks
+score it on forget vs audit_holdout, and its gaps are to the pipeline's retrained model
+(models/unlearned/retrain), averaged over the same metrics as the audit's average gap. Seconds / retrain
+uses the pipeline's retrain seconds (another process), so treat that column as indicative.
 """
 
 from pathlib import Path
@@ -38,16 +38,21 @@ from remi.unlearning import run_method
 
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
+    "before the unseen term (MI 0.5)": {"lambda_unseen": 0.0, "lambda_mi": 0.5},
+    "no unseen term": {"lambda_unseen": 0.0},
     "signal from the population": {"signal_reference": "population"},
     "before 2026-12-04 (population, KL 1.5, distill 1)": {"signal_reference": "population", "lambda_kl": 1.5,
-                                                         "lambda_distill": 1.0},
+                                                         "lambda_distill": 1.0, "lambda_unseen": 0.0,
+                                                         "lambda_mi": 0.5},
     "estimator loss_threshold": {"estimator": "loss_threshold"},
     "estimator class_gaussian": {"estimator": "class_gaussian"},
     "no MI term": {"lambda_mi": 0.0},
     "no KL term": {"lambda_kl": 0.0},
-    "no MI, no KL (fidelity only)": {"lambda_mi": 0.0, "lambda_kl": 0.0},
-    "lambda_mi 0.25": {"lambda_mi": 0.25},
+    "no MI, no KL, no unseen (fidelity only)": {"lambda_mi": 0.0, "lambda_kl": 0.0, "lambda_unseen": 0.0},
+    "lambda_mi 0.5": {"lambda_mi": 0.5},
     "lambda_mi 1": {"lambda_mi": 1.0},
+    "lambda_unseen 1": {"lambda_unseen": 1.0},
+    "lambda_unseen 3": {"lambda_unseen": 3.0},
     "lambda_kl 1.5": {"lambda_kl": 1.5},
     "lambda_kl 5": {"lambda_kl": 5.0},
     "lambda_distill 1": {"lambda_distill": 1.0},

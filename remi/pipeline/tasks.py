@@ -49,9 +49,10 @@ def load_task(params: Params, dataset: Dataset, method: str, device: torch.devic
 
 
 def _references(params: Params, method: str, device: torch.device, chosen: range | None) -> list[nn.Module]:
-    """The shadows (all, unless `chosen` names some), for a ReMI that measures each sample from them;
-    loaded only then, so no other method's stage reads models/shadows."""
+    """The shadows (all, unless `chosen` names some), for a ReMI that measures each sample from them or
+    matches their predictions; loaded only then, so no other method's stage reads models/shadows."""
     method_params = params.method(method)
-    if isinstance(method_params, Remi) and method_params.signal_reference == "shadows":
+    if isinstance(method_params, Remi) and (method_params.signal_reference == "shadows"
+                                            or method_params.lambda_unseen > 0):
         return [load_model(shadow_dir(i), device) for i in (range(params.shadows.count) if chosen is None else chosen)]
     return []

@@ -6,6 +6,7 @@ Per step, on one batch each of retain and forget samples:
     loss = lambda_ce * CE(f(x_r), y_r) + lambda_distill * KL(f0(x_r) || f(x_r))     # fidelity
          + lambda_mi * mean softplus(A(f(x_f)))      # leakage estimator: forget looks like non-member
          + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal
+         + lambda_unseen * KL(g_k(x_f) || f(x_f))    # forget predictions match an unseen model's
 
 A is the leakage estimator named by `remi.estimator` (leakage_estimators.py: the shadow attack model, a
 confidence threshold, or per-class Gaussian scores). The signal s is the logit-scaled true-class
@@ -16,6 +17,12 @@ model is on x than an unseen model would be, which is what per-example attacks s
 default since the 2026-12-04 ablation, docs/method.md). (mu_o, var_o) are detached: they are the
 target the forget distribution moves to, not something to move. They are refreshed at every
 stopping check from CHECK_SAMPLES out samples: a better estimate than one batch, and cheaper.
+
+g_k is one reference model (a shadow, which never trained on x_f), drawn at random for each forget
+sample once per run: the MI and KL terms lower forget's confidence as a whole but leave its
+predictions right where retraining gets some wrong; a single unseen model's output is what retraining
+would give, mistakes and sharpness included (an average over the shadows would be smoother and more
+accurate than any one model). Added 2026-12-04, after the per-example reference; docs/method.md.
 
 Stop rule: the estimator and the signal rank forget no higher than out (AUC at most `target_auc` +
 `auc_tolerance`) and forget accuracy is at most `accuracy_tolerance` above out accuracy; or both AUCs
@@ -57,6 +64,8 @@ def remi(task: UnlearningTask) -> nn.Module:
         retain = _features(frozen, task.retain[0]), task.retain[1]
         forget, check_out = ((_features(frozen, x), y, expected(x, y)) for x, y in (
             task.forget, subsample(task.out, CHECK_SAMPLES, generator)))
+        unseen_log_probs = (unseen_prediction(task, generator) if p.lambda_unseen > 0
+                            else torch.zeros(0, device=forget[1].device))
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
         leakage = ESTIMATORS[p.estimator](task, (head(check_out[0]), check_out[1]))
     check_forget = subsample(forget, CHECK_SAMPLES, generator)
@@ -75,9 +84,12 @@ def remi(task: UnlearningTask) -> nn.Module:
                            retain=(retain[0][retain_batch], retain[1][retain_batch],
                                    teacher_log_probs[retain_batch]),
                            forget=(forget[0][forget_batch], forget[1][forget_batch], forget[2][forget_batch]),
-                           out_signal=out_signal)
+                           out_signal=out_signal,
+                           unseen_log_probs=unseen_log_probs[forget_batch] if p.lambda_unseen > 0 else None)
         loss = (p.lambda_ce * terms["ce"] + p.lambda_distill * terms["distill"]
                 + p.lambda_mi * terms["mi"] + p.lambda_kl * terms["kl"])
+        if "unseen" in terms:
+            loss = loss + p.lambda_unseen * terms["unseen"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -117,6 +129,18 @@ def expected_out_signal(task: UnlearningTask, reference: str) -> ExpectedSignal:
         return torch.stack(signals).mean(0).to(labels.device)
 
     return mean_reference_signal
+
+
+def unseen_prediction(task: UnlearningTask, generator: torch.Generator) -> torch.Tensor:
+    """Log-probabilities an unseen model gives each forget sample: for each sample one reference
+    model, drawn at random (see the module docstring)."""
+    if not task.references:
+        raise ParamsError("remi.lambda_unseen > 0 needs reference models (the shadows, models/shadows); "
+                          "set it to 0 to run ReMI without them.")
+    inputs, labels = task.forget
+    drawn = torch.randint(len(task.references), (len(labels),), generator=generator)
+    log_probs = torch.stack([predict_logits(model, inputs).log_softmax(1) for model in task.references])
+    return log_probs[drawn, torch.arange(len(labels))].to(labels.device)
 
 
 def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module]:
@@ -161,18 +185,24 @@ def _batch(labels: torch.Tensor, batch_size: int, generator: torch.Generator) ->
 
 def loss_terms(head: nn.Module, leakage: LeakageScore,
                retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-               forget: Referenced, out_signal: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The four loss terms on one batch of retain (features, labels, original log-probs) and
-    forget (features, labels, expected signal); `out_signal` is the target distribution, from the last check."""
+               forget: Referenced, out_signal: torch.Tensor,
+               unseen_log_probs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The loss terms on one batch of retain (features, labels, original log-probs) and forget
+    (features, labels, expected signal); `out_signal` is the target distribution, from the last check;
+    with `unseen_log_probs` (an unseen model's outputs on the forget batch), the term that matches them."""
     retain_x, retain_y, teacher_log_probs = retain
     forget_x, forget_y, forget_expected = forget
     # One forward pass for retain and forget: a bigger batch is cheaper than two small ones.
     retain_logits, forget_logits = head(torch.cat([retain_x, forget_x])).split([len(retain_x), len(forget_x)])
     forget_signal = logit_scaled_confidence(forget_logits, forget_y) - forget_expected
-    return {
+    terms = {
         "ce": F.cross_entropy(retain_logits, retain_y),
         "distill": F.kl_div(F.log_softmax(retain_logits, dim=1), teacher_log_probs,
                             log_target=True, reduction="batchmean"),
         "mi": F.softplus(leakage(forget_logits, forget_y)).mean(),
         "kl": gaussian_kl(forget_signal.mean(), forget_signal.var(), out_signal.mean(), out_signal.var()),
     }
+    if unseen_log_probs is not None:
+        terms["unseen"] = F.kl_div(F.log_softmax(forget_logits, dim=1), unseen_log_probs, log_target=True,
+                                   reduction="batchmean")
+    return terms
