@@ -98,13 +98,19 @@ def test_the_signal_is_measured_from_each_samples_mean_under_the_reference_model
         expected_out_signal(SimpleNamespace(references=[]), "shadows")
 
 
-def test_the_kl_term_compares_each_forget_samples_excess_over_its_reference_with_out():
+def _small_head_and_batch():
+    """A small CNN trained as a whole (its head is the model), 40 samples, its own outputs as the
+    retain teacher, and the loss-threshold estimator calibrated on them."""
     torch.manual_seed(0)
     model = small_cnn((1, 28, 28), 10, 4, 8, 16)
     _, head = split_head(model, 0)
     x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
     teacher = torch.log_softmax(head(x), dim=1).detach()
-    leakage = ESTIMATORS["loss_threshold"](None, (head(x).detach(), y))
+    return model, head, x, y, teacher, ESTIMATORS["loss_threshold"](None, (head(x).detach(), y))
+
+
+def test_the_kl_term_compares_each_forget_samples_excess_over_its_reference_with_out():
+    _, head, x, y, teacher, leakage = _small_head_and_batch()
     with torch.no_grad():
         signal = logit_scaled_confidence(head(x), y)
     expected, out_signal = signal - 1.0 + 0.5 * torch.randn(40), torch.randn(200)
@@ -131,12 +137,7 @@ def test_the_unseen_teacher_is_one_reference_model_per_forget_sample_drawn_by_th
 
 
 def test_the_unseen_term_is_zero_only_when_forget_predictions_match_the_unseen_model():
-    torch.manual_seed(0)
-    model = small_cnn((1, 28, 28), 10, 4, 8, 16)
-    _, head = split_head(model, 0)
-    x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
-    teacher = torch.log_softmax(head(x), dim=1).detach()
-    leakage = ESTIMATORS["loss_threshold"](None, (head(x).detach(), y))
+    model, head, x, y, teacher, leakage = _small_head_and_batch()
     batch = {"retain": (x, y, teacher), "forget": (x, y, torch.zeros(40)), "out_signal": torch.randn(200)}
     assert "unseen" not in loss_terms(head, leakage, **batch)  # type: ignore[arg-type]
     same = loss_terms(head, leakage, **batch, unseen_log_probs=teacher)  # type: ignore[arg-type]
