@@ -41,9 +41,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "before the unseen term (MI 0.5)": {"lambda_unseen": 0.0, "lambda_mi": 0.5},
     "no unseen term": {"lambda_unseen": 0.0},
     "signal from the population": {"signal_reference": "population"},
-    "before 2026-12-04 (population, KL 1.5, distill 1)": {"signal_reference": "population", "lambda_kl": 1.5,
-                                                         "lambda_distill": 1.0, "lambda_unseen": 0.0,
-                                                         "lambda_mi": 0.5},
+    "before 2026-12-04 (population, KL 1.5, distill 1, MI 0.5)": {
+        "signal_reference": "population", "lambda_kl": 1.5, "lambda_distill": 1.0, "lambda_unseen": 0.0,
+        "lambda_mi": 0.5},
     "estimator loss_threshold": {"estimator": "loss_threshold"},
     "estimator class_gaussian": {"estimator": "class_gaussian"},
     "no MI term": {"lambda_mi": 0.0},
@@ -58,7 +58,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "lambda_distill 1": {"lambda_distill": 1.0},
     "lambda_distill 3": {"lambda_distill": 3.0},
     "max_steps 200": {"max_steps": 200},
-    # For the MNIST-5k and letter profiles, whose settings predate both: what the two changes do there.
+    # For the MNIST-5k and letter profiles, whose settings predate both changes (on the default params
+    # it repeats the default).
     "unseen 2, per-example reference": {"lambda_unseen": 2.0, "signal_reference": "shadows"},
 }
 
@@ -84,10 +85,10 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
     """Each chosen variant (default: all) once per ReMI seed -> reports/remi_ablation.md and
     metrics/remi_ablation.json.
 
-    With `independent_references`, ReMI's per-example reference (remi.signal_reference = shadows) uses
-    the first half of the shadows and the audit's reference-model attacks (LiRA, RMIA) the second half,
-    so a gap that closes only because ReMI was tuned against the audit's own shadows shows up
-    (-> reports/remi_ablation_independent_references.md and its metrics file)."""
+    With `independent_references`, ReMI's reference models (its per-example reference and its
+    unseen-model teacher) are the first half of the shadows and the audit's reference-model attacks
+    (LiRA, RMIA) the second half, so a gap that closes only because ReMI was tuned against the audit's
+    own shadows shows up (-> reports/remi_ablation_independent_references.md and its metrics file)."""
     chosen = chosen_variants(variants)
     configure_threads()
     params = load_params()
@@ -141,8 +142,11 @@ def _report(summary: dict, fixed: dict, params: Params, seeds: list[int], retrai
             remi_shadows: range | None, audit_shadows: range | None) -> str:
     shown = columns(params.audit.attacks)
     flag = " --independent-references" if remi_shadows is not None else ""
+    if summary.keys() != VARIANTS.keys():
+        flag += " --variants " + " ".join(f'"{name}"' for name in summary)
     split = ("" if remi_shadows is None or audit_shadows is None else
-             f" ReMI's per-example reference used shadows {remi_shadows.start}-{remi_shadows.stop - 1} only, the "
+             f" ReMI's per-example reference and unseen-model teacher used shadows {remi_shadows.start}-"
+             f"{remi_shadows.stop - 1} only, the "
              f"audit's LiRA, LiRA-fv and RMIA shadows {audit_shadows.start}-{audit_shadows.stop - 1} only (the "
              "shadow attack model and online LiRA as in the pipeline).")
     lines = ["# ReMI ablations and sweeps", "",
