@@ -64,8 +64,7 @@ def remi(task: UnlearningTask) -> nn.Module:
         retain = _features(frozen, task.retain[0]), task.retain[1]
         forget, check_out = ((_features(frozen, x), y, expected(x, y)) for x, y in (
             task.forget, subsample(task.out, CHECK_SAMPLES, generator)))
-        unseen_log_probs = (unseen_prediction(task, generator) if p.lambda_unseen > 0
-                            else torch.zeros(0, device=forget[1].device))
+        unseen_log_probs = unseen_prediction(task, generator) if p.lambda_unseen > 0 else None
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
         leakage = ESTIMATORS[p.estimator](task, (head(check_out[0]), check_out[1]))
     check_forget = subsample(forget, CHECK_SAMPLES, generator)
@@ -85,7 +84,7 @@ def remi(task: UnlearningTask) -> nn.Module:
                                    teacher_log_probs[retain_batch]),
                            forget=(forget[0][forget_batch], forget[1][forget_batch], forget[2][forget_batch]),
                            out_signal=out_signal,
-                           unseen_log_probs=unseen_log_probs[forget_batch] if p.lambda_unseen > 0 else None)
+                           unseen_log_probs=None if unseen_log_probs is None else unseen_log_probs[forget_batch])
         loss = (p.lambda_ce * terms["ce"] + p.lambda_distill * terms["distill"]
                 + p.lambda_mi * terms["mi"] + p.lambda_kl * terms["kl"])
         if "unseen" in terms:
