@@ -11,39 +11,68 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-${OUT:-$root/reports/gpu_check}}" && cd "${1:-${OUT:-$root/reports/gpu_check}}" && pwd)
 export REMI_DEVICE=${REMI_DEVICE:-cuda} MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1 GX_ANALYTICS_ENABLED=false
-export REMI_PYTHON="$root/.venv/bin/python"
-remi="$root/.venv/bin/remi"
-if [ ! -x "$remi" ]; then
-  echo "no $remi: run \`make setup\` first (this script installs nothing)" >&2
+# REMI_PYTHON: an interpreter that has the project's dependencies, e.g. a GPU image's own python3 with
+# the missing packages on PYTHONPATH; default the project's .venv (`make setup`).
+export REMI_PYTHON=${REMI_PYTHON:-$root/.venv/bin/python}
+if ! "$REMI_PYTHON" -c "import dvc, mlflow, great_expectations, torch" 2>/dev/null; then
+  echo "$REMI_PYTHON lacks the project's dependencies: run \`make setup\` first (this script installs nothing)" >&2
   exit 2
 fi
+remi() { "$REMI_PYTHON" -m remi "$@"; }
 # shellcheck source=lib/project_copy.sh
 source "$root/scripts/lib/project_copy.sh"
 
 steps=()
-step() {  # name, command...: runs the command, logs to OUT_DIR/<name>.log, records code and seconds
-  local name=$1 started code
-  shift
+step() {  # name, seconds, command...: runs the command (a function too) for at most that long, so one
+  # that hangs cannot eat the others' time; logs to OUT_DIR/<name>.log, records exit code and seconds
+  local name=$1 limit=$2 started code
+  shift 2
+  if [ -n "${GPU_CHECK_STEPS:-}" ] && [[ " $GPU_CHECK_STEPS " != *" $name "* ]]; then
+    return  # GPU_CHECK_STEPS="a b" runs only the steps named
+  fi
   started=$(date +%s.%N)
-  "$@" >"$out/$name.log" 2>&1
+  timeout --kill-after=10 "$limit" bash -c '"$@"' "$name" "$@" >"$out/$name.log" 2>&1
   code=$?
   steps+=("$name $code $(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")")
   echo "$name: exit $code (log: $out/$name.log)"
 }
 
-pipeline_copy="$out/pipeline"
+# The copy lives outside OUT_DIR (it holds every model and the data); its metrics/ come back as
+# OUT_DIR/pipeline_metrics, then it is deleted.
+pipeline_copy="${TMPDIR:-/tmp}/remi_gpu_check_pipeline"
 clean_pipeline() {
   project_copy "$root" "$pipeline_copy" && rm -rf "$pipeline_copy/models/shadows" "$pipeline_copy/models/online_shadows" \
-    && (cd "$pipeline_copy" && "$remi" run -f && "$remi" benchmark profile --out "$out/profile.json")
+    && (cd "$pipeline_copy" && remi run -f && remi benchmark profile --out "$out/profile.json")
 }
 
+startup_costs() {  # seconds each heavy import takes alone in a fresh interpreter, and the device's first use
+  "$REMI_PYTHON" - "$out/startup.json" <<'PY'
+import json, os, subprocess, sys, time
+probes = {"python": "pass", "torch": "import torch", "mlflow": "import mlflow",
+          "great_expectations": "import great_expectations", "dvc.repo": "import dvc.repo",
+          "remi.pipeline.tracking": "import remi.pipeline.tracking",
+          "torch + first tensor on REMI_DEVICE": "import os, torch; torch.zeros(1, device=os.environ['REMI_DEVICE'])"}
+seconds = {}
+for name, code in probes.items():
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    seconds[name] = round(time.perf_counter() - started, 2)
+    print(f"{name:40s} {seconds[name]:6.2f} s", flush=True)
+json.dump({"device": os.environ["REMI_DEVICE"], "seconds": seconds}, open(sys.argv[1], "w"), indent=2)
+PY
+}
+
+export -f remi clean_pipeline project_copy startup_costs
+export root out pipeline_copy
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$out/gpu.txt" 2>&1
 cd "$root" || exit 2
-step device_tests "$REMI_PYTHON" -m pytest -q tests/test_device.py tests/test_vectorised_training.py
-step networks "$remi" benchmark networks --out "$out/networks.json"
-step vectorised "$remi" benchmark vectorised --models 8 16 --epochs 5 --out "$out/vectorised.json"
-step pipeline clean_pipeline
-rm -rf "$pipeline_copy/.dvc/cache"  # the copy's cache holds every model: not a result
+step device_tests 90 "$REMI_PYTHON" -m pytest -q tests/test_device.py tests/test_vectorised_training.py
+step startup 60 startup_costs
+step pipeline 330 clean_pipeline
+step vectorised 80 remi benchmark vectorised --models 8 16 --epochs 5 --out "$out/vectorised.json"
+step networks 60 remi benchmark networks --out "$out/networks.json"
+cp -r "$pipeline_copy/metrics" "$out/pipeline_metrics" 2>/dev/null
+rm -rf "$pipeline_copy"
 
 printf '%s\n' "${steps[@]}" | "$REMI_PYTHON" -c '
 import json, pathlib, sys
@@ -54,7 +83,7 @@ for line in sys.stdin.read().split("\n"):
         name, code, seconds = line.split()
         steps[name] = {"exit_code": int(code), "seconds": float(seconds)}
 results = {name: json.loads((out / f"{name}.json").read_text())
-           for name in ("networks", "vectorised", "profile") if (out / f"{name}.json").exists()}
+           for name in ("networks", "vectorised", "profile", "startup") if (out / f"{name}.json").exists()}
 gpu = (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() else "unknown"
 summary = {"gpu": gpu, "device": sys.argv[2], "steps": steps, "results": results}
 (out / "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")

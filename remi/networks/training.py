@@ -37,7 +37,11 @@ def train_classifier(
     model.train()
     for epoch in range(epochs):
         rebalance_threads()  # a neighbour may have started since the stage chose its threads
-        started, loss_sum, correct = time.perf_counter(), 0.0, 0
+        # Summed on the device and read once per epoch: a .item() per step makes a GPU wait for every
+        # batch. float64 and the same order of additions as Python floats, so the logged values are too.
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for batch in torch.randperm(len(labels), generator=generator).to(device).split(batch_size):
             logits = model(inputs[batch])
             loss = F.cross_entropy(logits, labels[batch])
@@ -45,10 +49,11 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             schedule.step()
-            loss_sum += loss.item() * len(batch)
-            correct += (logits.argmax(1) == labels[batch]).sum().item()
+            loss_sum += loss.detach().double() * len(batch)
+            correct += (logits.argmax(1) == labels[batch]).sum()
         if on_epoch:
-            on_epoch(epoch, {"train_loss": loss_sum / len(labels), "train_accuracy": correct / len(labels),
+            on_epoch(epoch, {"train_loss": loss_sum.item() / len(labels),
+                             "train_accuracy": correct.item() / len(labels),
                              "epoch_seconds": time.perf_counter() - started})
     model.eval()
     return model

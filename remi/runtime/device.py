@@ -45,6 +45,8 @@ def compute_device() -> torch.device:
         if device.index is not None and device.index >= visible:
             raise DeviceError(f"{DEVICE_ENV}={name!r}, but only {visible} CUDA GPU(s) are visible "
                               f"(cuda:0..cuda:{visible - 1}).")
+        if device.index is None:  # a tensor reports cuda:0, and torch.device("cuda") != torch.device("cuda:0")
+            device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
