@@ -150,20 +150,20 @@ def lira_fixed_variance(logits: Logits, inputs: AttackInputs) -> Scores:
 
 
 @dataclass
-class _OnlineGaussians:
+class OnlineGaussians:
     mean_in: dict[str, torch.Tensor]
     mean_out: dict[str, torch.Tensor]
     std_in: torch.Tensor
     std_out: torch.Tensor
 
 
-def _online_gaussians(online: OnlineShadows) -> _OnlineGaussians:
+def online_gaussians(online: OnlineShadows) -> OnlineGaussians:
     """Per-sample in and out means; one in and one out spread for all samples ("fixed variance", which
     Carlini et al. advise below 64 shadows: a few shadows per side make per-sample variances noisy).
     A sample that no shadow trained on (or that all did) gets the other side's mean shifted by the
-    average in-out gap."""
+    average in-out gap. Fitted over every part `online` holds (the audit: SCORED_PARTS)."""
     mean_in, mean_out, gaps = {}, {}, []
-    for part in SCORED_PARTS:
+    for part in online.confidence:
         confidence, member = online.confidence[part], online.is_member[part]
         mean_in[part] = (confidence * member).sum(0) / member.sum(0).clamp(min=1)
         mean_out[part] = (confidence * ~member).sum(0) / (~member).sum(0).clamp(min=1)
@@ -171,7 +171,7 @@ def _online_gaussians(online: OnlineShadows) -> _OnlineGaussians:
     gap = torch.cat(gaps).mean()
     squares = {True: 0.0, False: 0.0}
     degrees = {True: 0, False: 0}
-    for part in SCORED_PARTS:
+    for part in online.confidence:
         confidence, member = online.confidence[part], online.is_member[part]
         for side, mask, mean in ((True, member, mean_in[part]), (False, ~member, mean_out[part])):
             squares[side] += float((((confidence - mean) ** 2) * mask).sum())
@@ -180,7 +180,7 @@ def _online_gaussians(online: OnlineShadows) -> _OnlineGaussians:
         mean_out[part] = torch.where((~member).any(0), mean_out[part], mean_in[part] - gap)
     if min(degrees.values()) == 0:
         raise ValueError("online LiRA needs samples with two shadows on the same side: train more online shadows")
-    return _OnlineGaussians(mean_in, mean_out, *(torch.tensor(math.sqrt(squares[side] / degrees[side]) + 1e-6)
+    return OnlineGaussians(mean_in, mean_out, *(torch.tensor(math.sqrt(squares[side] / degrees[side]) + 1e-6)
                                                  for side in (True, False)))
 
 
@@ -198,7 +198,7 @@ def online_lira(logits: Logits, inputs: AttackInputs) -> Scores:
     online = inputs.online_shadows
     if online is None:
         raise ValueError("online_lira needs the online shadows (stage train_online_shadows)")
-    fit = _online_gaussians(online)
+    fit = online_gaussians(online)
     population = logit_scaled_confidence(logits["population"].double(), inputs.labels["population"])
     offset = (population - online.population.mean(0)).median()
     scores = {}
