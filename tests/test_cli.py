@@ -13,8 +13,8 @@ from remi.benchmarks.threads import BUSY_LOOP
 from remi.cli import build_parser
 from tests.conftest import REMI, REPO, clone_run
 
-SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "benchmark", "summary", "ui", "reap-runs", "request",
-               "cycle", "stack", "purge"}
+SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "ulira", "benchmark", "summary", "ui", "reap-runs",
+               "request", "cycle", "stack", "purge"}
 
 
 def remi(*args: str, cwd=REPO, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -215,3 +215,23 @@ def test_ablation_can_keep_remis_reference_shadows_apart_from_the_audits(finishe
     assert remi_shadows and audit_shadows and not set(remi_shadows) & set(audit_shadows)
     report = (finished / "reports/remi_ablation_independent_references.md").read_text()
     assert "--independent-references" in report and "| default |" in report
+
+
+@pytest.mark.slow
+def test_ulira_scores_remi_against_retraining_with_unlearned_references(finished):
+    result = remi("ulira", cwd=finished)
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads((finished / "metrics/ulira.json").read_text())["methods"]["remi"]
+    assert numbers["references"] == 4  # the tiny profile's online shadows
+    model, held_out = numbers["model"]["auc"], numbers["held_out"]["auc"]
+    assert 0 <= model <= 1 and 0 <= held_out <= 1
+    assert f"| remi | 4 | {model:.3f} |" in (finished / "reports/ulira.md").read_text()
+
+
+def test_ulira_without_enough_reference_models_says_so_before_any_work(tmp_path):
+    project = _project(tmp_path)
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("  count: 8               #   so every", "  count: 2  #", 1))
+    result = remi("ulira", cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "online_shadows.count is 2, it needs at least 3" in result.stderr

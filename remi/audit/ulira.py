@@ -1,0 +1,129 @@
+"""U-LiRA on the pipeline's artifacts: can an attacker who unlearns reference models himself tell the
+unlearned model from the retrained one, sample by sample?
+
+    remi ulira    (after `remi run`; uses its artifacts) -> reports/ulira.md, metrics/ulira.json
+
+For each unlearning method the pipeline ran (retraining aside): every online shadow unlearns, with that
+method and its params, the forget samples it trained on (its retain set: the rest of what it trained
+on; its unseen samples: the pool samples it did not train on), seed = the method's seed + the shadow's
+index. Those and the shadows themselves are U-LiRA's reference models (remi/attacks/ulira.py). Then:
+
+- `auc`: U-LiRA's scores of the method's model on the forget samples against the retrained model's
+  scores on the same samples: 0.5 = the attack cannot tell which of the two models was unlearned.
+- `held_out`: the attack's own test where the truth is known, each reference model held out in turn
+  (unlearned on its trained-on samples vs never trained on the others; Hayes et al.'s setting): how
+  much power the attack has against this method at all.
+
+Not a check on the untouched target: a model that unlearned nothing is neither of U-LiRA's two
+hypotheses, and far above both Gaussians its ratio ranks by their spreads, not by membership.
+
+A sequential run's forget set is audited whole here (the pipeline's audit skips samples the starting
+model already honours).
+"""
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from remi.attacks.roc import fpr_label, membership_metrics
+from remi.attacks.signals import logit_scaled_confidence
+from remi.attacks.ulira import UnlearnedReferences, held_out_scores, ulira_scores
+from remi.catalog import REFERENCE
+from remi.data.datasets import Dataset, load_dataset
+from remi.data.splits import load_split
+from remi.errors import ParamsError
+from remi.networks.checkpoints import load_model, load_shadow_outputs
+from remi.networks.training import predict_logits
+from remi.pipeline.layout import ONLINE_SHADOWS_DIR, shadow_dir, split_path, unlearned_dir
+from remi.pipeline.params import load_params
+from remi.pipeline.seeds import hardware
+from remi.pipeline.tasks import load_task
+from remi.runtime.device import compute_device, configure_threads
+from remi.runtime.files import write_bytes, write_json
+from remi.unlearning import UnlearningTask, unlearn
+from remi.unlearning.base import Samples
+
+MIN_REFERENCES = 3  # a sample needs two models on one side for a spread, and one on the other
+
+
+def run_ulira() -> None:
+    """U-LiRA for every unlearning method of the last `remi run` -> reports/ulira.md, metrics/ulira.json."""
+    configure_threads()
+    params = load_params()
+    count = params.online_shadows.count
+    if count < MIN_REFERENCES:
+        raise ParamsError(f"U-LiRA's reference models are the online shadows; online_shadows.count is {count}, "
+                          f"it needs at least {MIN_REFERENCES}.")
+    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
+    device = compute_device()
+    forget_ids = load_split(split_path("forget"))
+    forget = dataset.subset(forget_ids)
+    retrained = _confidence(load_model(unlearned_dir(REFERENCE), device), forget)
+    results = {}
+    for method in (m for m in params.unlearn.methods if m != REFERENCE):
+        started = time.perf_counter()
+        references = unlearned_references(load_task(params, dataset, method, device), method, dataset, forget_ids,
+                                          count, device)
+        audited = _confidence(load_model(unlearned_dir(method), device), forget)
+        low_fprs = params.audit.low_fprs
+        against_retrain = ulira_scores(retrained, references)
+        model = membership_metrics(ulira_scores(audited, references), against_retrain, low_fprs)
+        held_out = membership_metrics(*held_out_scores(references), low_fprs)
+        seconds = time.perf_counter() - started
+        results[method] = {"model": model, "held_out": held_out, "references": count, "seconds": seconds}
+        print(f"{method}: U-LiRA AUC {model['auc']:.3f} (held-out references {held_out['auc']:.3f}), "
+              f"{seconds:.1f} s", flush=True)
+    write_json(Path("metrics/ulira.json"), {"dataset": params.data.dataset, "methods": results})
+    report = _report(results, params.data.dataset, params.audit.low_fprs)
+    write_bytes(Path("reports/ulira.md"), report.encode())
+    print(report)
+
+
+def unlearned_references(task: UnlearningTask, method: str, dataset: Dataset, forget_ids: torch.Tensor,
+                         count: int, device: torch.device) -> UnlearnedReferences:
+    """Each online shadow before and after unlearning, with `method`, the forget samples it trained on;
+    `task` (the pipeline's own) gives everything else the method reads (attack, references, params)."""
+    forget = dataset.subset(forget_ids)
+    unlearned, never_trained, trained_on = [], [], []
+    for index in range(count):
+        directory = shadow_dir(index, ONLINE_SHADOWS_DIR)
+        shadow, outputs = load_model(directory, device), load_shadow_outputs(directory)
+        members = outputs["sample_ids"][outputs["is_member"]]
+        outsiders = outputs["sample_ids"][~outputs["is_member"]]
+        was_member = torch.isin(forget_ids, members)
+
+        def on_device(ids: torch.Tensor) -> Samples:
+            inputs, labels = dataset.subset(ids)
+            return inputs.to(device), labels.to(device)
+
+        seed = task.method_params.seed + index  # type: ignore[attr-defined]  # every method's params have one
+        shadow_task = replace(task, original=shadow, forget=on_device(forget_ids[was_member]),
+                              retain=on_device(members[~torch.isin(members, forget_ids)]),
+                              out=on_device(outsiders[~torch.isin(outsiders, forget_ids)]),
+                              method_params=task.method_params.model_copy(update={"seed": seed}), on_step=None)
+        never_trained.append(_confidence(shadow, forget))
+        unlearned.append(_confidence(unlearn(method, shadow_task), forget))
+        trained_on.append(was_member)
+    return UnlearnedReferences(torch.stack(unlearned), torch.stack(never_trained), torch.stack(trained_on))
+
+
+def _confidence(model: nn.Module, samples: Samples) -> torch.Tensor:
+    return logit_scaled_confidence(predict_logits(model, samples[0]).double(), samples[1])
+
+
+def _report(results: dict, dataset: str, low_fprs: list[float]) -> str:
+    low = f"tpr_at_{fpr_label(low_fprs[0])}_fpr"
+    lines = ["# U-LiRA: unlearned, or never trained?", "",
+             f"`remi ulira` on the pipeline's {dataset} artifacts; {hardware()}. Reference models: the online "
+             "shadows, each before and after unlearning the forget samples it trained on (remi/audit/ulira.py). "
+             "AUC 0.5 = the attack cannot tell the unlearned model from the retrained one on the forget "
+             f"samples; TPR at {low_fprs[0]:g} FPR alongside.", "",
+             "| method | reference models | method vs retrain: AUC | TPR | held-out references: AUC | TPR | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for method, r in results.items():
+        cells = [f"{r[part]['auc']:.3f} | {r[part][low]:.3f}" for part in ("model", "held_out")]
+        lines.append(f"| {method} | {r['references']} | " + " | ".join(cells) + f" | {r['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
