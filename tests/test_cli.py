@@ -225,6 +225,7 @@ def test_ulira_scores_remi_against_retraining_with_unlearned_references(finished
     assert numbers["references"] == 4  # the tiny profile's online shadows
     model, held_out = numbers["model"]["auc"], numbers["held_out"]["auc"]
     assert 0 <= model <= 1 and 0 <= held_out <= 1
+    assert set(numbers["confidence_shift"]) == {"forget", "retain", "test"}
     assert f"| remi | 4 | {model:.3f} |" in (finished / "reports/ulira.md").read_text()
 
 

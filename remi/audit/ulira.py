@@ -10,6 +10,9 @@ index. Those and the shadows themselves are U-LiRA's reference models (remi/atta
 
 - `auc`: U-LiRA's scores of the method's model on the forget samples against the retrained model's
   scores on the same samples: 0.5 = the attack cannot tell which of the two models was unlearned.
+- `confidence_shift`: the mean difference of the method's logit-scaled confidence to the retrained
+  model's, on the forget, retain and test samples. The same shift on every split is a change of the
+  model's overall confidence (its calibration), which U-LiRA's references reproduce and so detect.
 - `held_out`: the attack's own test where the truth is known, each reference model held out in turn
   (unlearned on its trained-on samples vs never trained on the others; Hayes et al.'s setting): how
   much power the attack has against this method at all.
@@ -33,7 +36,7 @@ from remi.attacks.signals import logit_scaled_confidence
 from remi.attacks.ulira import UnlearnedReferences, held_out_scores, ulira_scores
 from remi.catalog import REFERENCE
 from remi.data.datasets import Dataset, load_dataset
-from remi.data.splits import load_split
+from remi.data.splits import load_split, retain_ids
 from remi.errors import ParamsError
 from remi.networks.checkpoints import load_model, load_shadow_outputs
 from remi.networks.training import predict_logits
@@ -61,19 +64,27 @@ def run_ulira() -> None:
     device = compute_device()
     forget_ids = load_split(split_path("forget"))
     forget = dataset.subset(forget_ids)
-    retrained = _confidence(load_model(unlearned_dir(REFERENCE), device), forget)
+    retrained_model = load_model(unlearned_dir(REFERENCE), device)
+    retrained = _confidence(retrained_model, forget)
+    target_train = load_split(split_path("target_train"))
+    splits = {"forget": forget, "retain": dataset.subset(retain_ids(target_train, forget_ids)),
+              "test": dataset.subset(load_split(split_path("test")))}
     results = {}
     for method in (m for m in params.unlearn.methods if m != REFERENCE):
         started = time.perf_counter()
         references = unlearned_references(load_task(params, dataset, method, device), method, dataset, forget_ids,
                                           count, device)
-        audited = _confidence(load_model(unlearned_dir(method), device), forget)
+        unlearned_model = load_model(unlearned_dir(method), device)
+        audited = _confidence(unlearned_model, forget)
+        shift = {name: float((_confidence(unlearned_model, samples) - _confidence(retrained_model, samples)).mean())
+                 for name, samples in splits.items()}
         low_fprs = params.audit.low_fprs
         against_retrain = ulira_scores(retrained, references)
         model = membership_metrics(ulira_scores(audited, references), against_retrain, low_fprs)
         held_out = membership_metrics(*held_out_scores(references), low_fprs)
         seconds = time.perf_counter() - started
-        results[method] = {"model": model, "held_out": held_out, "references": count, "seconds": seconds}
+        results[method] = {"model": model, "held_out": held_out, "confidence_shift": shift, "references": count,
+                           "seconds": seconds}
         print(f"{method}: U-LiRA AUC {model['auc']:.3f} (held-out references {held_out['auc']:.3f}), "
               f"{seconds:.1f} s", flush=True)
     write_json(Path("metrics/ulira.json"), {"dataset": params.data.dataset, "methods": results})
@@ -120,10 +131,14 @@ def _report(results: dict, dataset: str, low_fprs: list[float]) -> str:
              f"`remi ulira` on the pipeline's {dataset} artifacts; {hardware()}. Reference models: the online "
              "shadows, each before and after unlearning the forget samples it trained on (remi/audit/ulira.py). "
              "AUC 0.5 = the attack cannot tell the unlearned model from the retrained one on the forget "
-             f"samples; TPR at {low_fprs[0]:g} FPR alongside.", "",
-             "| method | reference models | method vs retrain: AUC | TPR | held-out references: AUC | TPR | seconds |",
-             "|---|---|---|---|---|---|---|"]
+             f"samples; TPR at {low_fprs[0]:g} FPR alongside. Confidence shift: the mean of the method's "
+             "logit-scaled confidence minus the retrained model's, per split (the same shift everywhere is a "
+             "change of overall confidence, not of the forget samples alone).", "",
+             "| method | reference models | method vs retrain: AUC | TPR | held-out references: AUC | TPR "
+             "| confidence shift: forget / retain / test | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for method, r in results.items():
         cells = [f"{r[part]['auc']:.3f} | {r[part][low]:.3f}" for part in ("model", "held_out")]
-        lines.append(f"| {method} | {r['references']} | " + " | ".join(cells) + f" | {r['seconds']:.1f} |")
+        shift = " / ".join(f"{r['confidence_shift'][name]:+.2f}" for name in ("forget", "retain", "test"))
+        lines.append(f"| {method} | {r['references']} | " + " | ".join(cells) + f" | {shift} | {r['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
