@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# What a GPU session checks and measures (docs/devices.md, "GPU checks"), meant to finish within 8
-# minutes on one H100/H200, installing nothing: (1) the device tests on the GPU, (2) training cost per
-# profile, (3) vectorised against one-by-one reference models, (4) the whole default pipeline, clean
-# (shadows trained, not reused), in a copy of this project, and its per-stage profile. Each step's
-# output goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and seconds and
-# the steps' own JSON results. A failing step is recorded and the next one still runs.
+# What a GPU session checks and measures (docs/devices.md, "GPU checks"), installing nothing: (1) the
+# device tests on the GPU, (2) what each heavy import costs, (3) the whole default pipeline, clean
+# (shadows trained, not reused), in a copy of this project, and its per-stage profile, (4) vectorised
+# against one-by-one reference models, (5) training cost per profile. About 6 minutes on one H200
+# (measured once); each step has a time limit (below), so a step that hangs cannot take the others'
+# time. Each step's output goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and
+# seconds and the JSON results of the steps that ran. A failing step is recorded and the next one runs.
 # Usage: scripts/gpu_check.sh [OUT_DIR]   (default: $OUT if set, else reports/gpu_check)
+#        GPU_CHECK_STEPS="device_tests pipeline" scripts/gpu_check.sh   (only the steps named)
 # REMI_DEVICE defaults to cuda here; REMI_DEVICE=cpu runs the same steps on the CPU (slowly).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,13 +35,13 @@ step() {  # name, seconds, command...: runs the command (a function too) for at 
   started=$(date +%s.%N)
   timeout --kill-after=10 "$limit" bash -c '"$@"' "$name" "$@" >"$out/$name.log" 2>&1
   code=$?
-  steps+=("$name $code $(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")")
+  steps+=("$name $code $("$REMI_PYTHON" -c "print(f'{$(date +%s.%N) - $started:.1f}')")")
   echo "$name: exit $code (log: $out/$name.log)"
 }
 
 # The copy lives outside OUT_DIR (it holds every model and the data); its metrics/ come back as
 # OUT_DIR/pipeline_metrics, then it is deleted.
-pipeline_copy="${TMPDIR:-/tmp}/remi_gpu_check_pipeline"
+pipeline_copy=$(mktemp -d "${TMPDIR:-/tmp}/remi_gpu_check_pipeline.XXXXXX")
 clean_pipeline() {
   project_copy "$root" "$pipeline_copy" && rm -rf "$pipeline_copy/models/shadows" "$pipeline_copy/models/online_shadows" \
     && (cd "$pipeline_copy" && remi run -f && remi benchmark profile --out "$out/profile.json")
@@ -64,11 +66,17 @@ PY
 
 export -f remi clean_pipeline project_copy startup_costs
 export root out pipeline_copy
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$out/gpu.txt" 2>&1
+# Results of an earlier run in the same OUT_DIR must not pass for this one's.
+rm -rf "$out"/{networks,vectorised,profile,startup,gpu_check}.json "$out/pipeline_metrics"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$out/gpu.txt" 2>&1
+else
+  echo "none (no nvidia-smi)" >"$out/gpu.txt"
+fi
 cd "$root" || exit 2
 step device_tests 90 "$REMI_PYTHON" -m pytest -q tests/test_device.py tests/test_vectorised_training.py
 step startup 60 startup_costs
-step pipeline 330 clean_pipeline
+step pipeline 420 clean_pipeline
 step vectorised 80 remi benchmark vectorised --models 8 16 --epochs 5 --out "$out/vectorised.json"
 step networks 60 remi benchmark networks --out "$out/networks.json"
 cp -r "$pipeline_copy/metrics" "$out/pipeline_metrics" 2>/dev/null

@@ -235,4 +235,4 @@ def test_ulira_without_enough_reference_models_says_so_before_any_work(tmp_path)
     (project / "params.yaml").write_text(params.replace("  count: 8               #   so every", "  count: 2  #", 1))
     result = remi("ulira", cwd=project)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "online_shadows.count is 2, it needs at least 3" in result.stderr
+    assert "online_shadows.count is 2, it needs at least 4" in result.stderr

@@ -51,6 +51,18 @@ def test_a_gpu_that_is_not_there_is_refused_with_the_way_out(monkeypatch):
         compute_device()
 
 
+def test_cuda_without_an_index_names_the_current_gpu(monkeypatch):
+    # Pretend two GPUs, the second current: a tensor on "cuda" would report cuda:1, and torch says
+    # torch.device("cuda") != torch.device("cuda:1"), so the bare name must not come back.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setenv(DEVICE_ENV, "cuda")
+    assert compute_device() == torch.device("cuda:1")
+    monkeypatch.setenv(DEVICE_ENV, "cuda:0")
+    assert compute_device() == torch.device("cuda:0")
+
+
 def test_a_stage_with_a_bad_device_stops_with_a_readable_error(monkeypatch, capsys):
     monkeypatch.setenv(DEVICE_ENV, "banana")
     with pytest.raises(SystemExit) as stopped:

@@ -24,19 +24,20 @@ from remi.attacks.audit_attacks import OnlineShadows, online_gaussians
 @dataclass
 class UnlearnedReferences:
     """On the n forget samples, for each of K reference models: its confidence after unlearning (K, n),
-    its own confidence before (K, n), and whether it trained on the sample (K, n): only then did it
-    unlearn it."""
+    its confidence before unlearning (K, n), and whether it trained on the sample (K, n): only then did
+    it unlearn it. Before unlearning, on a sample it did not train on, a reference model is a model
+    that never trained on that sample, as a retrained one."""
 
     unlearned: torch.Tensor
-    never_trained: torch.Tensor
+    original: torch.Tensor
     trained_on: torch.Tensor
 
     def subset(self, models: torch.Tensor) -> "UnlearnedReferences":
-        return UnlearnedReferences(self.unlearned[models], self.never_trained[models], self.trained_on[models])
+        return UnlearnedReferences(self.unlearned[models], self.original[models], self.trained_on[models])
 
     def as_online_shadows(self) -> OnlineShadows:
-        """"In" = trained on the sample and unlearned it; "out" = never trained on it."""
-        confidence = torch.where(self.trained_on, self.unlearned, self.never_trained)
+        """"In" = trained on the sample and unlearned it; "out" = never trained on it (nor unlearned)."""
+        confidence = torch.where(self.trained_on, self.unlearned, self.original)
         return OnlineShadows({"forget": confidence}, {"forget": self.trained_on}, torch.empty(0))
 
 
@@ -51,14 +52,17 @@ def ulira_scores(confidence: torch.Tensor, references: UnlearnedReferences) -> n
 
 def held_out_scores(references: UnlearnedReferences) -> tuple[np.ndarray, np.ndarray]:
     """The attack's own test, where the truth is known: each reference model in turn is held out and
-    scored with Gaussians fitted on the others; its unlearned confidences on the samples it trained on
-    are the positives, its confidences on the samples it never trained on the negatives. Returns
-    (positives, negatives), pooled over the held-out models."""
+    scored with Gaussians fitted on the others; its confidences after unlearning on the samples it
+    trained on are the positives, its confidences before unlearning (a model that never trained on them,
+    as a retrained model is) on the samples it did not train on the negatives. As in the audited pair
+    (the method's model vs the retrained one), a change the method makes to the whole model, such as
+    its overall confidence, counts as a trace. Returns (positives, negatives), pooled over the held-out
+    models."""
     positives, negatives = [], []
     everyone = torch.arange(len(references.trained_on))
     for held_out in everyone.tolist():
         others = references.subset(everyone[everyone != held_out])
         trained_on = references.trained_on[held_out]
         positives.append(ulira_scores(references.unlearned[held_out], others)[trained_on.numpy()])
-        negatives.append(ulira_scores(references.never_trained[held_out], others)[~trained_on.numpy()])
+        negatives.append(ulira_scores(references.original[held_out], others)[~trained_on.numpy()])
     return np.concatenate(positives), np.concatenate(negatives)

@@ -43,13 +43,14 @@ from remi.networks.training import predict_logits
 from remi.pipeline.layout import ONLINE_SHADOWS_DIR, shadow_dir, split_path, unlearned_dir
 from remi.pipeline.params import load_params
 from remi.pipeline.seeds import hardware
-from remi.pipeline.tasks import load_task
+from remi.pipeline.tasks import load_task, samples_on
 from remi.runtime.device import compute_device, configure_threads
 from remi.runtime.files import write_bytes, write_json
 from remi.unlearning import UnlearningTask, unlearn
 from remi.unlearning.base import Samples
 
-MIN_REFERENCES = 3  # a sample needs two models on one side for a spread, and one on the other
+# The held-out test fits on all models but one, and a spread needs samples with two models on one side.
+MIN_REFERENCES = 4
 
 
 def run_ulira() -> None:
@@ -64,11 +65,11 @@ def run_ulira() -> None:
     device = compute_device()
     forget_ids = load_split(split_path("forget"))
     forget = dataset.subset(forget_ids)
-    retrained_model = load_model(unlearned_dir(REFERENCE), device)
-    retrained = _confidence(retrained_model, forget)
     target_train = load_split(split_path("target_train"))
     splits = {"forget": forget, "retain": dataset.subset(retain_ids(target_train, forget_ids)),
               "test": dataset.subset(load_split(split_path("test")))}
+    retrained_model = load_model(unlearned_dir(REFERENCE), device)
+    retrained = {name: _confidence(retrained_model, samples) for name, samples in splits.items()}
     results = {}
     for method in (m for m in params.unlearn.methods if m != REFERENCE):
         started = time.perf_counter()
@@ -76,10 +77,10 @@ def run_ulira() -> None:
                                           count, device)
         unlearned_model = load_model(unlearned_dir(method), device)
         audited = _confidence(unlearned_model, forget)
-        shift = {name: float((_confidence(unlearned_model, samples) - _confidence(retrained_model, samples)).mean())
+        shift = {name: float((_confidence(unlearned_model, samples) - retrained[name]).mean())
                  for name, samples in splits.items()}
         low_fprs = params.audit.low_fprs
-        against_retrain = ulira_scores(retrained, references)
+        against_retrain = ulira_scores(retrained["forget"], references)
         model = membership_metrics(ulira_scores(audited, references), against_retrain, low_fprs)
         held_out = membership_metrics(*held_out_scores(references), low_fprs)
         seconds = time.perf_counter() - started
@@ -98,27 +99,22 @@ def unlearned_references(task: UnlearningTask, method: str, dataset: Dataset, fo
     """Each online shadow before and after unlearning, with `method`, the forget samples it trained on;
     `task` (the pipeline's own) gives everything else the method reads (attack, references, params)."""
     forget = dataset.subset(forget_ids)
-    unlearned, never_trained, trained_on = [], [], []
+    unlearned, original, trained_on = [], [], []
     for index in range(count):
         directory = shadow_dir(index, ONLINE_SHADOWS_DIR)
         shadow, outputs = load_model(directory, device), load_shadow_outputs(directory)
         members = outputs["sample_ids"][outputs["is_member"]]
         outsiders = outputs["sample_ids"][~outputs["is_member"]]
         was_member = torch.isin(forget_ids, members)
-
-        def on_device(ids: torch.Tensor) -> Samples:
-            inputs, labels = dataset.subset(ids)
-            return inputs.to(device), labels.to(device)
-
         seed = task.method_params.seed + index  # type: ignore[attr-defined]  # every method's params have one
-        shadow_task = replace(task, original=shadow, forget=on_device(forget_ids[was_member]),
-                              retain=on_device(members[~torch.isin(members, forget_ids)]),
-                              out=on_device(outsiders[~torch.isin(outsiders, forget_ids)]),
+        shadow_task = replace(task, original=shadow, forget=samples_on(dataset, forget_ids[was_member], device),
+                              retain=samples_on(dataset, members[~torch.isin(members, forget_ids)], device),
+                              out=samples_on(dataset, outsiders[~torch.isin(outsiders, forget_ids)], device),
                               method_params=task.method_params.model_copy(update={"seed": seed}), on_step=None)
-        never_trained.append(_confidence(shadow, forget))
+        original.append(_confidence(shadow, forget))
         unlearned.append(_confidence(unlearn(method, shadow_task), forget))
         trained_on.append(was_member)
-    return UnlearnedReferences(torch.stack(unlearned), torch.stack(never_trained), torch.stack(trained_on))
+    return UnlearnedReferences(torch.stack(unlearned), torch.stack(original), torch.stack(trained_on))
 
 
 def _confidence(model: nn.Module, samples: Samples) -> torch.Tensor:

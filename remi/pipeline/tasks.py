@@ -27,17 +27,13 @@ def load_task(params: Params, dataset: Dataset, method: str, device: torch.devic
     start = starting_model_for(method)
     honoured = torch.tensor(start.honoured_ids, dtype=torch.long)
 
-    def on_device(ids: torch.Tensor) -> Samples:
-        inputs, labels = dataset.subset(ids)
-        return inputs.to(device), labels.to(device)
-
     return UnlearningTask(
         # Retraining ignores it but still gets the model it replaces: once the original target is
         # purged, that is the only one left to load.
         original=load_starting_model(read_starting_model(), device),
-        retain=on_device(retain_ids(target_train, forget)),
-        forget=on_device(forget[~torch.isin(forget, honoured)]),
-        out=on_device(load_split(split_path("out"))),
+        retain=samples_on(dataset, retain_ids(target_train, forget), device),
+        forget=samples_on(dataset, forget[~torch.isin(forget, honoured)], device),
+        out=samples_on(dataset, load_split(split_path("out")), device),
         attack=load_attack(ATTACK_DIR, device),
         class_gaussians=load_class_gaussians(ATTACK_DIR, device),
         new_network=partial(build_network, params.model, dataset.input_shape, dataset.num_classes),
@@ -46,6 +42,12 @@ def load_task(params: Params, dataset: Dataset, method: str, device: torch.devic
         on_step=on_step,
         references=_references(params, method, device, reference_shadows),
     )
+
+
+def samples_on(dataset: Dataset, ids: torch.Tensor, device: torch.device) -> Samples:
+    """The samples `ids` of `dataset` (inputs, labels) on `device`."""
+    inputs, labels = dataset.subset(ids)
+    return inputs.to(device), labels.to(device)
 
 
 def _references(params: Params, method: str, device: torch.device, chosen: range | None) -> list[nn.Module]:

@@ -28,7 +28,8 @@ class DeviceError(UserError):
 
 
 def compute_device() -> torch.device:
-    """The device named by REMI_DEVICE (`cpu`, `cuda`, `cuda:1`, ...); the CPU when it is unset."""
+    """The device named by REMI_DEVICE (`cpu`, `cuda`, `cuda:1`, ...); the CPU when it is unset. `cuda`
+    comes back with its index (the current GPU's), as tensors on it report their device."""
     name = os.environ.get(DEVICE_ENV, "").strip() or "cpu"
     try:
         device = torch.device(name)
