@@ -232,7 +232,9 @@ def test_ulira_scores_remi_against_retraining_with_unlearned_references(finished
 def test_ulira_without_enough_reference_models_says_so_before_any_work(tmp_path):
     project = _project(tmp_path)
     params = (project / "params.yaml").read_text()
-    (project / "params.yaml").write_text(params.replace("  count: 8               #   so every", "  count: 2  #", 1))
+    fewer = params.replace("  count: 8               #   so every", "  count: 2  #", 1)
+    assert fewer != params  # the edit found params.yaml's online_shadows.count
+    (project / "params.yaml").write_text(fewer)
     result = remi("ulira", cwd=project)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "online_shadows.count is 2, it needs at least 4" in result.stderr

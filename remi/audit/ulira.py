@@ -70,18 +70,17 @@ def run_ulira() -> None:
               "test": dataset.subset(load_split(split_path("test")))}
     retrained_model = load_model(unlearned_dir(REFERENCE), device)
     retrained = {name: _confidence(retrained_model, samples) for name, samples in splits.items()}
+    low_fprs = params.audit.low_fprs
     results = {}
     for method in (m for m in params.unlearn.methods if m != REFERENCE):
         started = time.perf_counter()
         references = unlearned_references(load_task(params, dataset, method, device), method, dataset, forget_ids,
                                           count, device)
         unlearned_model = load_model(unlearned_dir(method), device)
-        audited = _confidence(unlearned_model, forget)
-        shift = {name: float((_confidence(unlearned_model, samples) - retrained[name]).mean())
-                 for name, samples in splits.items()}
-        low_fprs = params.audit.low_fprs
-        against_retrain = ulira_scores(retrained["forget"], references)
-        model = membership_metrics(ulira_scores(audited, references), against_retrain, low_fprs)
+        audited = {name: _confidence(unlearned_model, samples) for name, samples in splits.items()}
+        shift = {name: float((audited[name] - retrained[name]).mean()) for name in splits}
+        model = membership_metrics(ulira_scores(audited["forget"], references),
+                                   ulira_scores(retrained["forget"], references), low_fprs)
         held_out = membership_metrics(*held_out_scores(references), low_fprs)
         seconds = time.perf_counter() - started
         results[method] = {"model": model, "held_out": held_out, "confidence_shift": shift, "references": count,
@@ -89,7 +88,7 @@ def run_ulira() -> None:
         print(f"{method}: U-LiRA AUC {model['auc']:.3f} (held-out references {held_out['auc']:.3f}), "
               f"{seconds:.1f} s", flush=True)
     write_json(Path("metrics/ulira.json"), {"dataset": params.data.dataset, "methods": results})
-    report = _report(results, params.data.dataset, params.audit.low_fprs)
+    report = _report(results, params.data.dataset, low_fprs)
     write_bytes(Path("reports/ulira.md"), report.encode())
     print(report)
 
