@@ -4,7 +4,7 @@
     remi profile profiles/tiny.yaml     overlay a profile onto params.yaml
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
-    remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references]
+    remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
     remi ulira                          U-LiRA: the unlearned model vs the retrained one, per forget sample
     remi benchmark networks|unlearning|sequential|threads|vectorised|profile
@@ -64,7 +64,7 @@ def _compare(args: argparse.Namespace) -> None:
 def _ablation(args: argparse.Namespace) -> None:
     from remi.audit.ablation import run_ablation
 
-    run_ablation(args.seeds, args.independent_references, args.variants)
+    run_ablation(args.seeds, args.independent_references, args.variants, args.ulira)
 
 
 def _ulira(args: argparse.Namespace) -> None:
@@ -211,6 +211,9 @@ def _add_pipeline_commands(command: Command) -> None:
     ablation.add_argument("--independent-references", action="store_true",
                           help="ReMI's per-example reference from half the shadows, the audit's LiRA/RMIA from the "
                                "other half (does a gap close only against the audit's own shadows?)")
+    ablation.add_argument("--ulira", action="store_true",
+                          help="also U-LiRA's AUC against the retrained model and the test confidence shift "
+                               "(the online shadows unlearn with each variant: about 8 ReMI runs more per cell)")
     ablation.add_argument("--variants", nargs="+", metavar="NAME",
                           help="only these variants, as the report names them (default: every one)")
     command("ulira", _ulira, "U-LiRA: can unlearned reference models tell the unlearned model from the retrained "

@@ -201,6 +201,7 @@ class Remi(Section):
     lambda_mi: NonNegative
     lambda_kl: NonNegative
     lambda_unseen: NonNegative
+    lambda_anchor: NonNegative
     signal_reference: Annotated[str, _one_of(SIGNAL_REFERENCES, "signal reference")]
     check_every: Count
     target_auc: Fraction

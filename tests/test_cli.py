@@ -3,6 +3,7 @@ and cycle: tests/test_ledger.py, tests/test_cycle.py; run: the pipeline tests; s
 --seeds: tests/test_profiles.py; reap-runs: tests/test_orphaned_runs.py)."""
 
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -205,16 +206,18 @@ def test_ablation_audits_every_variant(finished):
 
 
 @pytest.mark.slow
-def test_ablation_can_keep_remis_reference_shadows_apart_from_the_audits(finished):
-    result = remi("ablation", "--seeds", "0", "--independent-references", "--variants", "default",
-                  "signal from the population", cwd=finished, timeout=900)
+def test_ablation_can_keep_remis_reference_shadows_apart_and_attack_each_variant_with_ulira(finished):
+    result = remi("ablation", "--seeds", "0", "--independent-references", "--ulira", "--variants", "default",
+                  "no anchor", cwd=finished, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads((finished / "metrics/remi_ablation_independent_references.json").read_text())
-    assert list(numbers["variants"]) == ["default", "signal from the population"]
+    assert list(numbers["variants"]) == ["default", "no anchor"]
     remi_shadows, audit_shadows = numbers["remi_reference_shadows"], numbers["audit_reference_shadows"]
     assert remi_shadows and audit_shadows and not set(remi_shadows) & set(audit_shadows)
+    for variant in numbers["variants"].values():
+        assert 0 < variant["ulira_auc"]["mean"] < 1 and math.isfinite(variant["test_confidence_shift"]["mean"])
     report = (finished / "reports/remi_ablation_independent_references.md").read_text()
-    assert "--independent-references" in report and "| default |" in report
+    assert "--independent-references --ulira" in report and "| default |" in report and "ulira_auc" in report
 
 
 @pytest.mark.slow

@@ -9,7 +9,14 @@ from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
 from remi.networks.architectures import small_cnn
 from remi.unlearning.leakage_estimators import ESTIMATORS
-from remi.unlearning.remi import expected_out_signal, looks_unseen, loss_terms, split_head, unseen_prediction
+from remi.unlearning.remi import (
+    anchor_samples,
+    expected_out_signal,
+    looks_unseen,
+    loss_terms,
+    split_head,
+    unseen_prediction,
+)
 
 
 def test_gaussian_kl_matches_a_monte_carlo_estimate():
@@ -146,6 +153,31 @@ def test_the_unseen_term_is_zero_only_when_forget_predictions_match_the_unseen_m
     model.zero_grad()
     other["unseen"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_the_anchor_is_zero_for_the_original_and_sees_a_global_confidence_drop():
+    torch.manual_seed(0)
+    model = small_cnn((1, 28, 28), 10, 4, 8, 16).eval()
+    frozen, head = split_head(model, 2)
+    x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
+    out = torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,))
+    with torch.no_grad():
+        retain = frozen(x), y, torch.log_softmax(head(frozen(x)), dim=1)
+        anchor = anchor_samples(frozen, head, out)
+        assert torch.allclose(anchor[2], logit_scaled_confidence(model(out[0]), out[1]), atol=1e-5)
+    leakage = ESTIMATORS["loss_threshold"](None, (head(retain[0]).detach(), y))
+    batch = {"retain": retain, "forget": (retain[0], y, torch.zeros(40)), "out_signal": torch.randn(200)}
+    assert "anchor" not in loss_terms(head, leakage, **batch)  # type: ignore[arg-type]
+    assert loss_terms(head, leakage, **batch, anchor=anchor)["anchor"].item() < 1e-10  # type: ignore[arg-type]
+    last = head[-1]
+    with torch.no_grad():  # a global confidence drop: every logit shrinks by the same factor
+        last.weight.mul_(0.5)
+        last.bias.mul_(0.5)
+    dropped = loss_terms(head, leakage, **batch, anchor=anchor)  # type: ignore[arg-type]
+    retain_only = loss_terms(head, leakage, **batch, anchor=tuple(t[:0] for t in anchor))  # type: ignore[arg-type]
+    assert dropped["anchor"].item() > 1e-3 and retain_only["anchor"].item() > 1e-3
+    dropped["anchor"].backward()
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize(("signal_auc", "leakage_auc", "accuracy_gap", "stops"), [

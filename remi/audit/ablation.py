@@ -1,17 +1,19 @@
 """ReMI's ablations and sweeps, each one params switch, audited like the pipeline audits a method.
 
-    remi ablation [--seeds 0 1 2] [--variants NAME ...] [--independent-references]
+    remi ablation [--seeds 0 1 2] [--variants NAME ...] [--independent-references] [--ulira]
         (after `remi run`; uses its artifacts; default: every variant)
         -> reports/remi_ablation.md, metrics/remi_ablation.json (or *_independent_references.*)
 
 Every variant is `remi` with some of its params.yaml keys changed (the table names them): the signal
-reference, the settings before the unseen-model term and before 2026-12-04, the leakage estimator
+reference, the settings before the confidence anchor, before the unseen-model term and before
+2026-12-04, without the anchor (lambda_anchor 0), the leakage estimator
 (shadow_attack, loss_threshold, class_gaussian), without the unseen-model term (lambda_unseen 0), the MI
 term (lambda_mi 0), the KL term (lambda_kl 0), all three, and sweeps of the loss weights and the step
 budget. Each runs once per ReMI seed on the pipeline's target, splits and attack, in this process; the
 audit's attacks score it on forget vs audit_holdout, and its gaps are to the pipeline's retrained model
 (models/unlearned/retrain), averaged over the same metrics as the audit's average gap. Seconds / retrain
-uses the pipeline's retrain seconds (another process), so treat that column as indicative.
+uses the pipeline's retrain seconds (another process), so treat that column as indicative. With
+--ulira, U-LiRA attacks every cell too (about 8 more ReMI runs each: the online shadows unlearn).
 """
 
 from pathlib import Path
@@ -19,14 +21,19 @@ from typing import Any
 
 import torch
 
+from remi.attacks.roc import membership_metrics
+from remi.attacks.ulira import ulira_scores
 from remi.audit.comparison import mean_std
 from remi.audit.inputs import load_attack_inputs, load_audit_sets
 from remi.audit.scoring import gap_metrics, gaps_to_reference, model_metrics, score_model
-from remi.data.datasets import load_dataset
+from remi.audit.ulira import confidence, reference_count, unlearned_references
+from remi.catalog import REFERENCE
+from remi.data.datasets import Dataset, load_dataset
+from remi.data.splits import load_split
 from remi.errors import ParamsError, UserError
 from remi.networks.checkpoints import load_model
 from remi.params_schema import Params
-from remi.pipeline.layout import unlearn_metrics_path, unlearned_dir
+from remi.pipeline.layout import split_path, unlearn_metrics_path, unlearned_dir
 from remi.pipeline.params import load_params, validate
 from remi.pipeline.seeds import hardware
 from remi.pipeline.starting_model import read_starting_model
@@ -34,23 +41,25 @@ from remi.pipeline.starting_weights import load_starting_model
 from remi.pipeline.tasks import load_task
 from remi.runtime.device import compute_device, configure_threads
 from remi.runtime.files import read_json, write_bytes, write_json
-from remi.unlearning import run_method
+from remi.unlearning import UnlearningTask, run_method
 
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
-    "before the unseen term (MI 0.5)": {"lambda_unseen": 0.0, "lambda_mi": 0.5},
+    "before the anchor (MI 0.75)": {"lambda_anchor": 0.0, "lambda_mi": 0.75},
+    "no anchor": {"lambda_anchor": 0.0},
+    "before the unseen term (MI 0.5)": {"lambda_unseen": 0.0, "lambda_mi": 0.5, "lambda_anchor": 0.0},
     "no unseen term": {"lambda_unseen": 0.0},
     "signal from the population": {"signal_reference": "population"},
     "before 2026-12-04 (population, KL 1.5, distill 1, MI 0.5)": {
         "signal_reference": "population", "lambda_kl": 1.5, "lambda_distill": 1.0, "lambda_unseen": 0.0,
-        "lambda_mi": 0.5},
+        "lambda_mi": 0.5, "lambda_anchor": 0.0},
     "estimator loss_threshold": {"estimator": "loss_threshold"},
     "estimator class_gaussian": {"estimator": "class_gaussian"},
     "no MI term": {"lambda_mi": 0.0},
     "no KL term": {"lambda_kl": 0.0},
-    "no MI, no KL, no unseen (fidelity only)": {"lambda_mi": 0.0, "lambda_kl": 0.0, "lambda_unseen": 0.0},
+    "no MI, no KL, no unseen (fidelity and anchor only)": {"lambda_mi": 0.0, "lambda_kl": 0.0, "lambda_unseen": 0.0},
     "lambda_mi 0.5": {"lambda_mi": 0.5},
-    "lambda_mi 1": {"lambda_mi": 1.0},
+    "lambda_mi 0.75": {"lambda_mi": 0.75},
     "lambda_unseen 1": {"lambda_unseen": 1.0},
     "lambda_unseen 3": {"lambda_unseen": 3.0},
     "lambda_kl 1.5": {"lambda_kl": 1.5},
@@ -58,16 +67,21 @@ VARIANTS: dict[str, dict[str, object]] = {
     "lambda_distill 1": {"lambda_distill": 1.0},
     "lambda_distill 3": {"lambda_distill": 3.0},
     "max_steps 200": {"max_steps": 200},
+    "lambda_anchor 0.02": {"lambda_anchor": 0.02},
+    "lambda_anchor 0.1": {"lambda_anchor": 0.1},
+    "lambda_anchor 0.3": {"lambda_anchor": 0.3},
+    "lambda_anchor 1": {"lambda_anchor": 1.0},
     # For the MNIST-5k and letter profiles, whose settings predate both changes (on the default params
     # it repeats the default).
     "unseen 2, per-example reference": {"lambda_unseen": 2.0, "signal_reference": "shadows"},
 }
 
 
-def columns(attacks: list[str]) -> list[str]:
-    """The report's columns: accuracies, every audited attack's AUC, the largest and the average gap."""
+def columns(attacks: list[str], ulira: bool) -> list[str]:
+    """The report's columns: accuracies, every audited attack's AUC, the largest and the average gap, and
+    with `ulira` U-LiRA's AUC against the retrained model and the test confidence shift to it."""
     return ["forget_accuracy", "test_accuracy", *(f"{a}_auc" for a in attacks), "largest_auc_gap", "average_gap",
-            "seconds"]
+            *(["ulira_auc", "test_confidence_shift"] if ulira else []), "seconds"]
 
 
 def chosen_variants(names: list[str] | None) -> dict[str, dict[str, object]]:
@@ -81,14 +95,18 @@ def chosen_variants(names: list[str] | None) -> dict[str, dict[str, object]]:
     return {name: overrides for name, overrides in VARIANTS.items() if name in names}
 
 
-def run_ablation(seeds: list[int], independent_references: bool = False, variants: list[str] | None = None) -> None:
+def run_ablation(seeds: list[int], independent_references: bool = False, variants: list[str] | None = None,
+                 ulira: bool = False) -> None:
     """Each chosen variant (default: all) once per ReMI seed -> reports/remi_ablation.md and
     metrics/remi_ablation.json.
 
     With `independent_references`, ReMI's reference models (its per-example reference and its
     unseen-model teacher) are the first half of the shadows and the audit's reference-model attacks
     (LiRA, RMIA) the second half, so a gap that closes only because ReMI was tuned against the audit's
-    own shadows shows up (-> reports/remi_ablation_independent_references.md and its metrics file)."""
+    own shadows shows up (-> reports/remi_ablation_independent_references.md and its metrics file).
+
+    With `ulira`, each variant is also attacked with U-LiRA (remi/audit/ulira.py: the online shadows unlearn
+    with the variant's params and seed) and its test confidence compared with the retrained model's."""
     chosen = chosen_variants(variants)
     configure_threads()
     params = load_params()
@@ -110,21 +128,24 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
     fixed = {"target": metrics_of(load_starting_model(read_starting_model(), device)),
              "retrain": metrics_of(load_model(unlearned_dir("retrain"), device))}
     retrain_seconds = read_json(unlearn_metrics_path("retrain"))["unlearn_seconds"]
+    versus_retrain = RetrainComparison(params, dataset, device) if ulira else None
     results: dict[str, list[dict[str, float]]] = {}
     for name, overrides in chosen.items():
         variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
         for seed in seeds:
             seeded = variant.model_copy(update={"remi": variant.remi.model_copy(update={"seed": seed})})
-            model, seconds = run_method("remi", load_task(seeded, dataset, "remi", device,
-                                                          reference_shadows=remi_shadows))
+            task = load_task(seeded, dataset, "remi", device, reference_shadows=remi_shadows)
+            model, seconds = run_method("remi", task)
             per_model = fixed | {"remi": metrics_of(model) | {"seconds": seconds}}
             gaps = gaps_to_reference(per_model, gap_metrics(audit.attacks, audit.low_fprs))["remi"]
             gaps["largest_auc_gap"] = max(gaps[f"gap_{a}_auc"] for a in audit.attacks)
+            if versus_retrain is not None:
+                gaps |= versus_retrain.measure(task, model)
             results.setdefault(name, []).append(per_model["remi"] | gaps)
             print(f"{name:32s} seed {seed}: average gap {gaps['average_gap']:.4f}, {seconds:.2f} s", flush=True)
     summary: dict[str, dict[str, Any]] = {}
     for name, runs in results.items():
-        summary[name] = {key: mean_std([run[key] for run in runs]) for key in columns(audit.attacks)}
+        summary[name] = {key: mean_std([run[key] for run in runs]) for key in columns(audit.attacks, ulira)}
         summary[name] |= {"seconds_ratio_to_retrain": summary[name]["seconds"]["mean"] / retrain_seconds,
                           "switches": VARIANTS[name]}
     stem = "remi_ablation_independent_references" if independent_references else "remi_ablation"
@@ -133,15 +154,39 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
                                              "audit_reference_shadows": list(audit_shadows or range(count)),
                                              "variants": summary, "target": fixed["target"],
                                              "retrain": fixed["retrain"]})
-    report = _report(summary, fixed, params, seeds, retrain_seconds, remi_shadows, audit_shadows)
+    report = _report(summary, fixed, params, seeds, retrain_seconds, remi_shadows, audit_shadows, ulira)
     write_bytes(Path(f"reports/{stem}.md"), report.encode())
     print(report)
 
 
+class RetrainComparison:
+    """U-LiRA's AUC of a ReMI model against the pipeline's retrained model on the forget samples, and the
+    mean difference of their logit-scaled confidences on the test samples (a global calibration change)."""
+
+    def __init__(self, params: Params, dataset: Dataset, device: torch.device) -> None:
+        self.count = reference_count(params)
+        self.low_fprs = params.audit.low_fprs
+        self.dataset, self.device = dataset, device
+        self.forget_ids = load_split(split_path("forget"))
+        self.forget = dataset.subset(self.forget_ids)
+        self.test = dataset.subset(load_split(split_path("test")))
+        retrained = load_model(unlearned_dir(REFERENCE), device)
+        self.retrained_forget = confidence(retrained, self.forget)
+        self.retrained_test = confidence(retrained, self.test)
+
+    def measure(self, task: UnlearningTask, model: torch.nn.Module) -> dict[str, float]:
+        references = unlearned_references(task, "remi", self.dataset, self.forget_ids, self.count, self.device)
+        attacked = membership_metrics(ulira_scores(confidence(model, self.forget), references),
+                                      ulira_scores(self.retrained_forget, references), self.low_fprs)
+        shift = float((confidence(model, self.test) - self.retrained_test).mean())
+        return {"ulira_auc": attacked["auc"], "test_confidence_shift": shift}
+
+
 def _report(summary: dict, fixed: dict, params: Params, seeds: list[int], retrain_seconds: float,
-            remi_shadows: range | None, audit_shadows: range | None) -> str:
-    shown = columns(params.audit.attacks)
+            remi_shadows: range | None, audit_shadows: range | None, ulira: bool) -> str:
+    shown = columns(params.audit.attacks, ulira)
     flag = " --independent-references" if remi_shadows is not None else ""
+    flag += " --ulira" if ulira else ""
     if summary.keys() != VARIANTS.keys():
         flag += " --variants " + " ".join(f'"{name}"' for name in summary)
     split = ("" if remi_shadows is None or audit_shadows is None else

@@ -40,6 +40,7 @@ from remi.data.splits import load_split, retain_ids
 from remi.errors import ParamsError
 from remi.networks.checkpoints import load_model, load_shadow_outputs
 from remi.networks.training import predict_logits
+from remi.params_schema import Params
 from remi.pipeline.layout import ONLINE_SHADOWS_DIR, shadow_dir, split_path, unlearned_dir
 from remi.pipeline.params import load_params
 from remi.pipeline.seeds import hardware
@@ -57,10 +58,7 @@ def run_ulira() -> None:
     """U-LiRA for every unlearning method of the last `remi run` -> reports/ulira.md, metrics/ulira.json."""
     configure_threads()
     params = load_params()
-    count = params.online_shadows.count
-    if count < MIN_REFERENCES:
-        raise ParamsError(f"U-LiRA's reference models are the online shadows; online_shadows.count is {count}, "
-                          f"it needs at least {MIN_REFERENCES}.")
+    count = reference_count(params)
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     device = compute_device()
     forget_ids = load_split(split_path("forget"))
@@ -69,7 +67,7 @@ def run_ulira() -> None:
     splits = {"forget": forget, "retain": dataset.subset(retain_ids(target_train, forget_ids)),
               "test": dataset.subset(load_split(split_path("test")))}
     retrained_model = load_model(unlearned_dir(REFERENCE), device)
-    retrained = {name: _confidence(retrained_model, samples) for name, samples in splits.items()}
+    retrained = {name: confidence(retrained_model, samples) for name, samples in splits.items()}
     low_fprs = params.audit.low_fprs
     results = {}
     for method in (m for m in params.unlearn.methods if m != REFERENCE):
@@ -77,7 +75,7 @@ def run_ulira() -> None:
         references = unlearned_references(load_task(params, dataset, method, device), method, dataset, forget_ids,
                                           count, device)
         unlearned_model = load_model(unlearned_dir(method), device)
-        audited = {name: _confidence(unlearned_model, samples) for name, samples in splits.items()}
+        audited = {name: confidence(unlearned_model, samples) for name, samples in splits.items()}
         shift = {name: float((audited[name] - retrained[name]).mean()) for name in splits}
         model = membership_metrics(ulira_scores(audited["forget"], references),
                                    ulira_scores(retrained["forget"], references), low_fprs)
@@ -91,6 +89,15 @@ def run_ulira() -> None:
     report = _report(results, params.data.dataset, low_fprs)
     write_bytes(Path("reports/ulira.md"), report.encode())
     print(report)
+
+
+def reference_count(params: Params) -> int:
+    """How many reference models U-LiRA has (the online shadows), refused if too few."""
+    count = params.online_shadows.count
+    if count < MIN_REFERENCES:
+        raise ParamsError(f"U-LiRA's reference models are the online shadows; online_shadows.count is {count}, "
+                          f"it needs at least {MIN_REFERENCES}.")
+    return count
 
 
 def unlearned_references(task: UnlearningTask, method: str, dataset: Dataset, forget_ids: torch.Tensor,
@@ -110,13 +117,14 @@ def unlearned_references(task: UnlearningTask, method: str, dataset: Dataset, fo
                               retain=samples_on(dataset, members[~torch.isin(members, forget_ids)], device),
                               out=samples_on(dataset, outsiders[~torch.isin(outsiders, forget_ids)], device),
                               method_params=task.method_params.model_copy(update={"seed": seed}), on_step=None)
-        original.append(_confidence(shadow, forget))
-        unlearned.append(_confidence(unlearn(method, shadow_task), forget))
+        original.append(confidence(shadow, forget))
+        unlearned.append(confidence(unlearn(method, shadow_task), forget))
         trained_on.append(was_member)
     return UnlearnedReferences(torch.stack(unlearned), torch.stack(original), torch.stack(trained_on))
 
 
-def _confidence(model: nn.Module, samples: Samples) -> torch.Tensor:
+def confidence(model: nn.Module, samples: Samples) -> torch.Tensor:
+    """The model's logit-scaled confidence on the samples' labels (float64, on the CPU)."""
     return logit_scaled_confidence(predict_logits(model, samples[0]).double(), samples[1])
 
 

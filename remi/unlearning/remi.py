@@ -7,6 +7,7 @@ Per step, on one batch each of retain and forget samples:
          + lambda_mi * mean softplus(A(f(x_f)))      # leakage estimator: forget looks like non-member
          + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal
          + lambda_unseen * KL(g_k(x_f) || f(x_f))    # forget predictions match an unseen model's
+         + lambda_anchor * mean (s(x) - s0(x))^2 over the retain batch and an out batch   # confidence stays
 
 A is the leakage estimator named by `remi.estimator` (leakage_estimators.py: the shadow attack model, a
 confidence threshold, or per-class Gaussian scores). The signal s is the logit-scaled true-class
@@ -23,6 +24,14 @@ sample once per run: the MI and KL terms lower forget's confidence as a whole bu
 predictions right where retraining gets some wrong; a single unseen model's output is what retraining
 would give, mistakes and sharpness included (an average over the shadows would be smoother and more
 accurate than any one model). Added 2026-12-04, after the per-example reference; docs/method.md.
+
+The anchor holds the logit-scaled confidence s on retain and out samples where the original model f0
+had it: a retrained model is as confident as the original on both, and the cheapest way for the other
+terms to lower forget's confidence is to lower everyone's (the shared head's scale). Per-sample
+attacks within one model do not see that global drop, but U-LiRA does (remi ulira: -3 to -4 on every
+split without the anchor). The distillation term cannot hold it: its KL is flat where p_y is near 1.
+The out samples it uses are not those the stopping checks score. Added 2026-12-04, after the unseen-model
+term; docs/method.md.
 
 Stop rule: the estimator and the signal rank forget no higher than out (AUC at most `target_auc` +
 `auc_tolerance`) and forget accuracy is at most `accuracy_tolerance` above out accuracy; or both AUCs
@@ -46,7 +55,7 @@ from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
 from remi.networks.training import accuracy, predict_logits
 from remi.params_schema import Remi
-from remi.unlearning.base import UnlearningTask, subsample
+from remi.unlearning.base import Samples, UnlearningTask, subsample
 from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
 
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
@@ -62,10 +71,14 @@ def remi(task: UnlearningTask) -> nn.Module:
     expected = expected_out_signal(task, p.signal_reference)
     with torch.no_grad():
         retain = _features(frozen, task.retain[0]), task.retain[1]
+        check_out_ids, anchor_out_ids = torch.randperm(len(task.out[1]), generator=generator).split(
+            [min(CHECK_SAMPLES, len(task.out[1])), max(len(task.out[1]) - CHECK_SAMPLES, 0)])
         forget, check_out = ((_features(frozen, x), y, expected(x, y)) for x, y in (
-            task.forget, subsample(task.out, CHECK_SAMPLES, generator)))
+            task.forget, _pick(task.out, check_out_ids)))
         unseen_log_probs = unseen_prediction(task, generator) if p.lambda_unseen > 0 else None
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
+        anchor_out = (anchor_samples(frozen, head, _pick(task.out, anchor_out_ids)) if p.lambda_anchor > 0
+                      else None)
         leakage = ESTIMATORS[p.estimator](task, (head(check_out[0]), check_out[1]))
     check_forget = subsample(forget, CHECK_SAMPLES, generator)
     optimizer = torch.optim.Adam(head.parameters(), lr=p.lr)
@@ -79,16 +92,20 @@ def remi(task: UnlearningTask) -> nn.Module:
             break
         retain_batch = _batch(retain[1], p.batch_size, generator)
         forget_batch = _batch(forget[1], p.batch_size, generator)
+        anchor = None if anchor_out is None else _batch_of(anchor_out, p.batch_size, generator)
         terms = loss_terms(head, leakage,
                            retain=(retain[0][retain_batch], retain[1][retain_batch],
                                    teacher_log_probs[retain_batch]),
                            forget=(forget[0][forget_batch], forget[1][forget_batch], forget[2][forget_batch]),
                            out_signal=out_signal,
-                           unseen_log_probs=None if unseen_log_probs is None else unseen_log_probs[forget_batch])
+                           unseen_log_probs=None if unseen_log_probs is None else unseen_log_probs[forget_batch],
+                           anchor=anchor)
         loss = (p.lambda_ce * terms["ce"] + p.lambda_distill * terms["distill"]
                 + p.lambda_mi * terms["mi"] + p.lambda_kl * terms["kl"])
         if "unseen" in terms:
             loss = loss + p.lambda_unseen * terms["unseen"]
+        if "anchor" in terms:
+            loss = loss + p.lambda_anchor * terms["anchor"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -158,6 +175,24 @@ def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module
     return frozen, head
 
 
+def anchor_samples(frozen: nn.Module, head: nn.Module, out: Samples) -> Referenced:
+    """Out samples for the anchor term: (features, labels, the original model's logit-scaled confidence)."""
+    features = _features(frozen, out[0])
+    return features, out[1], logit_scaled_confidence(head(features), out[1])
+
+
+def _batch_of(samples: Referenced, batch_size: int, generator: torch.Generator) -> Referenced:
+    """One batch drawn with replacement, or no samples when there are none to draw from."""
+    if len(samples[1]) == 0:
+        return samples
+    batch = _batch(samples[1], batch_size, generator)
+    return samples[0][batch], samples[1][batch], samples[2][batch]
+
+
+def _pick(samples: Samples, indices: torch.Tensor) -> Samples:
+    return samples[0][indices.to(samples[0].device)], samples[1][indices.to(samples[1].device)]
+
+
 def _features(frozen: nn.Module, inputs: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     return torch.cat([frozen(part) for part in inputs.split(chunk)])
 
@@ -184,15 +219,19 @@ def _batch(labels: torch.Tensor, batch_size: int, generator: torch.Generator) ->
 
 def loss_terms(head: nn.Module, leakage: LeakageScore,
                retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-               forget: Referenced, out_signal: torch.Tensor,
-               unseen_log_probs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               forget: Referenced, out_signal: torch.Tensor, unseen_log_probs: torch.Tensor | None = None,
+               anchor: Referenced | None = None) -> dict[str, torch.Tensor]:
     """The loss terms on one batch of retain (features, labels, original log-probs) and forget
     (features, labels, expected signal); `out_signal` is the target distribution, from the last check;
-    with `unseen_log_probs` (an unseen model's outputs on the forget batch), the term that matches them."""
+    with `unseen_log_probs` (an unseen model's outputs on the forget batch), the term that matches them;
+    with `anchor` (out features, labels, the original's confidence), the anchor term on it and the retain
+    batch."""
     retain_x, retain_y, teacher_log_probs = retain
     forget_x, forget_y, forget_expected = forget
-    # One forward pass for retain and forget: a bigger batch is cheaper than two small ones.
-    retain_logits, forget_logits = head(torch.cat([retain_x, forget_x])).split([len(retain_x), len(forget_x)])
+    anchor_x = retain_x[:0] if anchor is None else anchor[0]
+    # One forward pass for all three batches: a bigger batch is cheaper than several small ones.
+    retain_logits, forget_logits, anchor_logits = head(torch.cat([retain_x, forget_x, anchor_x])).split(
+        [len(retain_x), len(forget_x), len(anchor_x)])
     forget_signal = logit_scaled_confidence(forget_logits, forget_y) - forget_expected
     terms = {
         "ce": F.cross_entropy(retain_logits, retain_y),
@@ -204,4 +243,10 @@ def loss_terms(head: nn.Module, leakage: LeakageScore,
     if unseen_log_probs is not None:
         terms["unseen"] = F.kl_div(F.log_softmax(forget_logits, dim=1), unseen_log_probs, log_target=True,
                                    reduction="batchmean")
+    if anchor is not None:
+        # The confidence is shift-invariant in the logits, so the teacher's log-probs give the original's.
+        changes = torch.cat([
+            logit_scaled_confidence(retain_logits, retain_y) - logit_scaled_confidence(teacher_log_probs, retain_y),
+            logit_scaled_confidence(anchor_logits, anchor[1]) - anchor[2]])
+        terms["anchor"] = changes.pow(2).mean()
     return terms
