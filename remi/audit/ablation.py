@@ -71,8 +71,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "lambda_anchor 0.1": {"lambda_anchor": 0.1},
     "lambda_anchor 0.3": {"lambda_anchor": 0.3},
     "lambda_anchor 1": {"lambda_anchor": 1.0},
-    # For the MNIST-5k and letter profiles, whose settings predate both changes (on the default params
-    # it repeats the default).
+    # For the MNIST-5k and letter profiles, whose settings predate the per-example reference and the
+    # unseen-model term (on the default params it repeats the default).
     "unseen 2, per-example reference": {"lambda_unseen": 2.0, "signal_reference": "shadows"},
 }
 
@@ -119,6 +119,7 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
         raise ParamsError(f"--independent-references splits the shadows in two; shadows.count is {count}.")
     remi_shadows, audit_shadows = ((range(count // 2), range(count // 2, count)) if independent_references
                                    else (None, None))
+    versus_retrain = RetrainComparison(params, dataset, device) if ulira else None  # refuses too few references
     inputs = load_attack_inputs(params, dataset, sets, device, audit_shadows)
 
     def metrics_of(model: torch.nn.Module) -> dict[str, float]:
@@ -126,9 +127,8 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
                              audit.low_fprs)
 
     fixed = {"target": metrics_of(load_starting_model(read_starting_model(), device)),
-             "retrain": metrics_of(load_model(unlearned_dir("retrain"), device))}
-    retrain_seconds = read_json(unlearn_metrics_path("retrain"))["unlearn_seconds"]
-    versus_retrain = RetrainComparison(params, dataset, device) if ulira else None
+             REFERENCE: metrics_of(load_model(unlearned_dir(REFERENCE), device))}
+    retrain_seconds = read_json(unlearn_metrics_path(REFERENCE))["unlearn_seconds"]
     results: dict[str, list[dict[str, float]]] = {}
     for name, overrides in chosen.items():
         variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
@@ -142,7 +142,9 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
             if versus_retrain is not None:
                 gaps |= versus_retrain.measure(task, model)
             results.setdefault(name, []).append(per_model["remi"] | gaps)
-            print(f"{name:32s} seed {seed}: average gap {gaps['average_gap']:.4f}, {seconds:.2f} s", flush=True)
+            ulira_auc = f", U-LiRA {gaps['ulira_auc']:.3f}" if "ulira_auc" in gaps else ""
+            print(f"{name:32s} seed {seed}: average gap {gaps['average_gap']:.4f}{ulira_auc}, {seconds:.2f} s",
+                  flush=True)
     summary: dict[str, dict[str, Any]] = {}
     for name, runs in results.items():
         summary[name] = {key: mean_std([run[key] for run in runs]) for key in columns(audit.attacks, ulira)}

@@ -1,13 +1,13 @@
 """ReMI: fine-tune with retain-set fidelity + a membership-inference loss + a Gaussian KL term.
 
 Our reconstruction of Sula et al. (arXiv 2407.00866); see docs/design.md, "The method".
-Per step, on one batch each of retain and forget samples:
+Per step, on one batch each of retain and forget samples (and, with the anchor, of out samples):
 
     loss = lambda_ce * CE(f(x_r), y_r) + lambda_distill * KL(f0(x_r) || f(x_r))     # fidelity
          + lambda_mi * mean softplus(A(f(x_f)))      # leakage estimator: forget looks like non-member
          + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal
          + lambda_unseen * KL(g_k(x_f) || f(x_f))    # forget predictions match an unseen model's
-         + lambda_anchor * mean (s(x) - s0(x))^2 over the retain batch and an out batch   # confidence stays
+         + lambda_anchor * mean (c(x) - c0(x))^2 over the retain batch and an out batch   # confidence stays
 
 A is the leakage estimator named by `remi.estimator` (leakage_estimators.py: the shadow attack model, a
 confidence threshold, or per-class Gaussian scores). The signal s is the logit-scaled true-class
@@ -25,13 +25,14 @@ predictions right where retraining gets some wrong; a single unseen model's outp
 would give, mistakes and sharpness included (an average over the shadows would be smoother and more
 accurate than any one model). Added 2026-12-04, after the per-example reference; docs/method.md.
 
-The anchor holds the logit-scaled confidence s on retain and out samples where the original model f0
-had it: a retrained model is as confident as the original on both, and the cheapest way for the other
-terms to lower forget's confidence is to lower everyone's (the shared head's scale). Per-sample
-attacks within one model do not see that global drop, but U-LiRA does (remi ulira: -3 to -4 on every
-split without the anchor). The distillation term cannot hold it: its KL is flat where p_y is near 1.
-The out samples it uses are not those the stopping checks score. Added 2026-12-04, after the unseen-model
-term; docs/method.md.
+The anchor holds the logit-scaled confidence c (s without its reference point) on retain and out
+samples where the original model f0 had it: a retrained model is as confident as the original on
+both, and the cheapest way for the other terms to lower forget's confidence is to lower everyone's
+(the shared head's scale). Per-sample attacks within one model do not see that global drop, but
+U-LiRA does (remi ulira: -3 to -4 on every split without the anchor). The distillation term cannot
+hold it: its KL is flat where p_y is near 1. Its out samples are those the stopping checks do not
+score, or, when the checks take them all (small profiles), the same ones. Added 2026-12-04, after
+the unseen-model term; docs/method.md.
 
 Stop rule: the estimator and the signal rank forget no higher than out (AUC at most `target_auc` +
 `auc_tolerance`) and forget accuracy is at most `accuracy_tolerance` above out accuracy; or both AUCs
@@ -60,6 +61,7 @@ from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
 
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
 Referenced = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (features, labels, expected signal)
+Anchored = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (features, labels, the original model's confidence)
 ExpectedSignal = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (inputs, labels) -> per sample
 
 
@@ -71,8 +73,9 @@ def remi(task: UnlearningTask) -> nn.Module:
     expected = expected_out_signal(task, p.signal_reference)
     with torch.no_grad():
         retain = _features(frozen, task.retain[0]), task.retain[1]
-        check_out_ids, anchor_out_ids = torch.randperm(len(task.out[1]), generator=generator).split(
+        check_out_ids, spare_out_ids = torch.randperm(len(task.out[1]), generator=generator).split(
             [min(CHECK_SAMPLES, len(task.out[1])), max(len(task.out[1]) - CHECK_SAMPLES, 0)])
+        anchor_out_ids = spare_out_ids if len(spare_out_ids) else check_out_ids
         forget, check_out = ((_features(frozen, x), y, expected(x, y)) for x, y in (
             task.forget, _pick(task.out, check_out_ids)))
         unseen_log_probs = unseen_prediction(task, generator) if p.lambda_unseen > 0 else None
@@ -175,21 +178,20 @@ def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module
     return frozen, head
 
 
-def anchor_samples(frozen: nn.Module, head: nn.Module, out: Samples) -> Referenced:
+def anchor_samples(frozen: nn.Module, head: nn.Module, out: Samples) -> Anchored:
     """Out samples for the anchor term: (features, labels, the original model's logit-scaled confidence)."""
     features = _features(frozen, out[0])
     return features, out[1], logit_scaled_confidence(head(features), out[1])
 
 
-def _batch_of(samples: Referenced, batch_size: int, generator: torch.Generator) -> Referenced:
-    """One batch drawn with replacement, or no samples when there are none to draw from."""
-    if len(samples[1]) == 0:
-        return samples
+def _batch_of(samples: Anchored, batch_size: int, generator: torch.Generator) -> Anchored:
+    """One batch drawn with replacement."""
     batch = _batch(samples[1], batch_size, generator)
     return samples[0][batch], samples[1][batch], samples[2][batch]
 
 
 def _pick(samples: Samples, indices: torch.Tensor) -> Samples:
+    """The samples at `indices` (inputs and labels may sit on different devices)."""
     return samples[0][indices.to(samples[0].device)], samples[1][indices.to(samples[1].device)]
 
 
@@ -220,7 +222,7 @@ def _batch(labels: torch.Tensor, batch_size: int, generator: torch.Generator) ->
 def loss_terms(head: nn.Module, leakage: LeakageScore,
                retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                forget: Referenced, out_signal: torch.Tensor, unseen_log_probs: torch.Tensor | None = None,
-               anchor: Referenced | None = None) -> dict[str, torch.Tensor]:
+               anchor: Anchored | None = None) -> dict[str, torch.Tensor]:
     """The loss terms on one batch of retain (features, labels, original log-probs) and forget
     (features, labels, expected signal); `out_signal` is the target distribution, from the last check;
     with `unseen_log_probs` (an unseen model's outputs on the forget batch), the term that matches them;
