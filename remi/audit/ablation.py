@@ -21,12 +21,10 @@ from typing import Any
 
 import torch
 
-from remi.attacks.roc import membership_metrics
-from remi.attacks.ulira import ulira_scores
 from remi.audit.comparison import mean_std
 from remi.audit.inputs import load_attack_inputs, load_audit_sets
 from remi.audit.scoring import gap_metrics, gaps_to_reference, model_metrics, score_model
-from remi.audit.ulira import confidence, reference_count, unlearned_references
+from remi.audit.ulira import confidence, reference_count, unlearned_references, versus_retrained
 from remi.catalog import REFERENCE
 from remi.data.datasets import Dataset, load_dataset
 from remi.data.splits import load_split
@@ -178,8 +176,7 @@ class RetrainComparison:
 
     def measure(self, task: UnlearningTask, model: torch.nn.Module) -> dict[str, float]:
         references = unlearned_references(task, "remi", self.dataset, self.forget_ids, self.count, self.device)
-        attacked = membership_metrics(ulira_scores(confidence(model, self.forget), references),
-                                      ulira_scores(self.retrained_forget, references), self.low_fprs)
+        attacked = versus_retrained(confidence(model, self.forget), self.retrained_forget, references, self.low_fprs)
         shift = float((confidence(model, self.test) - self.retrained_test).mean())
         return {"ulira_auc": attacked["auc"], "test_confidence_shift": shift}
 

@@ -77,8 +77,7 @@ def run_ulira() -> None:
         unlearned_model = load_model(unlearned_dir(method), device)
         audited = {name: confidence(unlearned_model, samples) for name, samples in splits.items()}
         shift = {name: float((audited[name] - retrained[name]).mean()) for name in splits}
-        model = membership_metrics(ulira_scores(audited["forget"], references),
-                                   ulira_scores(retrained["forget"], references), low_fprs)
+        model = versus_retrained(audited["forget"], retrained["forget"], references, low_fprs)
         held_out = membership_metrics(*held_out_scores(references), low_fprs)
         seconds = time.perf_counter() - started
         results[method] = {"model": model, "held_out": held_out, "confidence_shift": shift, "references": count,
@@ -121,6 +120,13 @@ def unlearned_references(task: UnlearningTask, method: str, dataset: Dataset, fo
         unlearned.append(confidence(unlearn(method, shadow_task), forget))
         trained_on.append(was_member)
     return UnlearnedReferences(torch.stack(unlearned), torch.stack(original), torch.stack(trained_on))
+
+
+def versus_retrained(audited: torch.Tensor, retrained: torch.Tensor, references: UnlearnedReferences,
+                     low_fprs: list[float]) -> dict[str, float]:
+    """U-LiRA's metrics (AUC, TPR at the low FPRs) of the audited model's forget confidences against the
+    retrained model's: 0.5 = the attack cannot tell which of the two was unlearned."""
+    return membership_metrics(ulira_scores(audited, references), ulira_scores(retrained, references), low_fprs)
 
 
 def confidence(model: nn.Module, samples: Samples) -> torch.Tensor:
