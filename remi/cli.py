@@ -6,7 +6,6 @@
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
     remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
-    remi ulira                          U-LiRA: the unlearned model vs the retrained one, per forget sample
     remi benchmark networks|unlearning|sequential|threads|vectorised|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
@@ -65,12 +64,6 @@ def _ablation(args: argparse.Namespace) -> None:
     from remi.audit.ablation import run_ablation
 
     run_ablation(args.seeds, args.independent_references, args.variants, args.ulira)
-
-
-def _ulira(args: argparse.Namespace) -> None:
-    from remi.audit.ulira import run_ulira
-
-    run_ulira()
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -216,8 +209,6 @@ def _add_pipeline_commands(command: Command) -> None:
                                "(the online shadows unlearn with each variant: about 8 ReMI runs more per cell)")
     ablation.add_argument("--variants", nargs="+", metavar="NAME",
                           help="only these variants, as the report names them (default: every one)")
-    command("ulira", _ulira, "U-LiRA: can unlearned reference models tell the unlearned model from the retrained "
-                             "one? (after `remi run`)")
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
                                                    "profile"))

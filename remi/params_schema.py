@@ -27,6 +27,8 @@ MAX_INT = 2**31 - 1  # counts, sizes and seeds: larger values only overflow some
 # List bounds, checked before the items: a million-item list must not produce a million errors.
 MAX_LAYERS = 16
 MAX_LOW_FPRS = 8
+# U-LiRA's held-out test fits on all reference models but one, and a spread needs two on one side.
+ULIRA_MIN_REFERENCES = 4
 
 Seed = Annotated[int, Field(ge=0, le=MAX_INT)]
 Count = Annotated[int, Field(gt=0, le=MAX_INT)]
@@ -235,6 +237,7 @@ class Acceptance(Section):
 
     min_target_attack_auc: Fraction
     max_auc_gap: Annotated[dict[AttackName, NonNegative], Field(max_length=len(AUDIT_ATTACKS))]
+    max_ulira_auc: Fraction  # U-LiRA's AUC, the method's model against the retrained one (0.5: no trace)
     max_forget_accuracy_gap: NonNegative
     max_test_accuracy_drop: NonNegative
     max_seconds_ratio: NonNegative
@@ -313,4 +316,7 @@ def cross_check_problems(params: Params) -> list[str]:
                         f"but splits.test is {params.splits.test}")
     if params.attack.holdout_shadows >= params.shadows.count:
         problems.append("attack.holdout_shadows must be smaller than shadows.count")
+    if params.online_shadows.count < ULIRA_MIN_REFERENCES:
+        problems.append(f"online_shadows.count is {params.online_shadows.count}, it needs at least "
+                        f"{ULIRA_MIN_REFERENCES}: they are U-LiRA's reference models (stage ulira)")
     return problems

@@ -61,7 +61,8 @@ def main() -> None:
         timings = {m: read_json(unlearn_metrics_path(m)) | read_json(run_record_path(f"unlearn/{m}"))
                    for m in methods}
         quality = read_json(metrics_path("forgetting_quality"))
-        add_run_facts(per_model, {m: t["unlearn_seconds"] for m, t in timings.items()}, quality)
+        ulira = read_json(metrics_path("ulira"))["methods"]
+        add_run_facts(per_model, {m: t["unlearn_seconds"] for m, t in timings.items()}, quality, ulira)
         for name, gaps in gaps_to_reference(per_model, gap_metrics(audit.attacks, audit.low_fprs)).items():
             per_model[name] |= gaps
         if start.original_test_accuracy is not None:

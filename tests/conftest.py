@@ -89,7 +89,7 @@ def clone_run(template: Path, work: Path) -> Callable[..., subprocess.CompletedP
 
 # Outputs that record seconds or MLflow run ids: they differ between two runs of the same inputs.
 VOLATILE = ("metrics/train_target.json", "metrics/train_shadows.json", "metrics/train_online_shadows.json",
-            "metrics/forgetting_quality.json",
+            "metrics/forgetting_quality.json", "metrics/ulira.json", "reports/ulira.md",
             "metrics/audit.json", "metrics/unlearn/", "reports/audit/audit.md", "reports/audit/audit.html",
             "lineage/", "dvc.lock")
 OUTPUTS = ("data/splits", "models", "metrics", "reports", "lineage", "dvc.lock")

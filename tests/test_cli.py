@@ -14,7 +14,7 @@ from remi.benchmarks.threads import BUSY_LOOP
 from remi.cli import build_parser
 from tests.conftest import REMI, REPO, clone_run
 
-SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "ulira", "benchmark", "summary", "ui", "reap-runs",
+SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "benchmark", "summary", "ui", "reap-runs",
                "request", "cycle", "stack", "purge"}
 
 
@@ -218,26 +218,3 @@ def test_ablation_can_keep_remis_reference_shadows_apart_and_attack_each_variant
         assert 0 < variant["ulira_auc"]["mean"] < 1 and math.isfinite(variant["test_confidence_shift"]["mean"])
     report = (finished / "reports/remi_ablation_independent_references.md").read_text()
     assert "--independent-references --ulira" in report and "| default |" in report and "ulira_auc" in report
-
-
-@pytest.mark.slow
-def test_ulira_scores_remi_against_retraining_with_unlearned_references(finished):
-    result = remi("ulira", cwd=finished)
-    assert result.returncode == 0, result.stderr[-2000:]
-    numbers = json.loads((finished / "metrics/ulira.json").read_text())["methods"]["remi"]
-    assert numbers["references"] == 4  # the tiny profile's online shadows
-    model, held_out = numbers["model"]["auc"], numbers["held_out"]["auc"]
-    assert 0 <= model <= 1 and 0 <= held_out <= 1
-    assert set(numbers["confidence_shift"]) == {"forget", "retain", "test"}
-    assert f"| remi | 4 | {model:.3f} |" in (finished / "reports/ulira.md").read_text()
-
-
-def test_ulira_without_enough_reference_models_says_so_before_any_work(tmp_path):
-    project = _project(tmp_path)
-    params = (project / "params.yaml").read_text()
-    fewer = params.replace("  count: 8               #   so every", "  count: 2  #", 1)
-    assert fewer != params  # the edit found params.yaml's online_shadows.count
-    (project / "params.yaml").write_text(fewer)
-    result = remi("ulira", cwd=project)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "online_shadows.count is 2, it needs at least 4" in result.stderr

@@ -94,14 +94,17 @@ def _stages_reading(prefix: str) -> set[str]:
     ("remi/audit/report.py", {"audit"}),
     ("remi/audit/acceptance.py", {"audit", "gate"}),
     ("remi/audit/forgetting_quality.py", {"forgetting_quality"}),
+    ("remi/audit/ulira.py", {"ulira"}),
     # The attack model and the audit attacks are not the target's business.
     ("remi/attacks/", {"train_shadows", "train_online_shadows", "train_attack", "unlearn", "forgetting_quality",
-                       "audit"}),
-    ("remi/unlearning/", {"unlearn", "forgetting_quality"}),
+                       "ulira", "audit"}),
+    # U-LiRA's reference models unlearn with the methods themselves.
+    ("remi/unlearning/", {"unlearn", "forgetting_quality", "ulira"}),
     ("remi/networks/training.py", {"train_target", "train_shadows", "train_online_shadows", "unlearn",
-                                   "forgetting_quality", "audit"}),
+                                   "forgetting_quality", "ulira", "audit"}),
     # Vectorised training is for reference models: the target never trains that way.
-    ("remi/networks/vectorised.py", {"train_shadows", "train_online_shadows", "unlearn", "forgetting_quality"}),
+    ("remi/networks/vectorised.py", {"train_shadows", "train_online_shadows", "unlearn", "forgetting_quality",
+                                     "ulira"}),
 ])
 def test_code_edits_invalidate_only_the_stages_they_concern(package, readers):
     assert _stages_reading(package) == readers
@@ -113,5 +116,5 @@ def test_no_stage_reads_the_original_target_except_through_the_starting_model():
     readers = {name for name, stage in stages() if "models/target" in stage.get("deps", [])}
     assert not readers
     starting = {name.partition("@")[0] for name, stage in stages() if "${starting_model_dir}" in stage.get("deps", [])}
-    assert starting == {"unlearn", "forgetting_quality", "audit"}
+    assert starting == {"unlearn", "forgetting_quality", "ulira", "audit"}
     assert DVC["vars"] == ["models/base/release.json:starting_model_dir"]

@@ -4,11 +4,12 @@ from remi.audit.acceptance import acceptance_checks, failure_message, gate_check
 from remi.params_schema import Acceptance
 
 ACCEPTANCE = Acceptance(min_target_attack_auc=0.6, max_auc_gap={"shadow_attack": 0.03, "rmia": 0.05},
-                        max_forget_accuracy_gap=0.03, max_test_accuracy_drop=0.015, max_seconds_ratio=0.1)
+                        max_ulira_auc=0.6, max_forget_accuracy_gap=0.03, max_test_accuracy_drop=0.015,
+                        max_seconds_ratio=0.1)
 
 
-def _audit(remi_rmia_auc: float) -> dict[str, float]:
-    flat = {}
+def _audit(remi_rmia_auc: float, remi_ulira_auc: float = 0.55) -> dict[str, float]:
+    flat = {"remi/ulira_auc": remi_ulira_auc}
     for model, (rmia, forget, test) in {"target": (0.64, 1.0, 0.875), "retrain": (0.50, 0.89, 0.873),
                                         "remi": (remi_rmia_auc, 0.88, 0.866)}.items():
         flat |= {f"{model}/shadow_attack_auc": 0.51, f"{model}/rmia_auc": rmia,
@@ -21,6 +22,16 @@ def test_checks_pass_and_fail_on_the_thresholds():
     rows = gate_checks(per_model_from_flat(_audit(0.56)), ACCEPTANCE, "remi")
     assert [r["key"] for r in rows if not r["passed"]] == ["abs_rmia_AUC_of_remi_retrain_s"]
     assert "rmia AUC of remi - retrain's) <= 0.0500: measured 0.0600" in failure_message(rows)
+
+
+def test_a_trace_only_unlearned_references_see_fails_the_gate():
+    """U-LiRA's AUC against the retrained model is a gated limit of its own, on the method only:
+    retraining against itself (the compaction's check) has no such row."""
+    rows = gate_checks(per_model_from_flat(_audit(0.54, remi_ulira_auc=0.61)), ACCEPTANCE, "remi")
+    assert [r["key"] for r in rows if not r["passed"]] == ["U_LiRA_AUC_of_remi_against_retrain"]
+    assert "U-LiRA AUC of remi against retrain <= 0.6000: measured 0.6100" in failure_message(rows)
+    assert not any("U-LiRA" in r["check"] for r in gate_checks(per_model_from_flat(_audit(0.54)), ACCEPTANCE,
+                                                                   "retrain"))
 
 
 def test_the_report_and_the_gate_read_the_same_limits_and_only_model_limits_are_gated():

@@ -20,7 +20,7 @@ from tests.conftest import clone_run, output_hashes, pipeline_copy, stable_lock
 pytestmark = pytest.mark.slow
 SEEDS = range(int(os.environ.get("REMI_KILL_SEEDS", "2")))
 STAGES = ("check_params", "prepare", "train_target", "train_shadows", "train_attack", "unlearn@retrain",
-          "unlearn@remi", "forgetting_quality", "audit", "gate")
+          "unlearn@remi", "forgetting_quality", "ulira", "audit", "gate")
 STARTUP_SECONDS = 4.0  # dvc and the stage's imports, before its MLflow run starts
 
 

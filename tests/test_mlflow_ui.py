@@ -105,9 +105,11 @@ def test_compare_lines_the_models_up_by_the_audit_metrics(ui, tiny_run, tmp_path
     assert sorted(r.info.run_name for r in runs) == ["evaluation:remi", "evaluation:retrain", "evaluation:target"]
     names = {r.info.run_name.removeprefix("evaluation:"): set(r.data.metrics) for r in runs}
     # The same names for every model, which is what Compare lines up; the original model was not
-    # unlearned, so it has no seconds and no forgetting quality.
-    assert names["remi"] == names["retrain"] and names["target"] < names["remi"]
-    assert names["remi"] - names["target"] == {"seconds", "seconds_ratio_to_retrain", "forgetting_quality"}
+    # unlearned, so it has no seconds and no forgetting quality, and U-LiRA (stage ulira) asks only
+    # whether a method's model could be the retrained one.
+    assert names["target"] < names["retrain"] < names["remi"]
+    assert names["retrain"] - names["target"] == {"seconds", "seconds_ratio_to_retrain", "forgetting_quality"}
+    assert names["remi"] - names["retrain"] == {"ulira_auc", "ulira_held_out_auc"}
     audit = json.loads((tiny_run / "metrics/audit.json").read_text())
     remi_run = next(r for r in runs if r.info.run_name == "evaluation:remi")
     assert remi_run.data.metrics["shadow_attack_auc"] == pytest.approx(audit["remi/shadow_attack_auc"])

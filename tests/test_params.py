@@ -50,9 +50,11 @@ def test_cross_section_checks_are_listed_together(params):
     bad["attack"]["holdout_shadows"] = bad["shadows"]["count"]
     bad["acceptance"]["max_auc_gap"]["lira"] = 0.03
     bad["audit"]["attacks"] = [a for a in bad["audit"]["attacks"] if a != "lira"]
+    bad["online_shadows"]["count"] = 2
     with pytest.raises(ParamsError) as error:
         validate(bad)
     assert "attack.holdout_shadows must be smaller than shadows.count" in str(error.value)
+    assert "online_shadows.count is 2, it needs at least 4: they are U-LiRA's reference models" in str(error.value)
     assert "acceptance.max_auc_gap names attacks the audit does not run: ['lira']" in str(error.value)
 
 

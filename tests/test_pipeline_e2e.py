@@ -13,7 +13,7 @@ from tests.conftest import FIRST_RUN_LOG, clone_run
 
 pytestmark = pytest.mark.slow
 STAGES = {"check_params", "prepare", "train_target", "train_shadows", "train_online_shadows", "train_attack",
-          "unlearn@retrain", "unlearn@remi", "forgetting_quality", "audit", "gate"}
+          "unlearn@retrain", "unlearn@remi", "forgetting_quality", "ulira", "audit", "gate"}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,23 @@ def test_full_run_outputs_metrics_and_the_attack_sees_forgetting(pipeline, tiny_
     assert "remi/forgetting_quality" in audit and "retrain/forgetting_quality" in audit
 
 
+def test_ulira_stage_scores_remi_with_unlearned_references_and_the_audit_gates_it(pipeline):
+    work, _ = pipeline
+    ulira = json.loads((work / "metrics/ulira.json").read_text())["methods"]
+    assert list(ulira) == ["remi"]  # retraining is what the others are compared with
+    remi = ulira["remi"]
+    assert remi["references"] == 4  # the tiny profile's online shadows
+    assert 0 <= remi["model"]["auc"] <= 1 and 0 <= remi["held_out"]["auc"] <= 1
+    assert set(remi["confidence_shift"]) == {"forget", "retain", "test"}
+    assert f"| remi | 4 | {remi['model']['auc']:.3f} |" in (work / "reports/ulira.md").read_text()
+    audit = json.loads((work / "metrics/audit.json").read_text())
+    assert audit["remi/ulira_auc"] == remi["model"]["auc"] and "retrain/ulira_auc" not in audit
+    report = (work / "reports/audit/audit.md").read_text()
+    limit = yaml.safe_load((work / "params.yaml").read_text())["acceptance"]["max_ulira_auc"]
+    row = f"| U-LiRA AUC of remi against retrain <= | {remi['model']['auc']:.4f} | {limit:.4f} | pass | yes |"
+    assert row in report
+
+
 def test_mlflow_run_tree_and_lineage(pipeline):
     from mlflow import MlflowClient
 
@@ -72,7 +89,7 @@ def test_mlflow_run_tree_and_lineage(pipeline):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert {r.data.tags["stage"] for r in children} == {
         "prepare", "train_target", "train_shadows", "train_online_shadows", "train_attack", "unlearn",
-        "forgetting_quality", "audit", "gate"}
+        "forgetting_quality", "ulira", "audit", "gate"}
     for stage, count in (("train_shadows", 3), ("train_online_shadows", 4)):
         stage_run = next(r for r in children if r.data.tags["stage"] == stage)
         assert len([r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_run.info.run_id]) == count
@@ -114,8 +131,8 @@ def test_new_erasure_request_reruns_only_prepare_unlearn_and_audit(pipeline):
     set_params(work, forget={"mode": "requests"})
     result, ran = repro(run)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert ran == {"check_params", "prepare", "unlearn@retrain", "unlearn@remi", "forgetting_quality", "audit",
-                   "gate"}
+    assert ran == {"check_params", "prepare", "unlearn@retrain", "unlearn@remi", "forgetting_quality", "ulira",
+                   "audit", "gate"}
     forget = json.loads((work / "data/splits/forget.json").read_text())
     assert forget["sample_ids"] == sorted(request["sample_ids"]) and forget["requests"] == ["req-001"]
 

@@ -24,7 +24,7 @@ import torch
 from remi.audit.comparison import mean_std
 from remi.audit.inputs import load_attack_inputs, load_audit_sets
 from remi.audit.scoring import gap_metrics, gaps_to_reference, model_metrics, score_model
-from remi.audit.ulira import confidence, reference_count, unlearned_references, versus_retrained
+from remi.audit.ulira import confidence, unlearned_references, versus_retrained
 from remi.catalog import REFERENCE
 from remi.data.datasets import Dataset, load_dataset
 from remi.data.splits import load_split
@@ -164,7 +164,7 @@ class RetrainComparison:
     mean difference of their logit-scaled confidences on the test samples (a global calibration change)."""
 
     def __init__(self, params: Params, dataset: Dataset, device: torch.device) -> None:
-        self.count = reference_count(params)
+        self.count = params.online_shadows.count
         self.low_fprs = params.audit.low_fprs
         self.dataset, self.device = dataset, device
         self.forget_ids = load_split(split_path("forget"))

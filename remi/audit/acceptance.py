@@ -1,10 +1,11 @@
 """params.yaml `acceptance`, checked: the audit report shows every limit as pass/miss for each method,
 and the gate releases gate.method (remi.pipeline.release) only if every gated limit passes.
 
-Gated are the limits on the model itself: each listed attack's AUC gap to retraining, the forget
-accuracy gap, the test accuracy drop. Reported but not gated: the audit's power (the attack must
-detect membership in the target before unlearning; it describes the experiment, not the model) and
-the seconds ratio (it depends on the machine the methods ran on).
+Gated are the limits on the model itself: each listed attack's AUC gap to retraining, U-LiRA's AUC
+against the retrained model (stage ulira), the forget accuracy gap, the test accuracy drop. Reported
+but not gated: the audit's power (the attack must detect membership in the target before unlearning;
+it describes the experiment, not the model) and the seconds ratio (it depends on the machine the
+methods ran on).
 """
 
 import re
@@ -39,6 +40,9 @@ def acceptance_checks(per_model: dict[str, dict[str, float]], acceptance: Accept
     rows += [check(f"abs({attack} AUC of {method} - retrain's)",
                    abs(unlearned[f"{attack}_auc"] - retrain[f"{attack}_auc"]), limit, "<=", gated=True)
              for attack, limit in acceptance.max_auc_gap.items()]
+    if method != REFERENCE:  # retraining against itself is no question for U-LiRA (compaction checks it)
+        rows.append(check(f"U-LiRA AUC of {method} against retrain", unlearned["ulira_auc"],
+                          acceptance.max_ulira_auc, "<=", gated=True))
     rows += [
         check(f"abs(forget accuracy of {method} - retrain's)", abs(unlearned["forget_accuracy"] -
               retrain["forget_accuracy"]), acceptance.max_forget_accuracy_gap, "<=", gated=True),

@@ -23,7 +23,9 @@ def table_rows(attacks: list[str], low_fprs: list[float]) -> list[tuple[str, str
         rows += [(f"{attack}_tpr_at_{fpr_label(f)}_fpr", f"{attack} TPR @ {f:g} FPR") for f in low_fprs]
     if "mia_efficacy" in attacks:
         rows.append(("mia_efficacy", "MIA-efficacy (share of forget called non-member)"))
-    return [*rows, ("forgetting_quality", "forgetting quality (per-example; retrain = retrain vs retrain)"),
+    return [*rows, ("ulira_auc", "U-LiRA AUC against retrain (0.5: no trace)"),
+            ("ulira_held_out_auc", "U-LiRA AUC, held-out references (the attack's power)"),
+            ("forgetting_quality", "forgetting quality (per-example; retrain = retrain vs retrain)"),
             ("average_gap", "average gap to retrain"), ("seconds", "seconds"),
             ("seconds_ratio_to_retrain", "seconds / retrain seconds")]
 

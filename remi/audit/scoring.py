@@ -82,8 +82,9 @@ def model_metrics(model: nn.Module, dataset: Dataset, sets: AuditSets, scores: d
 
 
 def add_run_facts(per_model: dict[str, dict[str, float]], seconds: dict[str, float],
-                  quality: dict[str, float]) -> None:
-    """Add each method's seconds (and ratio to retrain's) and forgetting quality to its metrics.
+                  quality: dict[str, float], ulira: dict[str, dict[str, Any]]) -> None:
+    """Add each method's seconds (and ratio to retrain's), forgetting quality and U-LiRA's AUCs (against
+    the retrained model, and of its held-out test: stage ulira) to its metrics.
 
     The retrain column gets retrain-vs-retrain quality: the best the estimator can give.
     """
@@ -93,6 +94,8 @@ def add_run_facts(per_model: dict[str, dict[str, float]], seconds: dict[str, flo
         key = "retrain_vs_retrain" if name == REFERENCE else name
         if f"{key}/forgetting_quality" in quality:
             metrics["forgetting_quality"] = quality[f"{key}/forgetting_quality"]
+    for method, result in ulira.items():
+        per_model[method] |= {"ulira_auc": result["model"]["auc"], "ulira_held_out_auc": result["held_out"]["auc"]}
 
 
 def flatten_audit(per_model: dict[str, dict[str, float]], checks: dict[str, list[dict[str, Any]]]) -> dict:

@@ -1,7 +1,6 @@
 """U-LiRA on the pipeline's artifacts: can an attacker who unlearns reference models himself tell the
-unlearned model from the retrained one, sample by sample?
-
-    remi ulira    (after `remi run`; uses its artifacts) -> reports/ulira.md, metrics/ulira.json
+unlearned model from the retrained one, sample by sample? (stage `ulira`, before the audit, which gates
+its AUC: `acceptance.max_ulira_auc`)
 
 For each unlearning method the pipeline ran (retraining aside): every online shadow unlearns, with that
 method and its params, the forget samples it trained on (its retain set: the rest of what it trained
@@ -20,13 +19,15 @@ index. Those and the shadows themselves are U-LiRA's reference models (remi/atta
 Not a check on the untouched target: a model that unlearned nothing is neither of U-LiRA's two
 hypotheses, and far above both Gaussians its ratio ranks by their spreads, not by membership.
 
-A sequential run's forget set is audited whole here (the pipeline's audit skips samples the starting
-model already honours).
+The reference models unlearn from the online shadows, which trained on the original data: with
+sequential unlearning the method's model unlearned the newest requests from a release, while its
+references unlearn the whole forget set at once, so the AUC compares like with like only for a
+one-shot run (the pipeline's audit, in turn, skips samples the starting model already honours).
 """
 
 import time
 from dataclasses import replace
-from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,32 +36,22 @@ from remi.attacks.roc import fpr_label, membership_metrics
 from remi.attacks.signals import logit_scaled_confidence
 from remi.attacks.ulira import UnlearnedReferences, held_out_scores, ulira_scores
 from remi.catalog import REFERENCE
-from remi.data.datasets import Dataset, load_dataset
+from remi.data.datasets import Dataset
 from remi.data.splits import load_split, retain_ids
-from remi.errors import ParamsError
 from remi.networks.checkpoints import load_model, load_shadow_outputs
 from remi.networks.training import predict_logits
 from remi.params_schema import Params
 from remi.pipeline.layout import ONLINE_SHADOWS_DIR, shadow_dir, split_path, unlearned_dir
-from remi.pipeline.params import load_params
-from remi.pipeline.seeds import hardware
 from remi.pipeline.tasks import load_task, samples_on
-from remi.runtime.device import compute_device, configure_threads
-from remi.runtime.files import write_bytes, write_json
 from remi.unlearning import UnlearningTask, unlearn
 from remi.unlearning.base import Samples
 
-# The held-out test fits on all models but one, and a spread needs samples with two models on one side.
-MIN_REFERENCES = 4
+Results = dict[str, dict[str, Any]]  # method -> model, held_out, confidence_shift, references, seconds
 
 
-def run_ulira() -> None:
-    """U-LiRA for every unlearning method of the last `remi run` -> reports/ulira.md, metrics/ulira.json."""
-    configure_threads()
-    params = load_params()
-    count = reference_count(params)
-    dataset = load_dataset(params.data.dataset, params.data.raw_dir)
-    device = compute_device()
+def ulira_per_method(params: Params, dataset: Dataset, device: torch.device) -> Results:
+    """U-LiRA against the retrained model for every unlearning method but retraining."""
+    count = params.online_shadows.count  # at least ULIRA_MIN_REFERENCES: params_schema checks it
     forget_ids = load_split(split_path("forget"))
     forget = dataset.subset(forget_ids)
     target_train = load_split(split_path("target_train"))
@@ -79,24 +70,9 @@ def run_ulira() -> None:
         shift = {name: float((audited[name] - retrained[name]).mean()) for name in splits}
         model = versus_retrained(audited["forget"], retrained["forget"], references, low_fprs)
         held_out = membership_metrics(*held_out_scores(references), low_fprs)
-        seconds = time.perf_counter() - started
         results[method] = {"model": model, "held_out": held_out, "confidence_shift": shift, "references": count,
-                           "seconds": seconds}
-        print(f"{method}: U-LiRA AUC {model['auc']:.3f} (held-out references {held_out['auc']:.3f}), "
-              f"{seconds:.1f} s", flush=True)
-    write_json(Path("metrics/ulira.json"), {"dataset": params.data.dataset, "methods": results})
-    report = _report(results, params.data.dataset, low_fprs)
-    write_bytes(Path("reports/ulira.md"), report.encode())
-    print(report)
-
-
-def reference_count(params: Params) -> int:
-    """How many reference models U-LiRA has (the online shadows), refused if too few."""
-    count = params.online_shadows.count
-    if count < MIN_REFERENCES:
-        raise ParamsError(f"U-LiRA's reference models are the online shadows; online_shadows.count is {count}, "
-                          f"it needs at least {MIN_REFERENCES}.")
-    return count
+                           "seconds": time.perf_counter() - started}
+    return results
 
 
 def unlearned_references(task: UnlearningTask, method: str, dataset: Dataset, forget_ids: torch.Tensor,
@@ -134,10 +110,11 @@ def confidence(model: nn.Module, samples: Samples) -> torch.Tensor:
     return logit_scaled_confidence(predict_logits(model, samples[0]).double(), samples[1])
 
 
-def _report(results: dict, dataset: str, low_fprs: list[float]) -> str:
+def report(results: Results, dataset: str, hardware: str, low_fprs: list[float]) -> str:
+    """reports/ulira.md: one row per method."""
     low = f"tpr_at_{fpr_label(low_fprs[0])}_fpr"
     lines = ["# U-LiRA: unlearned, or never trained?", "",
-             f"`remi ulira` on the pipeline's {dataset} artifacts; {hardware()}. Reference models: the online "
+             f"Stage `ulira` on the pipeline's {dataset} artifacts; {hardware}. Reference models: the online "
              "shadows, each before and after unlearning the forget samples it trained on (remi/audit/ulira.py). "
              "AUC 0.5 = the attack cannot tell the unlearned model from the retrained one on the forget "
              f"samples; TPR at {low_fprs[0]:g} FPR alongside. Confidence shift: the mean of the method's "

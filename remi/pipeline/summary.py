@@ -15,13 +15,14 @@ Row = tuple[str, dict[str, float | None]]
 
 
 def headline_rows(audit: dict[str, float], attacks: list[str], models: list[str], seconds: bool = True) -> list[Row]:
-    """(label, value per model) for accuracy, every attack's AUC, forgetting quality, gap (and seconds).
+    """(label, value per model) for accuracy, every attack's AUC, U-LiRA's, forgetting quality, gap (and seconds).
 
     The reference's forgetting quality is retraining measured against retraining: the best reachable.
     """
     keys = [("forget_accuracy", "forget accuracy"), ("retain_accuracy", "retain accuracy"),
             ("test_accuracy", "test accuracy"), *((f"{a}_auc", f"{a} AUC") for a in attacks),
-            ("forgetting_quality", "forgetting quality"), ("average_gap", "average gap to retrain"),
+            ("ulira_auc", "U-LiRA AUC vs retrain"), ("forgetting_quality", "forgetting quality"),
+            ("average_gap", "average gap to retrain"),
             *([("seconds", "seconds")] if seconds else [])]
     return [(label, {m: audit.get(f"{m}/{key}") for m in models}) for key, label in keys]
 

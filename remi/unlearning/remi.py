@@ -29,7 +29,7 @@ The anchor holds the logit-scaled confidence c (s without its reference point) o
 samples where the original model f0 had it: a retrained model is as confident as the original on
 both, and the cheapest way for the other terms to lower forget's confidence is to lower everyone's
 (the shared head's scale). Per-sample attacks within one model do not see that global drop, but
-U-LiRA does (remi ulira: -3 to -4 on every split without the anchor). The distillation term cannot
+U-LiRA does (stage ulira: -3 to -4 on every split without the anchor). The distillation term cannot
 hold it: its KL is flat where p_y is near 1. Its out samples are those the stopping checks do not
 score, or, when the checks take them all (small profiles), the same ones. Added 2026-12-04, after
 the unseen-model term; docs/method.md.
