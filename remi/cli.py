@@ -6,6 +6,7 @@
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
     remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
+    remi fq-anatomy [--variants NAME ...]  why forgetting quality falls short: location vs spread
     remi benchmark networks|unlearning|sequential|threads|vectorised|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
@@ -64,6 +65,12 @@ def _ablation(args: argparse.Namespace) -> None:
     from remi.audit.ablation import run_ablation
 
     run_ablation(args.seeds, args.independent_references, args.variants, args.ulira)
+
+
+def _fq_anatomy(args: argparse.Namespace) -> None:
+    from remi.audit.forgetting_anatomy import run_forgetting_anatomy
+
+    run_forgetting_anatomy(args.variants)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -209,6 +216,10 @@ def _add_pipeline_commands(command: Command) -> None:
                                "(the online shadows unlearn with each variant: about 8 ReMI runs more per cell)")
     ablation.add_argument("--variants", nargs="+", metavar="NAME",
                           help="only these variants, as the report names them (default: every one)")
+    anatomy = command("fq-anatomy", _fq_anatomy, "forgetting quality taken apart: how far ReMI's runs sit from "
+                                                 "retraining's, and how widely they scatter (after `remi run`)")
+    anatomy.add_argument("--variants", nargs="+", metavar="NAME",
+                         help="`remi ablation` variants to take apart (default: ReMI's params as they are)")
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
                                                    "profile"))

@@ -14,8 +14,8 @@ from remi.benchmarks.threads import BUSY_LOOP
 from remi.cli import build_parser
 from tests.conftest import REMI, REPO, clone_run
 
-SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "benchmark", "summary", "ui", "reap-runs",
-               "request", "cycle", "stack", "purge"}
+SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "fq-anatomy", "benchmark", "summary", "ui",
+               "reap-runs", "request", "cycle", "stack", "purge"}
 
 
 def remi(*args: str, cwd=REPO, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -52,8 +52,9 @@ def test_profile_rewrites_params_and_a_bad_profile_changes_nothing(tmp_path):
     assert "Traceback" not in refused.stderr and (project / "params.yaml").read_bytes() == before
 
 
-def test_an_unknown_ablation_variant_is_named_with_the_choices_before_any_work(tmp_path):
-    result = remi("ablation", "--variants", "default", "no such variant", cwd=_project(tmp_path))
+@pytest.mark.parametrize("command", ["ablation", "fq-anatomy"])
+def test_an_unknown_ablation_variant_is_named_with_the_choices_before_any_work(tmp_path, command):
+    result = remi(command, "--variants", "default", "no such variant", cwd=_project(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown ablation variant(s) 'no such variant'" in result.stderr and "'lambda_mi 0.5'" in result.stderr
     assert not (tmp_path / "reports").exists() and not (tmp_path / "metrics").exists()
@@ -203,6 +204,27 @@ def test_ablation_audits_every_variant(finished):
     assert numbers["seeds"] == [0] and set(numbers["variants"]) == set(VARIANTS)
     report = (finished / "reports/remi_ablation.md").read_text()
     assert all(f"| {name} |" in report for name in VARIANTS)
+
+
+@pytest.mark.slow
+def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(finished):
+    result = remi("fq-anatomy", "--variants", "default", "no anchor", cwd=finished, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads((finished / "metrics/forgetting_quality_anatomy.json").read_text())
+    assert numbers["models_per_population"] == 2  # the tiny profile's forgetting_quality.models
+    rows = numbers["rows"]
+    assert list(rows) == ["retrain vs retrain", "default", "no anchor"]
+    baseline = rows["retrain vs retrain"]
+    # Moving a retrained population onto retraining's own location or spread changes nothing.
+    assert baseline["quality_with_retrainings_location"] == baseline["quality_with_retrainings_spread"] == (
+        baseline["forgetting_quality"])
+    for row in rows.values():
+        assert 0 < row["forgetting_quality"] <= 1 and row["distance_to_retraining"] > 0 and row["spread"] > 0
+    # The stage's own estimate for ReMI, from the same seeds and recipe (a thread count chosen by the load
+    # may round differently and move a few of the 100 samples' bins: 0.01 each at most).
+    stage = json.loads((finished / "metrics/forgetting_quality.json").read_text())
+    assert rows["default"]["forgetting_quality"] == pytest.approx(stage["remi/forgetting_quality"], abs=0.03)
+    assert "| default |" in (finished / "reports/forgetting_quality_anatomy.md").read_text()
 
 
 @pytest.mark.slow
