@@ -12,6 +12,8 @@ from remi.audit.forgetting_quality import (
     largest_certifiable_epsilon,
     per_example_epsilon,
     population_statistics,
+    retrained_populations,
+    unlearned_seeds,
 )
 from remi.catalog import REFERENCE
 from remi.data.datasets import load_dataset
@@ -33,22 +35,20 @@ def main() -> None:
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     forget_ids = load_split(split_path("forget"))
     forget = dataset.subset(forget_ids)
-    count, base, device = settings.models, settings.seed, compute_device()
+    count, device = settings.models, compute_device()
     sections = {"forgetting_quality": settings, "remi": params.remi, "retrain": params.retrain}
     with tracking.stage_run("forgetting_quality", "forgetting_quality", sections, ["prepare", "target"]):
         tracking.set_tags({"executor": executor_name()})  # where the retraining blocks ran
         started = time.perf_counter()
         others = [m for m in params.unlearn.methods if m != REFERENCE]
         progress = Progress("forgetting-quality models", count * (2 + len(others)))
-        retrain_task = load_task(params, dataset, REFERENCE, device)
-        # Both retrained populations (seeds base..base+2M-1) in one go: they train as one block.
-        retrained = population_statistics(retrain_task, REFERENCE, [base + i for i in range(2 * count)], forget,
-                                          settings.train_together, progress)
-        reference, second = retrained[:count], retrained[count:]
+        # Both retrained populations in one go: they train as one block.
+        reference, second = retrained_populations(load_task(params, dataset, REFERENCE, device), settings, forget,
+                                                  progress)
         epsilons = {"retrain_vs_retrain": per_example_epsilon(second, reference, settings.delta)}
         for method in others:
             unlearned = population_statistics(load_task(params, dataset, method, device), method,
-                                              [base + i for i in range(count)], forget, progress=progress)
+                                              unlearned_seeds(settings), forget, progress=progress)
             epsilons[method] = per_example_epsilon(unlearned, reference, settings.delta)
         metrics = {f"{name}/forgetting_quality": forgetting_quality(eps, settings.bin_width)
                    for name, eps in epsilons.items()}

@@ -110,6 +110,15 @@ def test_code_edits_invalidate_only_the_stages_they_concern(package, readers):
     assert _stages_reading(package) == readers
 
 
+def test_ulira_reads_the_section_of_every_method_it_may_run():
+    """U-LiRA's references unlearn with every listed method but retraining; DVC cannot list params per
+    `unlearn.methods`, so the stage names every method's section (an unused one only re-runs it)."""
+    from remi.params_schema import METHOD_SECTIONS
+
+    listed = set(DVC["stages"]["ulira"]["params"])
+    assert listed & set(METHOD_SECTIONS) == set(METHOD_SECTIONS) - {"retrain"}
+
+
 def test_no_stage_reads_the_original_target_except_through_the_starting_model():
     """`remi purge --target` deletes models/target once a release is the starting model: a stage that
     listed it as a dep could then never run again (DVC refuses a missing dependency)."""

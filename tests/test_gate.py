@@ -34,6 +34,15 @@ def test_a_trace_only_unlearned_references_see_fails_the_gate():
                                                                    "retrain"))
 
 
+def test_in_a_sequential_cycle_ulira_is_reported_not_gated():
+    """Its references unlearn the whole forget set at once, the method only the newest requests from a
+    release: the two are not alike, so a miss must not block (or compact) the release."""
+    flat = _audit(0.54, remi_ulira_auc=0.61) | {"target/original_test_accuracy": 0.875}
+    row = next(r for r in acceptance_checks(per_model_from_flat(flat), ACCEPTANCE, "remi") if "U-LiRA" in r["check"])
+    assert not row["passed"] and not row["gated"]
+    assert all(r["passed"] for r in gate_checks(per_model_from_flat(flat), ACCEPTANCE, "remi"))
+
+
 def test_the_report_and_the_gate_read_the_same_limits_and_only_model_limits_are_gated():
     """Audit power and speed are reported for every method but never block a release."""
     per_model = per_model_from_flat(_audit(0.54))  # target shadow AUC 0.51 < 0.6; seconds ratio 1.0 > 0.1

@@ -2,7 +2,8 @@
 and the gate releases gate.method (remi.pipeline.release) only if every gated limit passes.
 
 Gated are the limits on the model itself: each listed attack's AUC gap to retraining, U-LiRA's AUC
-against the retrained model (stage ulira), the forget accuracy gap, the test accuracy drop. Reported
+against the retrained model (stage ulira; reported only in a sequential cycle), the forget accuracy
+gap, the test accuracy drop. Reported
 but not gated: the audit's power (the attack must detect membership in the target before unlearning;
 it describes the experiment, not the model) and the seconds ratio (it depends on the machine the
 methods ran on).
@@ -40,9 +41,11 @@ def acceptance_checks(per_model: dict[str, dict[str, float]], acceptance: Accept
     rows += [check(f"abs({attack} AUC of {method} - retrain's)",
                    abs(unlearned[f"{attack}_auc"] - retrain[f"{attack}_auc"]), limit, "<=", gated=True)
              for attack, limit in acceptance.max_auc_gap.items()]
-    if method != REFERENCE:  # retraining against itself is no question for U-LiRA (compaction checks it)
+    if method != REFERENCE:  # the compaction gates retraining itself, which has no U-LiRA row
+        # Gated in a one-shot run only: in a sequential cycle the method unlearned the newest requests from
+        # a release, while U-LiRA's references unlearn the whole forget set at once (remi/audit/ulira.py).
         rows.append(check(f"U-LiRA AUC of {method} against retrain", unlearned["ulira_auc"],
-                          acceptance.max_ulira_auc, "<=", gated=True))
+                          acceptance.max_ulira_auc, "<=", gated=ORIGINAL_TEST_ACCURACY not in target))
     rows += [
         check(f"abs(forget accuracy of {method} - retrain's)", abs(unlearned["forget_accuracy"] -
               retrain["forget_accuracy"]), acceptance.max_forget_accuracy_gap, "<=", gated=True),

@@ -12,7 +12,8 @@ from pathlib import Path
 COLUMNS = (("forget_accuracy", "forget acc"), ("retain_accuracy", "retain acc"), ("test_accuracy", "test acc"),
            ("mia_efficacy", "MIA-efficacy"), ("shadow_attack_auc", "shadow AUC"),
            ("shadow_attack_tpr_at_1pct_fpr", "shadow TPR@1%"), ("lira_fixed_variance_auc", "LiRA-fv AUC"),
-           ("rmia_auc", "RMIA AUC"), ("forgetting_quality", "forgetting quality"), ("average_gap", "avg gap"),
+           ("rmia_auc", "RMIA AUC"), ("ulira_auc", "U-LiRA AUC"), ("forgetting_quality", "forgetting quality"),
+           ("average_gap", "avg gap"),
            ("seconds", "seconds"), ("seconds_ratio_to_retrain", "s / retrain s"))
 FAST = 0.10  # "fast" methods take at most this share of retraining's time
 

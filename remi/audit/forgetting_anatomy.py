@@ -17,21 +17,25 @@ the variant's means (only the location differs).
 """
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 from remi.audit.ablation import chosen_variants
-from remi.audit.forgetting_quality import forgetting_quality, per_example_epsilon, population_statistics
+from remi.audit.forgetting_quality import (
+    forgetting_quality,
+    per_example_epsilon,
+    population_statistics,
+    retrained_populations,
+    unlearned_seeds,
+)
 from remi.catalog import REFERENCE
 from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
 from remi.params_schema import ForgettingQuality
-from remi.pipeline.layout import split_path
+from remi.pipeline.layout import REPORTS_DIR, metrics_path, split_path
 from remi.pipeline.params import load_params, validate
-from remi.pipeline.seeds import hardware
 from remi.pipeline.tasks import load_task
-from remi.runtime.device import compute_device, configure_threads
+from remi.runtime.device import compute_device, configure_threads, hardware
 from remi.runtime.files import write_bytes, write_json
 
 STEM = "forgetting_quality_anatomy"
@@ -46,23 +50,20 @@ def run_forgetting_anatomy(variants: list[str] | None) -> None:
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     device = compute_device()
     forget = dataset.subset(load_split(split_path("forget")))
-    count, seeds = settings.models, [settings.seed + i for i in range(settings.models)]
+    count = settings.models
     started = time.perf_counter()
-    retrained = population_statistics(load_task(params, dataset, REFERENCE, device), REFERENCE,
-                                      [settings.seed + i for i in range(2 * count)], forget, settings.train_together)
-    reference, second = retrained[:count], retrained[count:]
+    reference, second = retrained_populations(load_task(params, dataset, REFERENCE, device), settings, forget)
     print(f"{2 * count} retrained models in {time.perf_counter() - started:.0f} s", flush=True)
     rows = {"retrain vs retrain": anatomy(second, reference, second, settings)}
     for name, overrides in chosen.items():
         variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
         task = load_task(variant, dataset, "remi", device)
-        unlearned = population_statistics(task, "remi", seeds, forget)
+        unlearned = population_statistics(task, "remi", unlearned_seeds(settings), forget)
         rows[name] = anatomy(unlearned, reference, second, settings)
         print(f"{name}: forgetting quality {rows[name]['forgetting_quality']:.3f}", flush=True)
-    write_json(Path(f"metrics/{STEM}.json"), {"dataset": params.data.dataset, "models_per_population": count,
-                                             "rows": rows})
+    write_json(metrics_path(STEM), {"dataset": params.data.dataset, "models_per_population": count, "rows": rows})
     report = _report(rows, params.data.dataset, count)
-    write_bytes(Path(f"reports/{STEM}.md"), report.encode())
+    write_bytes(REPORTS_DIR / f"{STEM}.md", report.encode())
     print(report)
 
 

@@ -27,7 +27,7 @@ from remi.attacks.signals import logit_scaled_confidence
 from remi.catalog import REFERENCE
 from remi.networks.training import predict_logits
 from remi.networks.vectorised import in_blocks
-from remi.params_schema import Train
+from remi.params_schema import ForgettingQuality, Train
 from remi.runtime.device import compute_device
 from remi.runtime.executors import map_in_order
 from remi.runtime.progress import Progress
@@ -72,6 +72,21 @@ def largest_certifiable_epsilon(models: int, delta: float) -> float:
 def forgetting_quality(epsilons: np.ndarray, bin_width: float) -> float:
     """Mean of 2^-floor(epsilon / bin_width): 1 when no sample is distinguishable at all."""
     return float(np.mean(2.0 ** -np.floor(epsilons / bin_width)))
+
+
+def unlearned_seeds(settings: ForgettingQuality) -> list[int]:
+    """Seeds of the M runs of each method (and of the first M retrainings): seed..seed+M-1."""
+    return [settings.seed + i for i in range(settings.models)]
+
+
+def retrained_populations(task: UnlearningTask, settings: ForgettingQuality, forget: Samples,
+                          progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of the 2M retrained models (seeds seed..seed+2M-1, trained as blocks of
+    `train_together`): the reference population, and a second one for retrain-vs-retrain."""
+    count = settings.models
+    retrained = population_statistics(task, REFERENCE, [settings.seed + i for i in range(2 * count)], forget,
+                                      settings.train_together, progress)
+    return retrained[:count], retrained[count:]
 
 
 def population_statistics(task: UnlearningTask, method: str, seeds: list[int], forget: Samples,

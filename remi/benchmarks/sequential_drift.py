@@ -44,8 +44,8 @@ from remi.params_schema import Acceptance
 from remi.pipeline import tracking
 from remi.pipeline.layout import REPORTS_DIR, SHADOW_SETS, metrics_path, unlearn_metrics_path
 from remi.pipeline.params import load_params
-from remi.pipeline.seeds import hardware
 from remi.pipeline.starting_model import BASE_MANIFEST, FROM_TARGET, write_starting_model
+from remi.runtime.device import hardware
 from remi.runtime.files import atomic_write, read_json, write_json
 
 OUTPUT = REPORTS_DIR / "sequential_drift"
@@ -80,7 +80,7 @@ def _scratch_copy(scratch: Path, plan: Plan, sequential: bool) -> None:
     for shadows in (s.directory for s in SHADOW_SETS.values() if s.directory.is_dir()):
         shutil.copytree(shadows, scratch / shadows)  # persisted outputs, never restored from the run cache
     opened = {"max_auc_gap": {attack: 1.0 for attack in load_params().acceptance.max_auc_gap},
-              "max_forget_accuracy_gap": 1.0, "max_test_accuracy_drop": 1.0}
+              "max_ulira_auc": 1.0, "max_forget_accuracy_gap": 1.0, "max_test_accuracy_drop": 1.0}
     (scratch / "sequential.yaml").write_text(yaml.safe_dump({
         "forget": {"mode": "requests"}, "acceptance": opened,
         "cycle": {"sequential": sequential, "compact_every": plan.compact_every, "compact_on_gate_failure": False}}))

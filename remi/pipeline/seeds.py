@@ -13,7 +13,6 @@ MLflow parent run; it stops at the audit stage (the gate is a release decision, 
 Seed 0 reproduces the params file's own seeds.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from remi.pipeline import tracking
 from remi.pipeline.layout import METRICS_DIR, metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.runner import run_under_parent_run
-from remi.runtime.device import compute_device, cpu_model, describe
+from remi.runtime.device import hardware
 from remi.runtime.files import read_json, write_json
 
 
@@ -34,13 +33,6 @@ def seed_overrides(params: Params, seed: int) -> list[str]:
     sets = {"train.seed": seed, "forget.seed": 1 + seed}
     sets |= {f"{method}.seed": seed for method in params.unlearn.methods}
     return [arg for key, value in sets.items() for arg in ("-S", f"{key}={value}")]
-
-
-def hardware() -> str:
-    """CPU model and the cores this process may use, and the GPU card when REMI_DEVICE names one."""
-    device = compute_device()
-    gpu = f"GPU {describe(device).removeprefix('cuda:')}" if device.type == "cuda" else "no GPU used"
-    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, {gpu}"
 
 
 def run_seeds(seeds: list[int], output: Path | None = None) -> int:

@@ -151,6 +151,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def hardware() -> str:
+    """CPU model and the cores this process may use, and the GPU card when REMI_DEVICE names one: the
+    machine as reports name it."""
+    device = compute_device()
+    gpu = f"GPU {describe(device).removeprefix('cuda:')}" if device.type == "cuda" else "no GPU used"
+    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, {gpu}"
+
+
 def describe(device: torch.device) -> str:
     """The hardware behind `device`, as timing records and MLflow tags name it."""
     if device.type == "cuda":
