@@ -11,7 +11,7 @@ from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
 from remi.pipeline.layout import REPORTS_DIR, metrics_path
 from remi.pipeline.params import load_params
-from remi.runtime.device import compute_device, hardware
+from remi.runtime.device import compute_device
 from remi.runtime.files import write_bytes, write_json
 
 
@@ -24,8 +24,7 @@ def main() -> None:
     with tracking.stage_run("ulira", "ulira", sections, upstream):
         device = compute_device()
         results = ulira_per_method(params, dataset, device)
-        write_bytes(REPORTS_DIR / "ulira.md", report(results, params.data.dataset, hardware(),
-                                                     params.audit.low_fprs).encode())
+        write_bytes(REPORTS_DIR / "ulira.md", report(results, params.data.dataset, params.audit.low_fprs).encode())
         write_json(metrics_path("ulira"), {"dataset": params.data.dataset, "methods": results})
         tracking.log_metrics(tracking.flatten(results))
 

@@ -3,10 +3,9 @@ and the gate releases gate.method (remi.pipeline.release) only if every gated li
 
 Gated are the limits on the model itself: each listed attack's AUC gap to retraining, U-LiRA's AUC
 against the retrained model (stage ulira; reported only in a sequential cycle), the forget accuracy
-gap, the test accuracy drop. Reported
-but not gated: the audit's power (the attack must detect membership in the target before unlearning;
-it describes the experiment, not the model) and the seconds ratio (it depends on the machine the
-methods ran on).
+gap, the test accuracy drop. Reported but not gated: the audit's power (the attack must detect
+membership in the target before unlearning; it describes the experiment, not the model) and the
+seconds ratio (it depends on the machine the methods ran on).
 """
 
 import re

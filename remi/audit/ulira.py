@@ -43,6 +43,7 @@ from remi.networks.training import predict_logits
 from remi.params_schema import Params
 from remi.pipeline.layout import ONLINE_SHADOWS_DIR, shadow_dir, split_path, unlearned_dir
 from remi.pipeline.tasks import load_task, samples_on
+from remi.runtime.device import hardware
 from remi.unlearning import UnlearningTask, unlearn
 from remi.unlearning.base import Samples
 
@@ -110,11 +111,11 @@ def confidence(model: nn.Module, samples: Samples) -> torch.Tensor:
     return logit_scaled_confidence(predict_logits(model, samples[0]).double(), samples[1])
 
 
-def report(results: Results, dataset: str, machine: str, low_fprs: list[float]) -> str:
+def report(results: Results, dataset: str, low_fprs: list[float]) -> str:
     """reports/ulira.md: one row per method."""
     low = f"tpr_at_{fpr_label(low_fprs[0])}_fpr"
     lines = ["# U-LiRA: unlearned, or never trained?", "",
-             f"Stage `ulira` on the pipeline's {dataset} artifacts; {machine}. Reference models: the online "
+             f"Stage `ulira` on the pipeline's {dataset} artifacts; {hardware()}. Reference models: the online "
              "shadows, each before and after unlearning the forget samples it trained on (remi/audit/ulira.py). "
              "AUC 0.5 = the attack cannot tell the unlearned model from the retrained one on the forget "
              f"samples; TPR at {low_fprs[0]:g} FPR alongside. Confidence shift: the mean of the method's "
