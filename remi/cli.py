@@ -6,7 +6,7 @@
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
     remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
-    remi fq-anatomy [--variants NAME ...]  why forgetting quality falls short: location vs spread
+    remi fq-anatomy [--variants NAME ...] [--models M]  why forgetting quality falls short: location vs spread
     remi benchmark networks|unlearning|sequential|threads|vectorised|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
@@ -70,7 +70,7 @@ def _ablation(args: argparse.Namespace) -> None:
 def _fq_anatomy(args: argparse.Namespace) -> None:
     from remi.audit.forgetting_anatomy import run_forgetting_anatomy
 
-    run_forgetting_anatomy(args.variants)
+    run_forgetting_anatomy(args.variants, args.models)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -220,6 +220,9 @@ def _add_pipeline_commands(command: Command) -> None:
                                                  "retraining's, and how widely they scatter (after `remi run`)")
     anatomy.add_argument("--variants", nargs="+", metavar="NAME",
                          help="`remi ablation` variants to take apart (default: ReMI's params as they are)")
+    anatomy.add_argument("--models", type=int, metavar="M",
+                         help="models per population for this tool only (default: forgetting_quality.models); "
+                              "more resolve the estimate finer and take 2M retrainings")
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
                                                    "profile"))

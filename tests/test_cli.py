@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from remi.audit.forgetting_anatomy import ONLINE_ROW, SAME_SAMPLES_ROW, SHADOWS_ROW
 from remi.benchmarks.threads import BUSY_LOOP
 from remi.cli import build_parser
 from tests.conftest import REMI, REPO, clone_run
@@ -212,12 +213,18 @@ def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(fini
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads((finished / "metrics/forgetting_quality_anatomy.json").read_text())
     assert numbers["models_per_population"] == 2  # the tiny profile's forgetting_quality.models
+    assert numbers["largest_certifiable_epsilon"] == pytest.approx(math.log(2 * 2 * (1 - 0.01) - 1))
     rows = numbers["rows"]
-    assert set(rows) == {"retrain vs retrain", "default", "no anchor"}
-    baseline = rows["retrain vs retrain"]
-    # Moving a retrained population onto retraining's own location or spread changes nothing.
-    assert baseline["quality_with_retrainings_location"] == baseline["quality_with_retrainings_spread"] == (
-        baseline["forgetting_quality"])
+    # The online shadows' row keeps the forget samples that 2 of the 4 tiny online shadows never trained on,
+    # and retrain-vs-retrain is shown again on the same samples.
+    samples = next(int(name.rsplit("; ", 1)[1].split()[0]) for name in rows if name.startswith("online shadows"))
+    assert 0 < samples <= 100
+    assert set(rows) == {"retrain vs retrain", "default", "no anchor", SHADOWS_ROW.format(count=2),
+                         ONLINE_ROW.format(count=2, samples=samples), SAME_SAMPLES_ROW.format(samples=samples)}
+    for baseline in (rows["retrain vs retrain"], rows[SAME_SAMPLES_ROW.format(samples=samples)]):
+        # Moving a retrained population onto retraining's own location or spread changes nothing.
+        assert baseline["quality_with_retrainings_location"] == baseline["quality_with_retrainings_spread"] == (
+            baseline["forgetting_quality"])
     for row in rows.values():
         assert 0 < row["forgetting_quality"] <= 1 and row["distance_to_retraining"] > 0 and row["spread"] > 0
     # The stage's own estimate for ReMI, from the same seeds and recipe (a thread count chosen by the load
@@ -225,6 +232,12 @@ def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(fini
     stage = json.loads((finished / "metrics/forgetting_quality.json").read_text())
     assert rows["default"]["forgetting_quality"] == pytest.approx(stage["remi/forgetting_quality"], abs=0.03)
     assert "| default |" in (finished / "reports/forgetting_quality_anatomy.md").read_text()
+
+
+def test_fq_anatomy_refuses_a_population_too_small_to_estimate_before_training(finished):
+    result = remi("fq-anatomy", "--models", "1", cwd=finished, timeout=120)
+    assert result.returncode == 2 and "forgetting_quality.models" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

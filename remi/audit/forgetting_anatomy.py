@@ -1,7 +1,8 @@
 """Why ReMI's forgetting quality falls short of retraining's: its two causes, measured apart.
 
-    remi fq-anatomy [--variants NAME ...]    (after `remi run`; uses its artifacts)
+    remi fq-anatomy [--variants NAME ...] [--models M]    (after `remi run`; uses its artifacts)
         -> reports/forgetting_quality_anatomy.md, metrics/forgetting_quality_anatomy.json
+           (with --models M: forgetting_quality_anatomy_m<M>.md and .json)
 
 Forgetting quality (remi/audit/forgetting_quality.py) compares, per forget sample, the statistic of M
 unlearned models with that of M retrained ones. Two populations can differ per sample in where they
@@ -14,15 +15,29 @@ population and the spread across seeds (both in logit units, with retrain-vs-ret
 and the quality of two counterfactual populations: the variant's runs moved onto an independent
 retrained population's per-sample means (only the spread differs), and the retrained runs moved onto
 the variant's means (only the location differs).
+
+One more row takes the first M shadows as if they were unlearned models. ReMI's per-example reference
+and its unseen-model teachers are these shadows, so the row is what a perfect imitation of them would
+score; they never trained on the forget samples, but they trained on other data than the retain set,
+and a sample's confidence depends on the data a model saw. Another row does the same with, for each
+forget sample, the first M online shadows that never trained on it: they trained on halves of a pool
+that holds the retain set, so they saw much of retraining's data (only samples with M such shadows
+count; retrain-vs-retrain on the same samples is shown beside it). `--models` sets M for this tool only (the
+stage's M is params.yaml's): the estimate's resolution grows with M (its largest certifiable epsilon is
+reported), and a ratio measured at M = 3 need not hold at M = 8.
 """
 
 import time
 
 import numpy as np
+import torch
 
+from remi.attacks.signals import logit_scaled_confidence
 from remi.audit.ablation import chosen_variants
 from remi.audit.forgetting_quality import (
     forgetting_quality,
+    largest_certifiable_epsilon,
+    model_statistics,
     per_example_epsilon,
     population_statistics,
     retrained_populations,
@@ -31,40 +46,86 @@ from remi.audit.forgetting_quality import (
 from remi.catalog import REFERENCE
 from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
-from remi.params_schema import ForgettingQuality
-from remi.pipeline.layout import REPORTS_DIR, metrics_path, split_path
+from remi.networks.checkpoints import ArtifactError, load_shadow_outputs
+from remi.params_schema import ForgettingQuality, Params
+from remi.pipeline.layout import ONLINE_SHADOWS_DIR, REPORTS_DIR, metrics_path, shadow_dir, split_path
 from remi.pipeline.params import load_params, validate
 from remi.pipeline.tasks import load_task
 from remi.runtime.device import compute_device, configure_threads, hardware
 from remi.runtime.files import write_bytes, write_json
 
 STEM = "forgetting_quality_anatomy"
+SHADOWS_ROW = "shadows as unlearned models ({count}: other data, never the forget set)"
+ONLINE_ROW = "online shadows that never trained on the sample ({count} each; {samples} samples)"
+SAME_SAMPLES_ROW = "retrain vs retrain (the same {samples} samples)"
 
 
-def run_forgetting_anatomy(variants: list[str] | None) -> None:
-    """Each chosen variant (default: only ReMI's own params) M times, against 2M retrained models."""
+def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None) -> None:
+    """Each chosen variant (default: only ReMI's own params) M times, and the shadows, against 2M retrained
+    models; M is params.yaml's forgetting_quality.models unless `models` is given."""
     chosen = chosen_variants(variants or ["default"])
     configure_threads()
     params = load_params()
+    if models is not None:
+        params = validate(params.model_dump()
+                          | {"forgetting_quality": params.forgetting_quality.model_dump() | {"models": models}},
+                          source="params.yaml with --models")
     settings = params.forgetting_quality
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     device = compute_device()
-    forget = dataset.subset(load_split(split_path("forget")))
+    forget_ids = load_split(split_path("forget"))
+    forget = dataset.subset(forget_ids)
     count = settings.models
     started = time.perf_counter()
     reference, second = retrained_populations(load_task(params, dataset, REFERENCE, device), settings, forget)
     print(f"{2 * count} retrained models in {time.perf_counter() - started:.0f} s", flush=True)
     rows = {"retrain vs retrain": anatomy(second, reference, second, settings)}
+    shadows = load_task(params, dataset, "remi", device).references[:count]
+    rows[SHADOWS_ROW.format(count=len(shadows))] = anatomy(model_statistics(shadows, forget), reference, second,
+                                                          settings)
+    online, enough = online_out_population(params, forget_ids, forget[1], count)
+    if enough.any():
+        samples = int(enough.sum())
+        rows[SAME_SAMPLES_ROW.format(samples=samples)] = anatomy(second[:, enough], reference[:, enough],
+                                                                 second[:, enough], settings)
+        rows[ONLINE_ROW.format(count=count, samples=samples)] = anatomy(online, reference[:, enough],
+                                                                        second[:, enough], settings)
     for name, overrides in chosen.items():
         variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
         task = load_task(variant, dataset, "remi", device)
         unlearned = population_statistics(task, "remi", unlearned_seeds(settings), forget)
         rows[name] = anatomy(unlearned, reference, second, settings)
         print(f"{name}: forgetting quality {rows[name]['forgetting_quality']:.3f}", flush=True)
-    write_json(metrics_path(STEM), {"dataset": params.data.dataset, "models_per_population": count, "rows": rows})
-    report = _report(rows, params.data.dataset, count)
-    write_bytes(REPORTS_DIR / f"{STEM}.md", report.encode())
+    resolution = largest_certifiable_epsilon(count, settings.delta)
+    # Another M than the stage's writes beside the stage-M report instead of over it.
+    stem = STEM if models is None else f"{STEM}_m{count}"
+    write_json(metrics_path(stem), {"dataset": params.data.dataset, "models_per_population": count,
+                                    "largest_certifiable_epsilon": resolution, "rows": rows})
+    report = _report(rows, params.data.dataset, count, resolution)
+    write_bytes(REPORTS_DIR / f"{stem}.md", report.encode())
     print(report)
+
+
+def online_out_population(params: Params, forget_ids: torch.Tensor, labels: torch.Tensor,
+                          count: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each forget sample, the statistic of the first `count` online shadows (in their order) that never
+    trained on it, from their saved outputs: (count, samples that have `count` such shadows), and the mask
+    of those samples. About half the online shadows miss each sample, so few samples have M of them
+    when M nears the number of online shadows."""
+    statistics, members = [], []
+    for index in range(params.online_shadows.count):
+        outputs = load_shadow_outputs(shadow_dir(index, ONLINE_SHADOWS_DIR))
+        position = {sample: at for at, sample in enumerate(outputs["sample_ids"].tolist())}
+        if any(sample not in position for sample in forget_ids.tolist()):
+            raise ArtifactError(f"online shadow {index} was not trained on a pool holding the forget set: retrain "
+                                "the online shadows with `dvc repro --force train_online_shadows`")
+        at = torch.tensor([position[sample] for sample in forget_ids.tolist()])
+        statistics.append(logit_scaled_confidence(outputs["logits"][at], labels).double().numpy())
+        members.append(outputs["is_member"][at].numpy())
+    statistic, member = np.stack(statistics), np.stack(members)
+    enough = (~member).sum(0) >= count
+    never_trained_first = np.argsort(member, axis=0, kind="stable")  # False (never trained on it) sorts first
+    return np.take_along_axis(statistic, never_trained_first, axis=0)[:count, enough], enough
 
 
 def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarray,
@@ -85,10 +146,12 @@ def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarr
     }
 
 
-def _report(rows: dict[str, dict[str, float]], dataset: str, count: int) -> str:
+def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float) -> str:
     lines = ["# Forgetting quality, taken apart", "",
              f"`remi fq-anatomy` on the pipeline's {dataset} artifacts; {hardware()}. M = {count} models per "
-             "population, the forgetting-quality stage's seeds. Distance: mean over forget samples of the absolute "
+             f"population (largest certifiable epsilon {resolution:.2f}), the forgetting-quality stage's seeds; "
+             "the shadows' row takes the first M shadows as the unlearned population (ReMI's teachers, trained "
+             "on other data). Distance: mean over forget samples of the absolute "
              "difference of per-sample means to retraining's (logit-scaled confidence); spread: mean per-sample "
              "standard deviation across the M runs. The last two columns move one population so that only the "
              "other property differs from retraining (remi/audit/forgetting_anatomy.py).", "",

@@ -114,7 +114,7 @@ def population_statistics(task: UnlearningTask, method: str, seeds: list[int], f
     else:
         for seed in seeds:
             seeded = replace(task, method_params=task.method_params.model_copy(update={"seed": seed}))
-            collect(_statistics([unlearn(method, seeded)], forget), [seed])
+            collect(model_statistics([unlearn(method, seeded)], forget), [seed])
     return np.stack(statistics)
 
 
@@ -123,9 +123,10 @@ def retrained_statistics(seeds: list[int], *, new_network: Callable[[], nn.Modul
     """One block of retrainings on this process's device and each model's statistic on the forget
     samples, shape (len(seeds), samples). Module-level and keyword-only after the block, so an
     executor can run blocks in other processes."""
-    return _statistics(retrain_together(new_network, retain, train_params, seeds, compute_device()), forget)
+    return model_statistics(retrain_together(new_network, retain, train_params, seeds, compute_device()), forget)
 
 
-def _statistics(models: list[nn.Module], forget: Samples) -> np.ndarray:
+def model_statistics(models: list[nn.Module], forget: Samples) -> np.ndarray:
+    """Each model's logit-scaled true-class confidence on the forget samples: (models, samples)."""
     return np.stack([logit_scaled_confidence(predict_logits(model, forget[0]), forget[1]).double().numpy()
                      for model in models])

@@ -48,15 +48,16 @@ def _problem(error: Any) -> str:
     return f"{where} = {shown(error['input'])}: {message}"
 
 
-def validate(params: dict[str, Any]) -> Params:
-    """The typed params, or a ParamsError listing every missing, unknown or out-of-range key."""
+def validate(params: dict[str, Any], source: str = "params.yaml") -> Params:
+    """The typed params, or a ParamsError listing every missing, unknown or out-of-range key; `source` names
+    where the values came from."""
     try:
         return Params.model_validate(params)
     except ValidationError as error:
         problems = [line for e in error.errors() for line in _problem(e).split("\n")]
         if len(problems) > SHOWN_PROBLEMS:
             problems = [*problems[:SHOWN_PROBLEMS], f"... and {len(problems) - SHOWN_PROBLEMS} more"]
-        raise ParamsError("Invalid params.yaml:\n  - " + "\n  - ".join(problems)) from None
+        raise ParamsError(f"Invalid {source}:\n  - " + "\n  - ".join(problems)) from None
 
 
 class _NoAliasLoader(yaml.SafeLoader):
