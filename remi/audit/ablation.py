@@ -59,6 +59,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "lambda_mi 0.75": {"lambda_mi": 0.75},
     "lambda_unseen 1": {"lambda_unseen": 1.0},
     "lambda_unseen 3": {"lambda_unseen": 3.0},
+    "lambda_unseen 4": {"lambda_unseen": 4.0},
     "lambda_kl 1.5": {"lambda_kl": 1.5},
     "lambda_kl 5": {"lambda_kl": 5.0},
     "lambda_distill 1": {"lambda_distill": 1.0},
@@ -68,6 +69,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "lambda_anchor 0.1": {"lambda_anchor": 0.1},
     "lambda_anchor 0.3": {"lambda_anchor": 0.3},
     "lambda_anchor 1": {"lambda_anchor": 1.0},
+    # The learning rate before 2026-12-05: its runs scatter less across seeds (`remi fq-anatomy`).
+    "lr 0.001 (before 2026-12-05)": {"lr": 0.001},
     # The per-example reference and the unseen-model term on top of params that set neither (the
     # MNIST-5k and letter profiles before 2026-12-05); on the default params it repeats the default.
     "unseen 2, per-example reference": {"lambda_unseen": 2.0, "signal_reference": "shadows"},
