@@ -22,7 +22,8 @@ score; they never trained on the forget samples, but they trained on other data 
 and a sample's confidence depends on the data a model saw. Another row does the same with, for each
 forget sample, the first M online shadows that never trained on it: they trained on halves of a pool
 that holds the retain set, so they saw much of retraining's data (only samples with M such shadows
-count; retrain-vs-retrain on the same samples is shown beside it). `--models` sets M for this tool only (the
+count, retrain-vs-retrain on the same samples is shown beside it, and the row is left out with a note
+when fewer than half the forget samples have them). `--models` sets M for this tool only (the
 stage's M is params.yaml's): the estimate's resolution grows with M (its largest certifiable epsilon is
 reported), and a ratio measured at M = 3 need not hold at M = 8.
 """
@@ -84,8 +85,8 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     rows[SHADOWS_ROW.format(count=len(shadows))] = anatomy(model_statistics(shadows, forget), reference, second,
                                                           settings)
     online, enough = online_out_population(params, forget_ids, forget[1], count)
-    if enough.any():
-        samples = int(enough.sum())
+    samples = int(enough.sum())
+    if samples >= len(forget_ids) / 2:  # on fewer the row would describe an unusual few, not the forget set
         rows[SAME_SAMPLES_ROW.format(samples=samples)] = anatomy(second[:, enough], reference[:, enough],
                                                                  second[:, enough], settings)
         rows[ONLINE_ROW.format(count=count, samples=samples)] = anatomy(online, reference[:, enough],
@@ -101,7 +102,11 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     stem = STEM if models is None else f"{STEM}_m{count}"
     write_json(metrics_path(stem), {"dataset": params.data.dataset, "models_per_population": count,
                                     "largest_certifiable_epsilon": resolution, "rows": rows})
-    report = _report(rows, params.data.dataset, count, resolution)
+    online_note = ("" if samples >= len(forget_ids) / 2 else
+                   f"No online-shadow row: {samples} of {len(forget_ids)} forget samples have {count} of the "
+                   f"{params.online_shadows.count} online shadows that never trained on them (each misses about "
+                   f"half; about {2 * count} online shadows would give most of them).")
+    report = _report(rows, params.data.dataset, count, resolution, online_note)
     write_bytes(REPORTS_DIR / f"{stem}.md", report.encode())
     print(report)
 
@@ -146,7 +151,8 @@ def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarr
     }
 
 
-def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float) -> str:
+def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float,
+            online_note: str) -> str:
     lines = ["# Forgetting quality, taken apart", "",
              f"`remi fq-anatomy` on the pipeline's {dataset} artifacts; {hardware()}. M = {count} models per "
              f"population (largest certifiable epsilon {resolution:.2f}), the forgetting-quality stage's seeds; "
@@ -161,4 +167,6 @@ def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolut
     lines += [f"| {name} | {r['forgetting_quality']:.3f} | {r['distance_to_retraining']:.2f} | {r['spread']:.2f} | "
               f"{r['quality_with_retrainings_location']:.3f} | {r['quality_with_retrainings_spread']:.3f} |"
               for name, r in rows.items()]
+    if online_note:
+        lines += ["", online_note]
     return "\n".join(lines) + "\n"
