@@ -234,8 +234,9 @@ def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(fini
     assert "| default |" in (finished / "reports/forgetting_quality_anatomy.md").read_text()
 
 
-def test_fq_anatomy_refuses_a_population_too_small_to_estimate_before_training(finished):
-    result = remi("fq-anatomy", "--models", "1", cwd=finished, timeout=120)
+def test_fq_anatomy_refuses_a_population_too_small_to_estimate_before_training():
+    # Refused right after params.yaml is read, so the repository's own checkout is safe to run it in.
+    result = remi("fq-anatomy", "--models", "1", cwd=REPO, timeout=120)
     assert result.returncode == 2 and "forgetting_quality.models" in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
 
