@@ -86,7 +86,8 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
                                                           settings)
     online, enough = online_out_population(params, forget_ids, forget[1], count)
     samples = int(enough.sum())
-    if samples >= len(forget_ids) / 2:  # on fewer the row would describe an unusual few, not the forget set
+    online_row = samples >= len(forget_ids) / 2  # on fewer it would describe an unusual few, not the forget set
+    if online_row:
         rows[SAME_SAMPLES_ROW.format(samples=samples)] = anatomy(second[:, enough], reference[:, enough],
                                                                  second[:, enough], settings)
         rows[ONLINE_ROW.format(count=count, samples=samples)] = anatomy(online, reference[:, enough],
@@ -102,7 +103,7 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     stem = STEM if models is None else f"{STEM}_m{count}"
     write_json(metrics_path(stem), {"dataset": params.data.dataset, "models_per_population": count,
                                     "largest_certifiable_epsilon": resolution, "rows": rows})
-    online_note = ("" if samples >= len(forget_ids) / 2 else
+    online_note = ("" if online_row else
                    f"No online-shadow row: {samples} of {len(forget_ids)} forget samples have {count} of the "
                    f"{params.online_shadows.count} online shadows that never trained on them (each misses about "
                    f"half; about {2 * count} online shadows would give most of them).")
