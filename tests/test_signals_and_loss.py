@@ -8,15 +8,20 @@ from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
 from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
 from remi.networks.architectures import small_cnn
+from remi.params_schema import Remi
+from remi.pipeline.params import load_params
 from remi.unlearning.leakage_estimators import ESTIMATORS
 from remi.unlearning.remi import (
     anchor_samples,
-    expected_out_signal,
+    check_references,
+    expected_signal,
     looks_unseen,
     loss_terms,
+    reference_logits,
     split_head,
     unseen_prediction,
 )
+from tests.conftest import REPO
 
 
 def test_gaussian_kl_matches_a_monte_carlo_estimate():
@@ -98,11 +103,23 @@ def test_the_signal_is_measured_from_each_samples_mean_under_the_reference_model
     x, y = torch.randn(30, 1, 28, 28), torch.randint(0, 10, (30,))
     with torch.no_grad():
         by_hand = torch.stack([logit_scaled_confidence(r(x), y) for r in references]).mean(0)
-    task = SimpleNamespace(references=references)
-    assert torch.allclose(expected_out_signal(task, "shadows")(x, y), by_hand, atol=1e-5)
-    assert torch.equal(expected_out_signal(task, "population")(x, y), torch.zeros(30))
-    with pytest.raises(ParamsError, match="needs reference models"):
-        expected_out_signal(SimpleNamespace(references=[]), "shadows")
+    logits = reference_logits(SimpleNamespace(references=references), x)  # type: ignore[arg-type]
+    assert logits.shape == (3, 30, 10)
+    assert torch.allclose(expected_signal(logits, y), by_hand, atol=1e-5)
+    assert torch.equal(expected_signal(None, y), torch.zeros(30))  # signal_reference: population
+
+
+def test_settings_that_need_reference_models_are_refused_without_them():
+    without, defaults = SimpleNamespace(references=[]), load_params(REPO / "params.yaml").remi
+
+    def settings(reference: str, lambda_unseen: float) -> Remi:
+        return defaults.model_copy(update={"signal_reference": reference, "lambda_unseen": lambda_unseen})
+
+    with pytest.raises(ParamsError, match="signal_reference = shadows needs reference models"):
+        check_references(without, settings("shadows", 0.0))  # type: ignore[arg-type]
+    with pytest.raises(ParamsError, match="lambda_unseen > 0 needs reference models"):
+        check_references(without, settings("population", 1.0))  # type: ignore[arg-type]
+    check_references(without, settings("population", 0.0))  # type: ignore[arg-type]
 
 
 def _small_head_and_batch():
@@ -130,17 +147,15 @@ def test_the_kl_term_compares_each_forget_samples_excess_over_its_reference_with
 def test_the_unseen_teacher_is_one_reference_model_per_forget_sample_drawn_by_the_seed():
     torch.manual_seed(0)
     references = [small_cnn((1, 28, 28), 10, 4, 8, 16).eval() for _ in range(3)]
-    x, y = torch.randn(200, 1, 28, 28), torch.randint(0, 10, (200,))
-    task = SimpleNamespace(references=references, forget=(x, y))
-    teacher = unseen_prediction(task, torch.Generator().manual_seed(5))  # type: ignore[arg-type]
+    x = torch.randn(200, 1, 28, 28)
+    logits = reference_logits(SimpleNamespace(references=references), x)  # type: ignore[arg-type]
+    teacher = unseen_prediction(logits, torch.Generator().manual_seed(5))
     with torch.no_grad():
         each = torch.stack([model(x).log_softmax(1) for model in references])  # (models, samples, classes)
     matches = (teacher[None] - each).abs().amax(2) < 1e-5  # which model's output each row is
     assert matches.any(0).all(), "every row is some reference model's output"
     assert matches.sum(1).min() > 40, "and every model teaches a share of the samples"
-    assert torch.equal(teacher, unseen_prediction(task, torch.Generator().manual_seed(5)))  # type: ignore[arg-type]
-    with pytest.raises(ParamsError, match="lambda_unseen > 0 needs reference models"):
-        unseen_prediction(SimpleNamespace(references=[], forget=(x, y)), torch.Generator())  # type: ignore[arg-type]
+    assert torch.equal(teacher, unseen_prediction(logits, torch.Generator().manual_seed(5)))
 
 
 def test_the_unseen_term_is_zero_only_when_forget_predictions_match_the_unseen_model():

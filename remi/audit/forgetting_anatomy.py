@@ -33,6 +33,7 @@ import time
 import numpy as np
 import torch
 
+from remi.attacks.audit_attacks import positions_in_pool
 from remi.attacks.signals import logit_scaled_confidence
 from remi.audit.ablation import chosen_variants
 from remi.audit.forgetting_quality import (
@@ -47,7 +48,7 @@ from remi.audit.forgetting_quality import (
 from remi.catalog import REFERENCE
 from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
-from remi.networks.checkpoints import ArtifactError, load_shadow_outputs
+from remi.networks.checkpoints import load_shadow_outputs
 from remi.params_schema import ForgettingQuality, Params
 from remi.pipeline.layout import ONLINE_SHADOWS_DIR, REPORTS_DIR, metrics_path, shadow_dir, split_path
 from remi.pipeline.params import load_params, validate
@@ -118,17 +119,11 @@ def online_out_population(params: Params, forget_ids: torch.Tensor, labels: torc
     trained on it, from their saved outputs: (count, samples that have `count` such shadows), and the mask
     of those samples. About half the online shadows miss each sample, so few samples have M of them
     when M nears the number of online shadows."""
-    statistics, members = [], []
-    for index in range(params.online_shadows.count):
-        outputs = load_shadow_outputs(shadow_dir(index, ONLINE_SHADOWS_DIR))
-        position = {sample: at for at, sample in enumerate(outputs["sample_ids"].tolist())}
-        if any(sample not in position for sample in forget_ids.tolist()):
-            raise ArtifactError(f"online shadow {index} was not trained on a pool holding the forget set: retrain "
-                                "the online shadows with `dvc repro --force train_online_shadows`")
-        at = torch.tensor([position[sample] for sample in forget_ids.tolist()])
-        statistics.append(logit_scaled_confidence(outputs["logits"][at], labels).double().numpy())
-        members.append(outputs["is_member"][at].numpy())
-    statistic, member = np.stack(statistics), np.stack(members)
+    outputs = [load_shadow_outputs(shadow_dir(index, ONLINE_SHADOWS_DIR))
+               for index in range(params.online_shadows.count)]
+    at = positions_in_pool(outputs, forget_ids, "forget")
+    statistic = np.stack([logit_scaled_confidence(o["logits"][at], labels).double().numpy() for o in outputs])
+    member = np.stack([o["is_member"][at].numpy() for o in outputs])
     enough = (~member).sum(0) >= count
     never_trained_first = np.argsort(member, axis=0, kind="stable")  # False (never trained on it) sorts first
     return np.take_along_axis(statistic, never_trained_first, axis=0)[:count, enough], enough

@@ -45,7 +45,6 @@ instead of once per step, which makes ReMI a few percent of retraining's cost.
 """
 
 import copy
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +61,6 @@ from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
 Referenced = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (features, labels, expected signal)
 Anchored = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (features, labels, the original model's confidence)
-ExpectedSignal = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (inputs, labels) -> per sample
 
 
 def remi(task: UnlearningTask) -> nn.Module:
@@ -70,15 +68,22 @@ def remi(task: UnlearningTask) -> nn.Module:
     generator = torch.Generator().manual_seed(p.seed)
     model = copy.deepcopy(task.original).eval()
     frozen, head = split_head(model, p.trainable_layers)
-    expected = expected_out_signal(task, p.signal_reference)
+    check_references(task, p)
+    per_example = p.signal_reference == "shadows"
     with torch.no_grad():
         retain = _features(frozen, task.retain[0]), task.retain[1]
         check_out_ids, spare_out_ids = torch.randperm(len(task.out[1]), generator=generator).split(
             [min(CHECK_SAMPLES, len(task.out[1])), max(len(task.out[1]) - CHECK_SAMPLES, 0)])
         anchor_out_ids = spare_out_ids if len(spare_out_ids) else check_out_ids
-        forget, check_out = ((_features(frozen, x), y, expected(x, y)) for x, y in (
-            task.forget, _pick(task.out, check_out_ids)))
-        unseen_log_probs = unseen_prediction(task, generator) if p.lambda_unseen > 0 else None
+        (forget_x, forget_y), (check_x, check_y) = task.forget, _pick(task.out, check_out_ids)
+        # One pass of the references over forget serves both the reference point and the unseen teacher.
+        forget_references = reference_logits(task, forget_x) if per_example or p.lambda_unseen > 0 else None
+        forget = (_features(frozen, forget_x), forget_y,
+                  expected_signal(forget_references if per_example else None, forget_y))
+        check_out = (_features(frozen, check_x), check_y,
+                     expected_signal(reference_logits(task, check_x) if per_example else None, check_y))
+        unseen_log_probs = (unseen_prediction(forget_references, generator).to(forget_y.device)
+                            if forget_references is not None and p.lambda_unseen > 0 else None)
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
         anchor_out = (anchor_samples(frozen, head, _pick(task.out, anchor_out_ids)) if p.lambda_anchor > 0
                       else None)
@@ -132,34 +137,40 @@ def looks_unseen(separation: dict[str, float], p: Remi) -> bool:
     return overshot or separation["accuracy_gap"] <= p.accuracy_tolerance
 
 
-def expected_out_signal(task: UnlearningTask, reference: str) -> ExpectedSignal:
-    """What each sample's signal is measured from. `population`: zero, so the signal is the raw confidence
-    and the KL term matches forget's distribution to out's as a whole. `shadows`: the sample's mean
-    signal under the reference models, which never trained on it, so the term matches each forget
-    sample's excess over what an unseen model gives it to out's, which is what per-example attacks
-    (LiRA) measure."""
-    if reference == "population":
-        return lambda inputs, labels: torch.zeros(len(labels), device=labels.device)
-    if not task.references:
+def check_references(task: UnlearningTask, p: Remi) -> None:
+    """Refuse settings that need reference models when the task has none."""
+    if task.references:
+        return
+    if p.signal_reference == "shadows":
         raise ParamsError("remi.signal_reference = shadows needs reference models (the shadows, models/shadows).")
-
-    def mean_reference_signal(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        signals = [logit_scaled_confidence(predict_logits(model, inputs), labels.cpu()) for model in task.references]
-        return torch.stack(signals).mean(0).to(labels.device)
-
-    return mean_reference_signal
-
-
-def unseen_prediction(task: UnlearningTask, generator: torch.Generator) -> torch.Tensor:
-    """Log-probabilities an unseen model gives each forget sample: for each sample one reference
-    model, drawn at random (see the module docstring)."""
-    if not task.references:
+    if p.lambda_unseen > 0:
         raise ParamsError("remi.lambda_unseen > 0 needs reference models (the shadows, models/shadows); "
                           "set it to 0 to run ReMI without them.")
-    inputs, labels = task.forget
-    drawn = torch.randint(len(task.references), (len(labels),), generator=generator)
-    log_probs = torch.stack([predict_logits(model, inputs).log_softmax(1) for model in task.references])
-    return log_probs[drawn, torch.arange(len(labels))].to(labels.device)
+
+
+def reference_logits(task: UnlearningTask, inputs: torch.Tensor) -> torch.Tensor:
+    """(K, n, C): the logits of the task's K reference models on `inputs`, on the CPU."""
+    return torch.stack([predict_logits(model, inputs) for model in task.references])
+
+
+def expected_signal(reference_logits: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    """What each sample's signal is measured from. Without reference logits (`remi.signal_reference:
+    population`): zero, so the signal is the raw confidence and the KL term matches forget's distribution to
+    out's as a whole. With the reference models' (K, n, C) logits (`shadows`): the sample's mean signal under
+    them, which never trained on it, so the term matches each forget sample's excess over what an unseen
+    model gives it to out's, which is what per-example attacks (LiRA) measure."""
+    if reference_logits is None:
+        return torch.zeros(len(labels), device=labels.device)
+    signals = [logit_scaled_confidence(logits, labels.cpu()) for logits in reference_logits]
+    return torch.stack(signals).mean(0).to(labels.device)
+
+
+def unseen_prediction(reference_logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Log-probabilities an unseen model gives each sample, from the reference models' (K, n, C) logits on
+    them: for each sample one reference model, drawn at random (see the module docstring)."""
+    models, samples = reference_logits.shape[:2]
+    drawn = torch.randint(models, (samples,), generator=generator)
+    return reference_logits[drawn, torch.arange(samples)].log_softmax(1)
 
 
 def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module]:
