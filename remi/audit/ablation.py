@@ -71,6 +71,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "lambda_anchor 1": {"lambda_anchor": 1.0},
     # The learning rate before 2026-12-05: its runs scatter less across seeds (`remi fq-anatomy`).
     "lr 0.001 (before 2026-12-05)": {"lr": 0.001},
+    # Fashion-MNIST's learning rate since 2026-12-05, for the profiles that keep 0.001 (MNIST-5k, letter).
+    "lr 0.003": {"lr": 0.003},
     # The per-example reference and the unseen-model term on top of params that set neither (the
     # MNIST-5k and letter profiles before 2026-12-05); on the default params it repeats the default.
     "unseen 2, per-example reference": {"lambda_unseen": 2.0, "signal_reference": "shadows"},
