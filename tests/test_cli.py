@@ -130,6 +130,17 @@ def test_benchmark_vectorised_times_both_ways_and_they_agree(finished, tmp_path)
 
 
 @pytest.mark.slow
+def test_benchmark_adam_times_the_unfused_and_the_fused_update(finished, tmp_path):
+    out = tmp_path / "adam.json"
+    result = remi("benchmark", "adam", "--steps", "5", "--repeats", "1", "--out", str(out), cwd=finished)
+    assert result.returncode == 0, result.stderr
+    timings = json.loads(out.read_text())["milliseconds"]
+    assert set(timings) == {"one model", "8 stacked"}
+    assert all(timing["unfused_ms"] > 0 and timing["fused_ms"] > 0 for timing in timings.values())
+    assert timings["one model"]["forward_backward_ms"] > 0 and "Adam step: unfused" in result.stdout
+
+
+@pytest.mark.slow
 def test_benchmark_unlearning_times_each_method_against_retraining(finished):
     result = remi("benchmark", "unlearning", "--repeats", "1", cwd=finished)
     assert result.returncode == 0, result.stderr

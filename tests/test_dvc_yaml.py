@@ -100,8 +100,9 @@ def _stages_reading(prefix: str) -> set[str]:
                        "ulira", "audit"}),
     # U-LiRA's reference models unlearn with the methods themselves.
     ("remi/unlearning/", {"unlearn", "forgetting_quality", "ulira"}),
-    ("remi/networks/training.py", {"train_target", "train_shadows", "train_online_shadows", "unlearn",
-                                   "forgetting_quality", "ulira", "audit"}),
+    # The attack model trains with the same Adam.
+    ("remi/networks/training.py", {"train_target", "train_shadows", "train_online_shadows", "train_attack",
+                                   "unlearn", "forgetting_quality", "ulira", "audit"}),
     # Vectorised training is for reference models: the target never trains that way.
     ("remi/networks/vectorised.py", {"train_shadows", "train_online_shadows", "unlearn", "forgetting_quality",
                                      "ulira"}),

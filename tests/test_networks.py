@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from remi.networks.architectures import NETWORKS, build_network
-from remi.networks.training import train_classifier
+from remi.networks.training import adam, train_classifier
 from remi.params_schema import Train
 from remi.pipeline.params import load_params
 from remi.unlearning.remi import split_head
@@ -36,3 +36,21 @@ def test_network_learns_a_small_task_and_splits_for_remi(arch):
     frozen, head = split_head(net, 2)
     assert torch.allclose(head(frozen(inputs)), net(inputs), atol=1e-5)
     assert all(not p.requires_grad for p in frozen.parameters()) and any(p.requires_grad for p in head.parameters())
+
+
+def test_adam_is_fused_on_the_cpu_and_steps_as_torchs_unfused_update():
+    torch.manual_seed(0)
+    weights = [torch.randn(50, 30, requires_grad=True), torch.randn(30, requires_grad=True)]
+    copies = [weight.detach().clone().requires_grad_(True) for weight in weights]
+    start = [weight.detach().clone() for weight in weights]
+    fused, unfused = adam(weights, lr=0.01), torch.optim.Adam(copies, lr=0.01)
+    assert fused.defaults["fused"] is True
+    for _ in range(5):
+        gradients = [torch.randn_like(weight) for weight in weights]
+        for optimizer, tensors in ((fused, weights), (unfused, copies)):
+            for tensor, gradient in zip(tensors, gradients, strict=True):
+                tensor.grad = gradient.clone()
+            optimizer.step()
+    for weight, copy, before in zip(weights, copies, start, strict=True):
+        assert (weight - before).abs().max() > 0.01  # it stepped
+        torch.testing.assert_close(weight, copy, rtol=1e-5, atol=1e-6)

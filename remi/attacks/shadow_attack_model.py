@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from remi.attacks.signals import attack_features, logit_scaled_confidence
+from remi.networks.training import adam
 from remi.params_schema import Attack
 from remi.runtime.device import rebalance_threads
 
@@ -73,7 +74,7 @@ def train_attack_model(logits: torch.Tensor, labels: torch.Tensor, is_member: to
     model = AttackModel(features.shape[1], attack_params.hidden_units)
     model.feature_mean.copy_(features.mean(0))
     model.feature_std.copy_(features.std(0).clamp_min(1e-6))
-    optimizer = torch.optim.Adam(model.mlp.parameters(), lr=attack_params.lr)
+    optimizer = adam(model.mlp.parameters(), lr=attack_params.lr)
     target = is_member.float()
     generator = torch.Generator().manual_seed(attack_params.seed)
     for _ in range(attack_params.epochs):

@@ -1,7 +1,7 @@
 """The one training recipe (target, shadows, retraining) and batched inference."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,16 @@ from remi.params_schema import Train
 from remi.runtime.device import model_device, rebalance_threads
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def adam(parameters: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam, with torch's fused kernel where it has one (CPU, CUDA): the unfused update makes about ten
+    passes over every weight per step, and these networks' steps are short (`remi benchmark adam`: on a
+    2-core CPU the small CNN's update takes 0.35 ms fused against 0.86 ms unfused, beside 11 ms of
+    forward and backward; 2.2 ms against 8.0 ms for eight shadows stacked)."""
+    parameters = list(parameters)
+    fused = all(weight.device.type in ("cpu", "cuda") for weight in parameters)
+    return torch.optim.Adam(parameters, lr=lr, fused=fused or None)
 
 
 def train_classifier(
@@ -29,7 +39,7 @@ def train_classifier(
     inputs, labels = inputs.to(device), labels.to(device)
     epochs, batch_size = train_params.epochs, train_params.batch_size
     steps_per_epoch = -(-len(labels) // batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_params.max_lr / 25)
+    optimizer = adam(model.parameters(), lr=train_params.max_lr / 25)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=train_params.max_lr, total_steps=epochs * steps_per_epoch
     )

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from remi.networks.training import EpochCallback, train_classifier
+from remi.networks.training import EpochCallback, adam, train_classifier
 from remi.params_schema import Train
 from remi.runtime.device import model_device, rebalance_threads
 
@@ -84,7 +84,7 @@ def train_classifiers(models: list[nn.Module], data: list[Samples], train_params
     batched_loss = vmap(step_loss)
     epochs, batch_size = train_params.epochs, train_params.batch_size
     steps_per_epoch = -(-size // batch_size)
-    optimizer = torch.optim.Adam(parameters.values(), lr=train_params.max_lr / 25)
+    optimizer = adam(parameters.values(), lr=train_params.max_lr / 25)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=train_params.max_lr, total_steps=epochs * steps_per_epoch
     )

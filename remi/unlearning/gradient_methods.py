@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remi.networks.training import train_classifier
+from remi.networks.training import adam, train_classifier
 from remi.params_schema import Finetune, Salun, Scrub, Train, TwoSetFineTune
 from remi.unlearning.base import Samples, UnlearningTask, gradient
 
@@ -42,7 +42,7 @@ def _two_set_fine_tune(task: UnlearningTask, forget_loss, masks: list[torch.Tens
     p = task.params(TwoSetFineTune)
     generator = torch.Generator().manual_seed(p.seed)
     model = copy.deepcopy(task.original).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
+    optimizer = adam(model.parameters(), lr=p.lr)
     pairs = zip(_batches(task.retain, p.batch_size, p.steps, generator),
                 _batches(task.forget, p.batch_size, p.steps, generator), strict=True)
     for step, ((retain_x, retain_y), (forget_x, forget_y)) in enumerate(pairs):
@@ -94,7 +94,7 @@ def scrub(task: UnlearningTask) -> nn.Module:
     generator = torch.Generator().manual_seed(p.seed)
     teacher = task.original.eval()
     student = copy.deepcopy(task.original).train()
-    optimizer = torch.optim.Adam(student.parameters(), lr=p.lr)
+    optimizer = adam(student.parameters(), lr=p.lr)
 
     def divergence(inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from remi.catalog import REFERENCE, UNLEARNING_METHODS, check_registry
+from remi.networks.training import adam
 from remi.runtime.device import model_device, synchronize
 from remi.unlearning.base import UnlearningTask
 from remi.unlearning.gradient_methods import finetune, neggrad_plus, random_label, salun, scrub
@@ -27,7 +28,7 @@ def _load_lazy_modules() -> None:
 
     That is process start-up, not unlearning: pay it before the clock starts, for every method alike.
     """
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    adam([torch.zeros(1, requires_grad=True)], lr=0.0)
 
 
 def unlearn(name: str, task: UnlearningTask) -> nn.Module:

@@ -53,7 +53,7 @@ from torch import nn
 from remi.attacks.roc import rank_auc
 from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
-from remi.networks.training import accuracy, predict_logits
+from remi.networks.training import accuracy, adam, predict_logits
 from remi.params_schema import Remi
 from remi.unlearning.base import Samples, UnlearningTask, subsample
 from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
@@ -89,7 +89,7 @@ def remi(task: UnlearningTask) -> nn.Module:
                       else None)
         leakage = ESTIMATORS[p.estimator](task, (head(check_out[0]), check_out[1]))
     check_forget = subsample(forget, CHECK_SAMPLES, generator)
-    optimizer = torch.optim.Adam(head.parameters(), lr=p.lr)
+    optimizer = adam(head.parameters(), lr=p.lr)
     for step in range(p.max_steps + 1):
         if step % p.check_every == 0 or step == p.max_steps:
             separation, out_signal = distinguishability(head, leakage, check_forget, check_out)
