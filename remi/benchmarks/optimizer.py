@@ -12,6 +12,7 @@ default, which the pipeline used before 2026-12-05.
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -66,8 +67,9 @@ def benchmark_adam(steps: int, repeats: int, out: Path | None) -> None:
                                    "repeats": repeats, "milliseconds": results}, indent=2) + "\n")
 
 
-def _seconds_per_call(call, calls: int, device: torch.device) -> float:
-    call()  # the first call pays lazy initialisation
+def _seconds_per_call(call: Callable[[], object], calls: int, device: torch.device) -> float:
+    """Mean seconds of `call` over `calls` calls, after one untimed call (which pays lazy initialisation)."""
+    call()
     synchronize(device)
     started = time.perf_counter()
     for _ in range(calls):
