@@ -1,6 +1,6 @@
 """Seconds of one Adam step, torch's unfused update against its fused kernel, beside one training step
-(forward and backward) of the pipeline's network, alone and stacked K-fold as the vectorised shadows
-are (BENCHMARKS.md, "Fused Adam").
+(forward and backward) of the pipeline's network, alone and stacked `shadows.train_together`-fold as the
+vectorised shadows are (BENCHMARKS.md, "Fused Adam").
 
     [REMI_DEVICE=cuda] remi benchmark adam [--steps 200] [--repeats 3] [--out FILE.json]
 
@@ -24,8 +24,6 @@ from remi.networks.architectures import build_network
 from remi.pipeline.params import load_params
 from remi.runtime.device import compute_device, configure_threads, describe, synchronize
 
-STACKED_MODELS = 8  # shadows.train_together's default
-
 
 def benchmark_adam(steps: int, repeats: int, out: Path | None) -> None:
     threads = configure_threads()
@@ -36,8 +34,9 @@ def benchmark_adam(steps: int, repeats: int, out: Path | None) -> None:
     batch = params.train.batch_size
     inputs = dataset.inputs[:batch].to(device)
     labels = dataset.labels[:batch].to(device)
-    stacked, _ = stack_module_state([model] * STACKED_MODELS)
-    weights = {"one model": list(model.parameters()), f"{STACKED_MODELS} stacked": list(stacked.values())}
+    together = params.shadows.train_together  # the shadows' vectorised block, as the pipeline trains it
+    stacked, _ = stack_module_state([model] * together)
+    weights = {"one model": list(model.parameters()), f"{together} stacked": list(stacked.values())}
     results: dict[str, dict[str, float]] = {}
     for name, tensors in weights.items():
         for weight in tensors:
@@ -63,7 +62,8 @@ def benchmark_adam(steps: int, repeats: int, out: Path | None) -> None:
               f"{extra}")
     if out:
         out.write_text(json.dumps({"device": describe(device), "threads": threads, "torch": torch.__version__,
-                                   "arch": params.model.arch, "batch_size": batch, "steps": steps,
+                                   "arch": params.model.arch, "batch_size": batch, "stacked_models": together,
+                                   "steps": steps,
                                    "repeats": repeats, "milliseconds": results}, indent=2) + "\n")
 
 
