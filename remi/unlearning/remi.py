@@ -153,24 +153,24 @@ def reference_logits(task: UnlearningTask, inputs: torch.Tensor) -> torch.Tensor
     return torch.stack([predict_logits(model, inputs) for model in task.references])
 
 
-def expected_signal(reference_logits: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+def expected_signal(references: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
     """What each sample's signal is measured from. Without reference logits (`remi.signal_reference:
     population`): zero, so the signal is the raw confidence and the KL term matches forget's distribution to
     out's as a whole. With the reference models' (K, n, C) logits (`shadows`): the sample's mean signal under
     them, which never trained on it, so the term matches each forget sample's excess over what an unseen
     model gives it to out's, which is what per-example attacks (LiRA) measure."""
-    if reference_logits is None:
+    if references is None:
         return torch.zeros(len(labels), device=labels.device)
-    signals = [logit_scaled_confidence(logits, labels.cpu()) for logits in reference_logits]
+    signals = [logit_scaled_confidence(logits, labels.cpu()) for logits in references]
     return torch.stack(signals).mean(0).to(labels.device)
 
 
-def unseen_prediction(reference_logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def unseen_prediction(references: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Log-probabilities an unseen model gives each sample, from the reference models' (K, n, C) logits on
     them: for each sample one reference model, drawn at random (see the module docstring)."""
-    models, samples = reference_logits.shape[:2]
+    models, samples = references.shape[:2]
     drawn = torch.randint(models, (samples,), generator=generator)
-    return reference_logits[drawn, torch.arange(samples)].log_softmax(1)
+    return references[drawn, torch.arange(samples)].log_softmax(1)
 
 
 def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module]:
