@@ -7,7 +7,7 @@
     remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
     remi fq-anatomy [--variants NAME ...] [--models M]  why forgetting quality falls short: location vs spread
-    remi benchmark networks|unlearning|sequential|threads|vectorised|adam|profile
+    remi benchmark networks|unlearning|sequential|threads|vectorised|adam|startup|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
     remi ui                             the MLflow UI on the local store
@@ -94,6 +94,10 @@ def _benchmark(args: argparse.Namespace) -> None:
         from remi.benchmarks.optimizer import benchmark_adam
 
         benchmark_adam(args.steps, args.repeats, args.out)
+    elif args.what == "startup":
+        from remi.benchmarks.startup import benchmark_startup
+
+        benchmark_startup(args.repeats, args.out)
     elif args.what == "profile":
         from remi.benchmarks.pipeline_profile import profile_last_run
 
@@ -229,12 +233,13 @@ def _add_pipeline_commands(command: Command) -> None:
                               "more resolve the estimate finer and take 2M retrainings")
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
-                                                   "adam", "profile"))
+                                                   "adam", "startup", "profile"))
     benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
     benchmark.add_argument("--out", type=Path,
-                           help="networks, threads, vectorised, adam, profile: also write the timings to this JSON "
-                                "file")
-    benchmark.add_argument("--repeats", type=int, default=3, help="unlearning, adam: repeats per method")
+                           help="networks, threads, vectorised, adam, startup, profile: also write the timings to "
+                                "this JSON file")
+    benchmark.add_argument("--repeats", type=int, default=3,
+                           help="unlearning, adam, startup: repeats per method (startup: per import)")
     benchmark.add_argument("--steps", type=int, default=200, help="adam: timed steps per repeat (default 200)")
     benchmark.add_argument("--limit-seconds", type=_seconds, default=120,
                            help="threads: stop a run still going after this long (default 120)")

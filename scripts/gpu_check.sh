@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # What a GPU session checks and measures (docs/devices.md, "GPU checks"), installing nothing: (1) the
-# device tests on the GPU, (2) what each heavy import costs, (3) the whole default pipeline, clean
-# (shadows trained, not reused), in a copy of this project, and its per-stage profile, (4) vectorised
-# against one-by-one reference models, (5) training cost per profile. About 6 minutes on one H200
-# (measured once); each step has a time limit (below), so a step that hangs cannot take the others'
-# time. Each step's output goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and
-# seconds and the JSON results of the steps that ran. A failing step is recorded and the next one runs.
+# device tests on the GPU, (2) what each heavy import and each stage's module cost (`remi benchmark
+# startup`), (3) the whole default pipeline, clean (shadows trained, not reused), in a copy of this
+# project, and its per-stage profile, (4) vectorised against one-by-one reference models, (5) training
+# cost per profile. About 6 minutes on one H200 (measured once, with a shorter start-up probe); each
+# step has a time limit (below), so a step that hangs cannot take the others' time. Each step's output
+# goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and seconds and the JSON
+# results of the steps that ran. A failing step is recorded and the next one runs.
 # Usage: scripts/gpu_check.sh [OUT_DIR]   (default: $OUT if set, else reports/gpu_check)
 #        GPU_CHECK_STEPS="device_tests pipeline" scripts/gpu_check.sh   (only the steps named)
 # REMI_DEVICE defaults to cuda here; REMI_DEVICE=cpu runs the same steps on the CPU (slowly).
@@ -47,24 +48,7 @@ clean_pipeline() {
     && (cd "$pipeline_copy" && remi run -f && remi benchmark profile --out "$out/profile.json")
 }
 
-startup_costs() {  # seconds each heavy import takes alone in a fresh interpreter, and the device's first use
-  "$REMI_PYTHON" - "$out/startup.json" <<'PY'
-import json, os, subprocess, sys, time
-probes = {"python": "pass", "torch": "import torch", "mlflow": "import mlflow",
-          "great_expectations": "import great_expectations", "dvc.repo": "import dvc.repo",
-          "remi.pipeline.tracking": "import remi.pipeline.tracking",
-          "torch + first tensor on REMI_DEVICE": "import os, torch; torch.zeros(1, device=os.environ['REMI_DEVICE'])"}
-seconds = {}
-for name, code in probes.items():
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    seconds[name] = round(time.perf_counter() - started, 2)
-    print(f"{name:40s} {seconds[name]:6.2f} s", flush=True)
-json.dump({"device": os.environ["REMI_DEVICE"], "seconds": seconds}, open(sys.argv[1], "w"), indent=2)
-PY
-}
-
-export -f remi clean_pipeline project_copy startup_costs
+export -f remi clean_pipeline project_copy
 export root out pipeline_copy
 # Results of an earlier run in the same OUT_DIR must not pass for this one's.
 rm -rf "$out"/{networks,vectorised,profile,startup,gpu_check}.json "$out/pipeline_metrics"
@@ -75,7 +59,7 @@ else
 fi
 cd "$root" || exit 2
 step device_tests 90 "$REMI_PYTHON" -m pytest -q tests/test_device.py tests/test_vectorised_training.py
-step startup 60 startup_costs
+step startup 120 remi benchmark startup --repeats 1 --out "$out/startup.json"
 step pipeline 420 clean_pipeline
 step vectorised 80 remi benchmark vectorised --models 8 16 --epochs 5 --out "$out/vectorised.json"
 step networks 60 remi benchmark networks --out "$out/networks.json"

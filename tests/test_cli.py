@@ -142,6 +142,23 @@ def test_benchmark_adam_times_the_unfused_and_the_fused_update(finished, tmp_pat
 
 
 @pytest.mark.slow
+def test_benchmark_startup_times_every_stage_import_and_keeps_sklearn_out_of_unlearning(tmp_path):
+    out = tmp_path / "startup.json"
+    result = remi("benchmark", "startup", "--repeats", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    stages = {f"stages.{path.stem}" for path in (REPO / "stages").glob("*.py") if path.stem != "__init__"}
+    assert stages | {"torch", "mlflow", "sklearn.metrics"} <= set(report["seconds"])
+    assert all(seconds > 0 for seconds in report["seconds"].values())
+    loads = report["heavy_frameworks_loaded"]
+    assert set(loads) == stages and all("torch" in loads[stage] for stage in stages - {"stages.check_params"})
+    # The unlearn stages and forgetting quality only rank (rank_auc): scikit-learn's 1-2 s import stays out
+    # of their start-up; the audit draws ROC curves with it, which the probe must see.
+    assert "sklearn" not in loads["stages.unlearn"] + loads["stages.forgetting_quality"]
+    assert "sklearn" in loads["stages.audit"]
+
+
+@pytest.mark.slow
 def test_benchmark_unlearning_times_each_method_against_retraining(finished):
     result = remi("benchmark", "unlearning", "--repeats", "1", cwd=finished)
     assert result.returncode == 0, result.stderr

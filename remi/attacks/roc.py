@@ -1,8 +1,12 @@
-"""Membership-inference metrics: higher score = "member"."""
+"""Membership-inference metrics: higher score = "member".
+
+scikit-learn's ROC is imported inside the functions that use it: importing it takes about 1.7 s on a
+2-core CPU, which every stage that only needs `rank_auc` (the unlearn stages, forgetting_quality) would
+otherwise pay at start-up (BENCHMARKS.md, "Start-up").
+"""
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
 
 
 def fpr_label(fpr: float) -> str:
@@ -14,6 +18,8 @@ def membership_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray,
                        low_fprs: list[float]) -> dict[str, float]:
     """AUC, balanced accuracy at the best threshold, and for each low FPR the best TPR at an FPR
     no higher than it, with the FPR actually reached (`tpr_at_1pct_fpr`, `fpr_reached_1pct`)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
     truth = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     scores = np.r_[member_scores, nonmember_scores]
     fpr, tpr, _ = roc_curve(truth, scores)
@@ -41,6 +47,8 @@ def rank_auc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor) -> flo
 def roc_points(member_scores: np.ndarray, nonmember_scores: np.ndarray,
                max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) thinned to at most `max_points`, for plots."""
+    from sklearn.metrics import roc_curve
+
     truth = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     fpr, tpr, _ = roc_curve(truth, np.r_[member_scores, nonmember_scores])
     keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
