@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from remi.audit.forgetting_anatomy import ONLINE_ROW, SAME_SAMPLES_ROW, SHADOWS_ROW
 from remi.benchmarks.threads import BUSY_LOOP
@@ -232,6 +233,10 @@ def test_ablation_audits_every_variant(finished):
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads((finished / "metrics/remi_ablation.json").read_text())
     assert numbers["seeds"] == [0] and set(numbers["variants"]) == set(VARIANTS)
+    budget = yaml.safe_load((finished / "params.yaml").read_text())["remi"]["max_steps"]
+    # Where each run stopped: a check's step, within the variant's own step budget.
+    assert all(0 < values["steps"]["mean"] <= values["switches"].get("max_steps", budget)
+               for values in numbers["variants"].values())
     report = (finished / "reports/remi_ablation.md").read_text()
     assert all(f"| {name} |" in report for name in VARIANTS)
 
