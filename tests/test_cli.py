@@ -157,6 +157,8 @@ def test_benchmark_startup_times_every_stage_import_and_keeps_sklearn_out_of_unl
     # of their start-up; the audit draws ROC curves with it, which the probe must see.
     assert "sklearn" not in loads["stages.unlearn"] + loads["stages.forgetting_quality"]
     assert "sklearn" in loads["stages.audit"]
+    elsewhere = remi("benchmark", "startup", cwd=tmp_path)
+    assert elsewhere.returncode == 2 and "from the project root" in elsewhere.stderr
 
 
 @pytest.mark.slow

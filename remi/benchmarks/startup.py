@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from remi.errors import UserError
 from remi.runtime.device import hardware
 
 FRAMEWORKS = {
@@ -37,7 +38,7 @@ HEAVY = ("torch", "sklearn", "mlflow", "great_expectations", "pandas")
 def benchmark_startup(repeats: int, out: Path | None) -> None:
     stages = sorted(path.stem for path in Path("stages").glob("*.py") if path.stem != "__init__")
     if not stages:
-        raise SystemExit("remi benchmark startup: no stages/ here; run it from the project root.")
+        raise UserError("no stages/ here: run `remi benchmark startup` from the project root")
     probes = FRAMEWORKS | {f"stages.{name}": f"import stages.{name}" for name in stages}
     seconds: dict[str, float] = {}
     loads: dict[str, list[str]] = {}
