@@ -3,8 +3,9 @@
 # device tests on the GPU, (2) what each heavy import and each stage's module cost (`remi benchmark
 # startup`), (3) the whole default pipeline, clean (shadows trained, not reused), in a copy of this
 # project, and its per-stage profile, (4) vectorised against one-by-one reference models, (5) training
-# cost per profile. About 6 minutes on one H200 (measured once, with a shorter start-up probe); each
-# step has a time limit (below), so a step that hangs cannot take the others' time. Each step's output
+# cost per profile. About 6 minutes on one H200 (measured once, when the start-up probe imported only the
+# frameworks; the stages' imports now come on top, not yet measured on a GPU); each step has a time
+# limit (below), so a step that hangs cannot take the others' time. Each step's output
 # goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and seconds and the JSON
 # results of the steps that ran. A failing step is recorded and the next one runs.
 # Usage: scripts/gpu_check.sh [OUT_DIR]   (default: $OUT if set, else reports/gpu_check)
@@ -59,7 +60,7 @@ else
 fi
 cd "$root" || exit 2
 step device_tests 90 "$REMI_PYTHON" -m pytest -q tests/test_device.py tests/test_vectorised_training.py
-step startup 120 remi benchmark startup --repeats 1 --out "$out/startup.json"
+step startup 180 remi benchmark startup --repeats 1 --out "$out/startup.json"
 step pipeline 420 clean_pipeline
 step vectorised 80 remi benchmark vectorised --models 8 16 --epochs 5 --out "$out/vectorised.json"
 step networks 60 remi benchmark networks --out "$out/networks.json"

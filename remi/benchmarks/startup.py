@@ -42,10 +42,10 @@ def benchmark_startup(repeats: int, out: Path | None) -> None:
     probes = FRAMEWORKS | {f"stages.{name}": f"import stages.{name}" for name in stages}
     seconds: dict[str, float] = {}
     loads: dict[str, list[str]] = {}
+    report = f"; import json, sys; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     for name, code in probes.items():
         times = []
         for _ in range(repeats):
-            report = f"; import json, sys; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
             started = time.perf_counter()
             finished = subprocess.run([sys.executable, "-c", code + report], check=True, capture_output=True,
                                       text=True)
