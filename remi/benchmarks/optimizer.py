@@ -63,8 +63,7 @@ def benchmark_adam(steps: int, repeats: int, out: Path | None) -> None:
     if out:
         out.write_text(json.dumps({"device": describe(device), "threads": threads, "torch": torch.__version__,
                                    "arch": params.model.arch, "batch_size": batch, "stacked_models": together,
-                                   "steps": steps,
-                                   "repeats": repeats, "milliseconds": results}, indent=2) + "\n")
+                                   "steps": steps, "repeats": repeats, "milliseconds": results}, indent=2) + "\n")
 
 
 def _seconds_per_call(call: Callable[[], object], calls: int, device: torch.device) -> float:

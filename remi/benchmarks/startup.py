@@ -19,6 +19,7 @@ from pathlib import Path
 
 from remi.errors import UserError
 from remi.runtime.device import hardware
+from remi.runtime.files import write_json
 
 FRAMEWORKS = {
     "python": "pass",
@@ -56,6 +57,5 @@ def benchmark_startup(repeats: int, out: Path | None) -> None:
         loaded = f"  loads {', '.join(loads[name]) or 'none of them'}" if name in loads else ""
         print(f"{name:40s} {seconds[name]:6.2f} s{loaded}", flush=True)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"hardware": hardware(), "repeats": repeats, "seconds": seconds,
-                                   "heavy_frameworks_loaded": loads}, indent=2) + "\n")
+        write_json(out, {"hardware": hardware(), "repeats": repeats, "seconds": seconds,
+                         "heavy_frameworks_loaded": loads})
