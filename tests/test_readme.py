@@ -1,8 +1,9 @@
 """The README stays a true, short front door: its results table is what `remi summary --markdown` makes
-of the committed metrics, its commands exist, and its links resolve."""
+of the committed metrics, its commands exist, and its links resolve, to the heading they name."""
 
 import re
 import subprocess
+from collections import Counter
 
 from remi.cli import build_parser
 from tests.conftest import REMI, REPO
@@ -31,7 +32,25 @@ def test_every_command_the_readme_names_exists():
     assert set(re.findall(r"`make ([a-z]+)`", README)) | {"run", "test"} <= targets
 
 
+PAGES = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def heading_anchors(page: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, each space a hyphen,
+    a repeated one numbered."""
+    anchors: set[str] = set()
+    repeats: Counter[str] = Counter()
+    for heading in re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", page, flags=re.S | re.M), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(f"{slug}-{repeats[slug]}" if repeats[slug] else slug)
+        repeats[slug] += 1
+    return anchors
+
+
 def test_every_link_in_the_readme_and_docs_resolves():
-    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
-            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+    for page in PAGES:
+        for target, anchor in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", page.read_text()):
+            linked = (page.parent / target) if target else page
+            assert linked.exists(), f"{page.name} links to missing {target}"
+            if anchor and linked.suffix == ".md":
+                assert anchor in heading_anchors(linked.read_text()), f"{page.name} links to missing {target}#{anchor}"
