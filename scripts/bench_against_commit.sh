@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 old=${1:?usage: scripts/bench_against_commit.sh OLD_COMMIT [WORK_DIR]}
 work=${2:-$(mktemp -d)}
-dataset=$(grep -m1 -E '^\s+dataset:' "$root/params.yaml" | awk '{print $2}')
+dataset=$(cd "$root" && .venv/bin/python -c 'from remi.pipeline.params import load_params; print(load_params().data.dataset)')
 # The earlier stage commands may be plain `python -m stages.<name>`: the .venv goes first on PATH.
 export PATH="$root/.venv/bin:$PATH" REMI_PYTHON="$root/.venv/bin/python" REMI_THREADS=2 REMI_PROGRESS=off
 export MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1 GX_ANALYTICS_ENABLED=false
