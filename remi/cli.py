@@ -4,7 +4,7 @@
     remi profile profiles/tiny.yaml     overlay a profile onto params.yaml
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
-    remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira]
+    remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira] [--retrain-floor]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
     remi fq-anatomy [--variants NAME ...] [--models M]  why forgetting quality falls short: location vs spread
     remi benchmark networks|unlearning|sequential|threads|vectorised|adam|startup|profile
@@ -64,7 +64,7 @@ def _compare(args: argparse.Namespace) -> None:
 def _ablation(args: argparse.Namespace) -> None:
     from remi.audit.ablation import run_ablation
 
-    run_ablation(args.seeds, args.independent_references, args.variants, args.ulira)
+    run_ablation(args.seeds, args.independent_references, args.variants, args.ulira, args.retrain_floor)
 
 
 def _fq_anatomy(args: argparse.Namespace) -> None:
@@ -224,6 +224,9 @@ def _add_pipeline_commands(command: Command) -> None:
                                "(the online shadows unlearn with each variant: about 8 ReMI runs more per cell)")
     ablation.add_argument("--variants", nargs="+", metavar="NAME",
                           help="only these variants, as the report names them (default: every one)")
+    ablation.add_argument("--retrain-floor", action="store_true",
+                          help="one more row: retraining with other seeds, audited alike (the gaps that a method "
+                               "indistinguishable from retraining shows: the audit's resolution)")
     anatomy = command("fq-anatomy", _fq_anatomy, "forgetting quality taken apart: how far ReMI's runs sit from "
                                                  "retraining's, and how widely they scatter (after `remi run`)")
     anatomy.add_argument("--variants", nargs="+", metavar="NAME",

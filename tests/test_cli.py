@@ -244,6 +244,26 @@ def test_ablation_audits_every_variant(finished):
 
 
 @pytest.mark.slow
+def test_ablation_audits_retraining_with_other_seeds_as_the_floor_of_every_gap(finished):
+    from remi.audit.ablation import FLOOR
+
+    result = remi("ablation", "--seeds", "0", "1", "--ulira", "--variants", "default", "--retrain-floor",
+                  cwd=finished, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads((finished / "metrics/remi_ablation.json").read_text())
+    assert list(numbers["variants"]) == ["default", FLOOR]
+    floor, retrain = numbers["variants"][FLOOR], numbers["retrain"]
+    # Other seeds than the pipeline's retraining: the same recipe, but not the model every gap is measured to.
+    assert floor["average_gap"]["mean"] > 0 and floor["largest_auc_gap"]["n"] == 2
+    assert floor["forget_accuracy"]["mean"] == pytest.approx(retrain["forget_accuracy"], abs=0.1)
+    assert floor["steps"]["mean"] == yaml.safe_load((finished / "params.yaml").read_text())["train"]["epochs"] - 1
+    # U-LiRA with retrained references (the online shadows retrain without the forget samples).
+    assert 0 < floor["ulira_auc"]["mean"] < 1
+    report = (finished / "reports/remi_ablation.md").read_text()
+    assert '--ulira --retrain-floor --variants "default"' in report and f"| {FLOOR} |" in report
+
+
+@pytest.mark.slow
 def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(finished):
     result = remi("fq-anatomy", "--variants", "default", "no anchor", cwd=finished, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]

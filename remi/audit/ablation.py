@@ -1,6 +1,6 @@
 """ReMI's ablations and sweeps, each one params switch, audited like the pipeline audits a method.
 
-    remi ablation [--seeds 0 1 2] [--variants NAME ...] [--independent-references] [--ulira]
+    remi ablation [--seeds 0 1 2] [--variants NAME ...] [--independent-references] [--ulira] [--retrain-floor]
         (after `remi run`; uses its artifacts; default: every variant)
         -> reports/remi_ablation.md, metrics/remi_ablation.json (or *_independent_references.*)
 
@@ -15,6 +15,12 @@ audit's attacks score it on forget vs audit_holdout, and its gaps are to the pip
 uses the pipeline's retrain seconds (another process), so treat that column as indicative; steps is where
 the stop rule (or the step budget) ended each run. With
 --ulira, U-LiRA attacks every cell too (about 8 more ReMI runs each: the online shadows unlearn).
+
+With --retrain-floor, one more row retrains the model with other seeds and audits it the same way: the
+gaps that a method indistinguishable from retraining would show on these sets, i.e. how finely the
+audit can tell ReMI from retraining at all. Its seed k retrains with retrain.seed + 1 + k, so it never
+repeats the pipeline's retrained model, and with --ulira the online shadows retrain too (8 retrainings
+per seed).
 """
 
 from pathlib import Path
@@ -104,6 +110,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "accuracy_tolerance 0.01, max_steps 200": {"accuracy_tolerance": 0.01, "max_steps": 200},
     "accuracy_tolerance 0.02, max_steps 120 (before 2026-12-05)": {"accuracy_tolerance": 0.02, "max_steps": 120},
 }
+FLOOR = "retrain, other seeds (the floor)"
+FLOOR_SWITCHES = "retraining with retrain.seed + 1 + seed; its steps are its last epoch's index"
 
 
 def columns(attacks: list[str], ulira: bool) -> list[str]:
@@ -125,7 +133,7 @@ def chosen_variants(names: list[str] | None) -> dict[str, dict[str, object]]:
 
 
 def run_ablation(seeds: list[int], independent_references: bool = False, variants: list[str] | None = None,
-                 ulira: bool = False) -> None:
+                 ulira: bool = False, retrain_floor: bool = False) -> None:
     """Each chosen variant (default: all) once per ReMI seed -> reports/remi_ablation.md and
     metrics/remi_ablation.json.
 
@@ -135,7 +143,10 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
     own shadows shows up (-> reports/remi_ablation_independent_references.md and its metrics file).
 
     With `ulira`, each variant is also attacked with U-LiRA (remi/audit/ulira.py: the online shadows unlearn
-    with the variant's params and seed) and its test confidence compared with the retrained model's."""
+    with the variant's params and seed) and its test confidence compared with the retrained model's.
+
+    With `retrain_floor`, retraining with other seeds is audited as one more row (FLOOR): the gaps of a method
+    that is retraining, so ReMI's gaps can be read against what the audit can resolve."""
     chosen = chosen_variants(variants)
     configure_threads()
     params = load_params()
@@ -158,37 +169,51 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
     fixed = {"target": metrics_of(load_starting_model(read_starting_model(), device)),
              REFERENCE: metrics_of(load_model(unlearned_dir(REFERENCE), device))}
     retrain_seconds = read_json(unlearn_metrics_path(REFERENCE))["unlearn_seconds"]
+    planned = {name: ("remi", validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides}))
+               for name, overrides in chosen.items()}
+    if retrain_floor:
+        planned[FLOOR] = (REFERENCE, params)
     results: dict[str, list[dict[str, float]]] = {}
-    for name, overrides in chosen.items():
-        variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
+    for name, (method, variant) in planned.items():
         for seed in seeds:
-            seeded = variant.model_copy(update={"remi": variant.remi.model_copy(update={"seed": seed})})
+            seeded = seeded_params(variant, method, seed)
             steps = LastStep()
-            task = load_task(seeded, dataset, "remi", device, reference_shadows=remi_shadows, on_step=steps)
-            model, seconds = run_method("remi", task)
-            per_model = fixed | {"remi": metrics_of(model) | {"seconds": seconds, "steps": steps.step}}
-            gaps = gaps_to_reference(per_model, gap_metrics(audit.attacks, audit.low_fprs))["remi"]
+            task = load_task(seeded, dataset, method, device, reference_shadows=remi_shadows, on_step=steps)
+            model, seconds = run_method(method, task)
+            per_model = fixed | {name: metrics_of(model) | {"seconds": seconds, "steps": steps.step}}
+            gaps = gaps_to_reference(per_model, gap_metrics(audit.attacks, audit.low_fprs))[name]
             gaps["largest_auc_gap"] = max(gaps[f"gap_{a}_auc"] for a in audit.attacks)
             if versus_retrain is not None:
-                gaps |= versus_retrain.measure(task, model)
-            results.setdefault(name, []).append(per_model["remi"] | gaps)
+                gaps |= versus_retrain.measure(task, model, method)
+            results.setdefault(name, []).append(per_model[name] | gaps)
             ulira_auc = f", U-LiRA {gaps['ulira_auc']:.3f}" if "ulira_auc" in gaps else ""
             print(f"{name:32s} seed {seed}: average gap {gaps['average_gap']:.4f}{ulira_auc}, {seconds:.2f} s",
                   flush=True)
     summary: dict[str, dict[str, Any]] = {}
     for name, runs in results.items():
-        summary[name] = {key: mean_std([run[key] for run in runs]) for key in columns(audit.attacks, ulira)}
+        # Each attack's own gap too (the JSON only): the mean |gap| over seeds, not the gap of the mean AUC.
+        kept = columns(audit.attacks, ulira) + [f"gap_{a}_auc" for a in audit.attacks]
+        summary[name] = {key: mean_std([run[key] for run in runs]) for key in kept}
         summary[name] |= {"seconds_ratio_to_retrain": summary[name]["seconds"]["mean"] / retrain_seconds,
-                          "switches": VARIANTS[name]}
+                          "switches": VARIANTS.get(name, {})}
     stem = "remi_ablation_independent_references" if independent_references else "remi_ablation"
     write_json(Path(f"metrics/{stem}.json"), {"dataset": params.data.dataset, "seeds": seeds,
                                              "remi_reference_shadows": list(remi_shadows or range(count)),
                                              "audit_reference_shadows": list(audit_shadows or range(count)),
                                              "variants": summary, "target": fixed["target"],
                                              "retrain": fixed["retrain"]})
-    report = _report(summary, fixed, params, seeds, retrain_seconds, remi_shadows, audit_shadows, ulira)
+    report = _report(summary, fixed, params, seeds, retrain_seconds, remi_shadows, audit_shadows, ulira, list(chosen))
     write_bytes(Path(f"reports/{stem}.md"), report.encode())
     print(report)
+
+
+def seeded_params(params: Params, method: str, seed: int) -> Params:
+    """`params` with `method`'s seed set for ablation seed `seed`. Retraining skips the pipeline's own
+    retrain.seed, whose model every gap is measured to (a gap of exactly 0 would say nothing)."""
+    if method == REFERENCE:
+        section = params.retrain.model_copy(update={"seed": params.retrain.seed + 1 + seed})
+        return params.model_copy(update={"retrain": section})
+    return params.model_copy(update={"remi": params.remi.model_copy(update={"seed": seed})})
 
 
 class LastStep:
@@ -215,20 +240,21 @@ class RetrainComparison:
         self.retrained_forget = confidence(retrained, self.forget)
         self.retrained_test = confidence(retrained, self.test)
 
-    def measure(self, task: UnlearningTask, model: torch.nn.Module) -> dict[str, float]:
-        references = unlearned_references(task, "remi", self.dataset, self.forget_ids, self.count, self.device)
+    def measure(self, task: UnlearningTask, model: torch.nn.Module, method: str) -> dict[str, float]:
+        references = unlearned_references(task, method, self.dataset, self.forget_ids, self.count, self.device)
         attacked = versus_retrained(confidence(model, self.forget), self.retrained_forget, references, self.low_fprs)
         shift = float((confidence(model, self.test) - self.retrained_test).mean())
         return {"ulira_auc": attacked["auc"], "test_confidence_shift": shift}
 
 
 def _report(summary: dict, fixed: dict, params: Params, seeds: list[int], retrain_seconds: float,
-            remi_shadows: range | None, audit_shadows: range | None, ulira: bool) -> str:
+            remi_shadows: range | None, audit_shadows: range | None, ulira: bool, variants: list[str]) -> str:
     shown = columns(params.audit.attacks, ulira)
     flag = " --independent-references" if remi_shadows is not None else ""
     flag += " --ulira" if ulira else ""
-    if summary.keys() != VARIANTS.keys():
-        flag += " --variants " + " ".join(f'"{name}"' for name in summary)
+    flag += " --retrain-floor" if FLOOR in summary else ""
+    if variants != list(VARIANTS):
+        flag += " --variants " + " ".join(f'"{name}"' for name in variants)
     split = ("" if remi_shadows is None or audit_shadows is None else
              f" ReMI's per-example reference and unseen-model teacher used shadows {remi_shadows.start}-"
              f"{remi_shadows.stop - 1} only, the "
@@ -247,7 +273,8 @@ def _report(summary: dict, fixed: dict, params: Params, seeds: list[int], retrai
         cells = [f"{fixed[name][k]:.3f}" if k in fixed[name] else "" for k in shown]
         lines.append(f"| {name} (pipeline) |  | " + " | ".join(cells) + " |  |")
     for name, values in summary.items():
-        switches = ", ".join(f"remi.{k}={v}" for k, v in values["switches"].items()) or "params.yaml"
+        switches = (FLOOR_SWITCHES if name == FLOOR else
+                    ", ".join(f"remi.{k}={v}" for k, v in values["switches"].items()) or "params.yaml")
         cells = [f"{values[k]['mean']:.3f} ± {values[k]['std']:.3f}" for k in shown]
         lines.append(f"| {name} | {switches} | " + " | ".join(cells) + f" | {values['seconds_ratio_to_retrain']:.3f} |")
     return "\n".join(lines) + "\n"
