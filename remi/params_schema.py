@@ -20,6 +20,7 @@ from remi.catalog import (
     NETWORKS,
     REFERENCE,
     SIGNAL_REFERENCES,
+    STOP_TARGETS,
     UNLEARNING_METHODS,
 )
 
@@ -206,6 +207,7 @@ class Remi(Section):
     lambda_anchor: NonNegative
     signal_reference: Annotated[str, _one_of(SIGNAL_REFERENCES, "signal reference")]
     check_every: Count
+    stop_target: Annotated[str, _one_of(STOP_TARGETS, "stop target")]
     target_auc: Fraction
     auc_tolerance: Fraction
     accuracy_tolerance: Fraction

@@ -15,11 +15,13 @@ from remi.unlearning.remi import (
     anchor_samples,
     check_references,
     expected_signal,
+    fixed_targets,
     looks_unseen,
     loss_terms,
     reference_logits,
     split_head,
     unseen_prediction,
+    unseen_separation,
 )
 from tests.conftest import REPO
 
@@ -119,6 +121,8 @@ def test_settings_that_need_reference_models_are_refused_without_them():
         check_references(without, settings("shadows", 0.0))  # type: ignore[arg-type]
     with pytest.raises(ParamsError, match="lambda_unseen > 0 needs reference models"):
         check_references(without, settings("population", 1.0))  # type: ignore[arg-type]
+    with pytest.raises(ParamsError, match="stop_target = shadows needs reference models"):
+        check_references(without, settings("population", 0.0).model_copy(update={"stop_target": "shadows"}))
     check_references(without, settings("population", 0.0))  # type: ignore[arg-type]
 
 
@@ -205,4 +209,35 @@ def test_the_anchor_is_zero_for_the_original_and_sees_a_global_confidence_drop()
 def test_the_stop_rule_waits_for_every_score_but_not_past_an_overshoot(signal_auc, leakage_auc, accuracy_gap, stops):
     p = SimpleNamespace(target_auc=0.5, auc_tolerance=0.02, accuracy_tolerance=0.02)
     separation = {"signal_auc": signal_auc, "leakage_auc": leakage_auc, "accuracy_gap": accuracy_gap}
-    assert looks_unseen(separation, p) is stops  # type: ignore[arg-type]
+    assert looks_unseen(separation, p, fixed_targets(p)) is stops  # type: ignore[arg-type]
+    # Aimed at what unseen models show, the same rule is the same rule shifted by their separation.
+    shift = {"signal_auc": 0.03, "leakage_auc": -0.02, "accuracy_gap": 0.05}
+    shifted = {key: value + shift[key] for key, value in separation.items()}
+    targets = {key: value + shift[key] for key, value in fixed_targets(p).items()}  # type: ignore[arg-type]
+    assert looks_unseen(shifted, p, targets) is stops  # type: ignore[arg-type]
+
+
+def test_the_stop_target_from_the_shadows_is_what_models_that_never_saw_forget_or_out_show():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(400) % 4
+    forget = (torch.zeros(200, 1), labels[:200], torch.zeros(200))
+    out = (torch.zeros(200, 1), labels[200:], torch.zeros(200))
+
+    def unseen_model_logits(margin: float) -> torch.Tensor:
+        """Logits of an unseen model whose confidence on the label is `margin` higher on forget than on out."""
+        logits = torch.randn(400, 4, generator=generator)
+        logits[torch.arange(400), labels] += torch.cat([torch.full((200,), margin), torch.zeros(200)])
+        return logits
+
+    def separation(margin: float) -> dict[str, float]:
+        references = torch.stack([unseen_model_logits(margin) for _ in range(4)])
+        return unseen_separation(references[:, :200], forget, references[:, 200:], out, lambda logits, y: (
+            logit_scaled_confidence(logits, y)))
+
+    # Unseen models that find this forget set no easier than out aim the stop at about 0.5 and no gap...
+    even = separation(0.0)
+    assert abs(even["signal_auc"] - 0.5) < 0.05 and abs(even["leakage_auc"] - 0.5) < 0.05
+    assert abs(even["accuracy_gap"]) < 0.08
+    # ...and ones that find it easier aim it where they stand, not at 0.5.
+    easier = separation(1.0)
+    assert easier["signal_auc"] > 0.6 and easier["leakage_auc"] > 0.6 and easier["accuracy_gap"] > 0.1

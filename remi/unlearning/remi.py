@@ -69,32 +69,44 @@ def remi(task: UnlearningTask) -> nn.Module:
     model = copy.deepcopy(task.original).eval()
     frozen, head = split_head(model, p.trainable_layers)
     check_references(task, p)
-    per_example = p.signal_reference == "shadows"
+    per_example, aimed_by_shadows = p.signal_reference == "shadows", p.stop_target == "shadows"
     with torch.no_grad():
         retain = _features(frozen, task.retain[0]), task.retain[1]
         check_out_ids, spare_out_ids = torch.randperm(len(task.out[1]), generator=generator).split(
             [min(CHECK_SAMPLES, len(task.out[1])), max(len(task.out[1]) - CHECK_SAMPLES, 0)])
         anchor_out_ids = spare_out_ids if len(spare_out_ids) else check_out_ids
         (forget_x, forget_y), (check_x, check_y) = task.forget, _pick(task.out, check_out_ids)
-        # One pass of the references over forget serves both the reference point and the unseen teacher.
-        forget_references = reference_logits(task, forget_x) if per_example or p.lambda_unseen > 0 else None
+        # One pass of the references over forget serves the reference point, the unseen teacher and the
+        # stop target alike.
+        forget_references = (reference_logits(task, forget_x)
+                             if per_example or p.lambda_unseen > 0 or aimed_by_shadows else None)
+        check_out_references = reference_logits(task, check_x) if per_example or aimed_by_shadows else None
         forget = (_features(frozen, forget_x), forget_y,
                   expected_signal(forget_references if per_example else None, forget_y))
         check_out = (_features(frozen, check_x), check_y,
-                     expected_signal(reference_logits(task, check_x) if per_example else None, check_y))
+                     expected_signal(check_out_references if per_example else None, check_y))
         unseen_log_probs = (unseen_prediction(forget_references, generator).to(forget_y.device)
                             if forget_references is not None and p.lambda_unseen > 0 else None)
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
         anchor_out = (anchor_samples(frozen, head, _pick(task.out, anchor_out_ids)) if p.lambda_anchor > 0
                       else None)
         leakage = ESTIMATORS[p.estimator](task, (head(check_out[0]), check_out[1]))
-    check_forget = subsample(forget, CHECK_SAMPLES, generator)
+    # The samples' positions ride along, so the stop target can be measured on the same samples.
+    *checked, check_positions = subsample((*forget, torch.arange(len(forget_y), device=forget_y.device)),
+                                          CHECK_SAMPLES, generator)
+    check_forget: Referenced = (checked[0], checked[1], checked[2])
+    targets = (unseen_separation(forget_references[:, check_positions.cpu()], check_forget, check_out_references,
+                                 check_out, leakage)
+               if forget_references is not None and check_out_references is not None and aimed_by_shadows
+               else fixed_targets(p))
+    if aimed_by_shadows:
+        task.log(0, {f"target_{key}": value for key, value in targets.items()})
     optimizer = adam(head.parameters(), lr=p.lr)
     for step in range(p.max_steps + 1):
         if step % p.check_every == 0 or step == p.max_steps:
             separation, out_signal = distinguishability(head, leakage, check_forget, check_out)
             task.log(step, separation)
-            if looks_unseen(separation, p):
+            if looks_unseen(separation, p, targets):
                 break
         if step == p.max_steps:
             break
@@ -121,26 +133,47 @@ def remi(task: UnlearningTask) -> nn.Module:
     return model.requires_grad_(True).eval()
 
 
-def looks_unseen(separation: dict[str, float], p: Remi) -> bool:
-    """Stop rule: forget looks no more member-like than out, by both AUCs and by accuracy; or both AUCs
-    are low enough and one has already gone past `target_auc` by more than the tolerance.
+def looks_unseen(separation: dict[str, float], p: Remi, targets: dict[str, float]) -> bool:
+    """Stop rule: forget looks no more member-like than out, by both AUCs and by accuracy, than `targets`
+    say it should; or both AUCs are low enough and one has already gone past its target by more than the
+    tolerance.
 
-    The AUCs approach `target_auc` from above, and going on past it makes forget look *less*
+    The AUCs approach their targets from above, and going on past them makes forget look *less*
     member-like than unseen data, which is a signal of its own (over-suppression). With few forget
     samples the accuracy gap is noisy (100 samples: about +-0.04) and can stay above its tolerance while
     the AUCs keep falling; once one AUC is past the target, more steps only deepen the overshoot.
     """
-    aucs = [separation[key] for key in ("signal_auc", "leakage_auc")]
-    if any(auc > p.target_auc + p.auc_tolerance for auc in aucs):
+    keys = ("signal_auc", "leakage_auc")
+    if any(separation[key] > targets[key] + p.auc_tolerance for key in keys):
         return False
-    overshot = any(auc < p.target_auc - p.auc_tolerance for auc in aucs)
-    return overshot or separation["accuracy_gap"] <= p.accuracy_tolerance
+    overshot = any(separation[key] < targets[key] - p.auc_tolerance for key in keys)
+    return overshot or separation["accuracy_gap"] <= targets["accuracy_gap"] + p.accuracy_tolerance
+
+
+def fixed_targets(p: Remi) -> dict[str, float]:
+    """`remi.stop_target: fixed`: both AUCs aim at target_auc, and forget at out's accuracy."""
+    return {"signal_auc": p.target_auc, "leakage_auc": p.target_auc, "accuracy_gap": 0.0}
+
+
+def unseen_separation(forget_references: torch.Tensor, forget: Referenced, out_references: torch.Tensor,
+                      out: Referenced, leakage: LeakageScore) -> dict[str, float]:
+    """`remi.stop_target: shadows`: the separation of the same check samples under the reference models,
+    which never trained on forget or out, averaged over them. A retrained model has not seen them either,
+    yet a given forget set may be a little easier than out by chance (its neighbours in retain, its
+    classes): aiming at 0.5 would push that away too, which retraining would not."""
+    device = forget[1].device  # the reference logits are on the CPU, the samples and the attack may not be
+    separations = [separation_of(forget_logits.to(device), out_logits.to(device), leakage, forget, out)[0]
+                   for forget_logits, out_logits in zip(forget_references, out_references, strict=True)]
+    return {key: sum(s[key] for s in separations) / len(separations) for key in separations[0]}
 
 
 def check_references(task: UnlearningTask, p: Remi) -> None:
     """Refuse settings that need reference models when the task has none."""
     if task.references:
         return
+    if p.stop_target == "shadows":
+        raise ParamsError("remi.stop_target = shadows needs reference models (the shadows, models/shadows); "
+                          "set it to fixed to aim at remi.target_auc.")
     if p.signal_reference == "shadows":
         raise ParamsError("remi.signal_reference = shadows needs reference models (the shadows, models/shadows).")
     if p.lambda_unseen > 0:
@@ -215,7 +248,12 @@ def distinguishability(head: nn.Module, leakage: LeakageScore, forget: Reference
                        out: Referenced) -> tuple[dict[str, float], torch.Tensor]:
     """How well the signal and the leakage estimator separate forget from out under the current head,
     how much more accurate the head is on forget than on out; and the out signal itself."""
-    forget_logits, out_logits = head(forget[0]), head(out[0])
+    return separation_of(head(forget[0]), head(out[0]), leakage, forget, out)
+
+
+def separation_of(forget_logits: torch.Tensor, out_logits: torch.Tensor, leakage: LeakageScore,
+                  forget: Referenced, out: Referenced) -> tuple[dict[str, float], torch.Tensor]:
+    """A model's separation of forget from out, given its logits on both (see `distinguishability`)."""
     out_signal = logit_scaled_confidence(out_logits, out[1]) - out[2]
     separation = {
         "accuracy_gap": accuracy(forget_logits, forget[1]) - accuracy(out_logits, out[1]),
