@@ -8,7 +8,6 @@ networks use the options in params.yaml. Prints seconds per epoch over `--sample
 extrapolation to one target training of each profile (target_train samples x train.epochs).
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from remi.networks.architectures import build_network
 from remi.networks.training import train_classifier
 from remi.pipeline.params import overlay, read_params_file, validate
 from remi.runtime.device import compute_device, configure_threads, describe, synchronize
+from remi.runtime.files import write_json
 
 # profile -> (input shape, classes)
 SHAPES = {"fashion_mnist": ((1, 28, 28), 10), "mnist_5k": ((1, 28, 28), 10), "letter": ((16,), 26),
@@ -54,4 +54,4 @@ def benchmark_networks(samples: int, out: Path | None) -> None:
               f"{target:9.1f} s   [{name}]", flush=True)
     if out:
         results = {"device": name, "torch": torch.__version__, "profiles": timings}
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(out, results)

@@ -9,7 +9,6 @@ uses is `remi.networks.training.adam` (fused where torch has the kernel); the un
 default, which the pipeline used before 2026-12-05.
 """
 
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from remi.data.datasets import load_dataset
 from remi.networks.architectures import build_network
 from remi.pipeline.params import load_params
 from remi.runtime.device import compute_device, configure_threads, describe, synchronize
+from remi.runtime.files import write_json
 
 
 def benchmark_adam(steps: int, repeats: int, out: Path | None) -> None:
@@ -61,9 +61,9 @@ def benchmark_adam(steps: int, repeats: int, out: Path | None) -> None:
         print(f"{name:12s} Adam step: unfused {timing['unfused_ms']:.3f} ms, fused {timing['fused_ms']:.3f} ms"
               f"{extra}")
     if out:
-        out.write_text(json.dumps({"device": describe(device), "threads": threads, "torch": torch.__version__,
-                                   "arch": params.model.arch, "batch_size": batch, "stacked_models": together,
-                                   "steps": steps, "repeats": repeats, "milliseconds": results}, indent=2) + "\n")
+        write_json(out, {"device": describe(device), "threads": threads, "torch": torch.__version__,
+                       "arch": params.model.arch, "batch_size": batch, "stacked_models": together,
+                       "steps": steps, "repeats": repeats, "milliseconds": results})
 
 
 def _seconds_per_call(call: Callable[[], object], calls: int, device: torch.device) -> float:

@@ -11,7 +11,6 @@ next stage process's start (the process exiting, DVC hashing outputs, writing dv
 that log no run, such as check_params). Every second of the pipeline's wall time is in one column.
 """
 
-import json
 import os
 import socket
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from remi.errors import UserError
 from remi.pipeline import tracking
+from remi.runtime.files import write_json
 from remi.runtime.process_identity import HOST_TAG, STARTED_TAG
 
 
@@ -53,8 +53,8 @@ def profile_last_run(out: Path | None) -> None:
     total = (parent.info.end_time - parent.info.start_time) / 1000
     _print(rows, before_first, total, parent.info.run_id)
     if out:
-        out.write_text(json.dumps({"pipeline_run": parent.info.run_id, "pipeline_seconds": total,
-                                   "before_first_stage": before_first, "stages": rows}, indent=2) + "\n")
+        write_json(out, {"pipeline_run": parent.info.run_id, "pipeline_seconds": total,
+                       "before_first_stage": before_first, "stages": rows})
 
 
 def _boot_seconds() -> float:

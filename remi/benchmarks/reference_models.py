@@ -9,7 +9,6 @@ the pipeline would train otherwise. Also reports the largest weight difference b
 the float tolerance they agree within.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from remi.networks.training import seeded_network, train_classifier
 from remi.networks.vectorised import Samples, can_vectorise, train_classifiers
 from remi.pipeline.params import load_params
 from remi.runtime.device import compute_device, configure_threads, describe, synchronize
+from remi.runtime.files import write_json
 
 
 def benchmark_vectorised(model_counts: list[int], epochs: int, out: Path | None) -> None:
@@ -53,9 +53,9 @@ def benchmark_vectorised(model_counts: list[int], epochs: int, out: Path | None)
               f"{row['vectorised_seconds']:7.2f} s, speed-up x{row['speed_up']:.2f}; largest weight difference "
               f"{row['max_weight_difference']:.1e}", flush=True)
     if out:
-        out.write_text(json.dumps({"device": name, "threads": threads, "torch": torch.__version__,
-                                   "arch": params.model.arch, "dataset": params.data.dataset, "epochs": epochs,
-                                   "samples_per_model": samples, "rows": rows}, indent=2) + "\n")
+        write_json(out, {"device": name, "threads": threads, "torch": torch.__version__,
+                       "arch": params.model.arch, "dataset": params.data.dataset, "epochs": epochs,
+                       "samples_per_model": samples, "rows": rows})
 
 
 def _on(device: torch.device, samples: Samples) -> Samples:

@@ -24,6 +24,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from remi.runtime.files import write_json
+
 WORKLOADS = ("retrain", "remi")
 AUTO = "auto"
 BUSY_LOOP = "while True:\n    pass\n"
@@ -86,8 +88,8 @@ def benchmark_threads(limit_seconds: float, out: Path | None, workloads: tuple[s
                 f"{m} {_shown(row, m, limit_seconds)}" for m in workloads), flush=True)
     _print_slowdowns(rows, workloads)
     if out:
-        out.write_text(json.dumps({"cores": cores, "limit_seconds": limit_seconds, "workloads": list(workloads),
-                                   "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+        write_json(out, {"cores": cores, "limit_seconds": limit_seconds, "workloads": list(workloads),
+                       "rows": [asdict(r) for r in rows]})
 
 
 def _shown(row: Row, method: str, limit_seconds: float) -> str:
