@@ -8,8 +8,9 @@ Every variant is `remi` with some of its params.yaml keys changed (the table nam
 reference, the settings before the confidence anchor, before the unseen-model term and before
 2026-12-04, without the anchor (lambda_anchor 0), the leakage estimator
 (shadow_attack, loss_threshold, class_gaussian), without the unseen-model term (lambda_unseen 0), the MI
-term (lambda_mi 0), the KL term (lambda_kl 0), all three, and sweeps of the loss weights and the step
-budget. Each runs once per ReMI seed on the pipeline's target, splits and attack, in this process; the
+term (lambda_mi 0), the KL term (lambda_kl 0), all three, sweeps of the loss weights and the step
+budget, the stop rule's band and tolerances, and its target (stop_target). Each runs once per ReMI
+seed on the pipeline's target, splits and attack, in this process; the
 audit's attacks score it on forget vs audit_holdout, and its gaps are to the pipeline's retrained model
 (models/unlearned/retrain), averaged over the same metrics as the audit's average gap. Seconds / retrain
 uses the pipeline's retrain seconds (another process), so treat that column as indicative; steps is where
