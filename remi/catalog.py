@@ -12,7 +12,8 @@ UNLEARNING_METHODS = ("retrain", "remi", "finetune", "neggrad_plus", "random_lab
                       "ssd")
 LEAKAGE_ESTIMATORS = ("shadow_attack", "loss_threshold", "class_gaussian")  # what ReMI's MI term uses
 SIGNAL_REFERENCES = ("population", "shadows")  # what ReMI measures each forget sample's signal from
-STOP_TARGETS = ("fixed", "shadows")  # where ReMI's stop rule aims: target_auc, or what unseen models show
+STOP_TARGETS = ("fixed", "shadows", "neighbours")  # where ReMI's stop rule aims: target_auc, what unseen models
+#   show, or what a nearest-neighbour model of the retain set shows
 AUDIT_ATTACKS = ("shadow_attack", "loss_attack", "mia_efficacy", "lira", "lira_fixed_variance", "rmia",
                  "online_lira")
 

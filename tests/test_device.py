@@ -13,7 +13,7 @@ import torch
 
 from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
 from remi.attacks.signals import attack_features
-from remi.catalog import LEAKAGE_ESTIMATORS, SIGNAL_REFERENCES
+from remi.catalog import LEAKAGE_ESTIMATORS, SIGNAL_REFERENCES, STOP_TARGETS
 from remi.networks.architectures import resnet9
 from remi.networks.training import predict_logits, seeded_network, train_classifier
 from remi.params_schema import Train
@@ -128,6 +128,23 @@ def test_remi_runs_with_each_estimator_on_the_device(colour_task, estimator, ref
     before = dict(task.original.named_parameters())
     moved = {name for name, weight in model.named_parameters() if not torch.equal(weight, before[name])}
     assert moved and not moved & frozen_names  # the head trained, the prefix did not
+
+
+@pytest.mark.parametrize("stop_target", STOP_TARGETS)
+def test_remi_aims_its_stop_rule_at_each_stop_target_on_the_device(colour_task, stop_target):
+    logged: dict[str, float] = {}
+    task = replace(_for(colour_task, "remi", {"stop_target": stop_target, "max_steps": 4, "check_every": 2,
+                                              "batch_size": 25, "trainable_layers": 3}),
+                   on_step=lambda step, values: logged.update(values))
+    model, _ = run_method("remi", task)
+    assert model_device(model) == compute_device()
+    targets = {key: value for key, value in logged.items() if key.startswith("target_")}
+    if stop_target == "fixed":
+        assert not targets  # the params' own target_auc: nothing measured to log
+    else:
+        assert set(targets) == {"target_signal_auc", "target_leakage_auc", "target_accuracy_gap"}
+        assert all(0 <= targets[f"target_{key}_auc"] <= 1 for key in ("signal", "leakage"))
+        assert -1 <= targets["target_accuracy_gap"] <= 1
 
 
 def _for(task: UnlearningTask, method: str, overrides: dict) -> UnlearningTask:

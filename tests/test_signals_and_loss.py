@@ -11,6 +11,7 @@ from remi.networks.architectures import small_cnn
 from remi.params_schema import Remi
 from remi.pipeline.params import load_params
 from remi.unlearning.leakage_estimators import ESTIMATORS
+from remi.unlearning.neighbour_target import neighbour_separation
 from remi.unlearning.remi import (
     anchor_samples,
     check_references,
@@ -241,3 +242,25 @@ def test_the_stop_target_from_the_shadows_is_what_models_that_never_saw_forget_o
     # ...and ones that find it easier aim it where they stand, not at 0.5.
     easier = separation(1.0)
     assert easier["signal_auc"] > 0.6 and easier["leakage_auc"] > 0.6 and easier["accuracy_gap"] > 0.1
+
+
+def test_the_stop_target_from_the_neighbours_is_how_much_closer_forget_lies_to_retain_than_out():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+
+    def around(count: int, spread: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """`count` samples per class, scattered `spread` around their class centre (as images: (n, 1, 2))."""
+        labels = torch.arange(3).repeat_interleave(count)
+        return (centres[labels] + spread * torch.randn(len(labels), 2, generator=generator))[:, None], labels
+
+    retain = around(300, 1.0)
+    # Forget and out drawn alike: a model of retain finds neither easier, so the stop aims at about 0.5, no gap...
+    even = neighbour_separation(retain, around(100, 1.0), around(100, 1.0))
+    assert abs(even["signal_auc"] - 0.5) < 0.06 and even["leakage_auc"] == even["signal_auc"]
+    assert abs(even["accuracy_gap"]) < 0.06
+    # ...and a forget set lying among its class's retain samples, against out samples nearer the next class's,
+    # aims it where retraining would stand: forget clearly easier, by rank and by accuracy.
+    out_x, out_y = around(100, 0.3)
+    out_x = out_x + 0.6 * (centres[(out_y + 1) % 3] - centres[out_y])[:, None]
+    easier = neighbour_separation(retain, around(100, 0.3), (out_x, out_y))
+    assert easier["signal_auc"] > 0.8 and easier["accuracy_gap"] > 0.15

@@ -118,6 +118,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     # The accuracy tolerance is one-sided (stop at target + tolerance or below): aimed at the shadows' own
     # accuracy gap, the default's 0.01 would stop a point above it.
     "stop target from the shadows, accuracy_tolerance 0": {"stop_target": "shadows", "accuracy_tolerance": 0.0},
+    # The draw's effect is carried by the retain set, which the shadows never trained on: aim at what its nearest
+    # neighbours show on the same check samples (remi/unlearning/neighbour_target.py).
+    "stop target from the neighbours": {"stop_target": "neighbours"},
+    "stop target from the neighbours, accuracy_tolerance 0": {"stop_target": "neighbours", "accuracy_tolerance": 0.0},
+    # The band (target +- auc_tolerance) is as wide as the draw's effect it aims at: a narrower one.
+    "stop target from the neighbours, auc_tolerance 0.01": {"stop_target": "neighbours", "auc_tolerance": 0.01},
 }
 FLOOR = "retrain, other seeds (the floor)"
 FLOOR_SWITCHES = "retraining with retrain.seed + 1 + seed; its steps are its last epoch's index"

@@ -57,6 +57,7 @@ from remi.networks.training import accuracy, adam, predict_logits
 from remi.params_schema import Remi
 from remi.unlearning.base import Samples, UnlearningTask, subsample
 from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
+from remi.unlearning.neighbour_target import neighbour_separation
 
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
 Referenced = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (features, labels, expected signal)
@@ -95,11 +96,15 @@ def remi(task: UnlearningTask) -> nn.Module:
     *checked, check_positions = subsample((*forget, torch.arange(len(forget_y), device=forget_y.device)),
                                           CHECK_SAMPLES, generator)
     check_forget: Referenced = (checked[0], checked[1], checked[2])
-    targets = (unseen_separation(forget_references[:, check_positions.cpu()], check_forget, check_out_references,
-                                 check_out, leakage)
-               if forget_references is not None and check_out_references is not None and aimed_by_shadows
-               else fixed_targets(p))
-    if aimed_by_shadows:
+    if forget_references is not None and check_out_references is not None and aimed_by_shadows:
+        targets = unseen_separation(forget_references[:, check_positions.cpu()], check_forget, check_out_references,
+                                    check_out, leakage)
+    elif p.stop_target == "neighbours":
+        targets = neighbour_separation(task.retain, (forget_x[check_positions], forget_y[check_positions]),
+                                       (check_x, check_y))
+    else:
+        targets = fixed_targets(p)
+    if p.stop_target != "fixed":
         task.log(0, {f"target_{key}": value for key, value in targets.items()})
     optimizer = adam(head.parameters(), lr=p.lr)
     for step in range(p.max_steps + 1):
