@@ -264,3 +264,16 @@ def test_the_stop_target_from_the_neighbours_is_how_much_closer_forget_lies_to_r
     out_x = out_x + 0.6 * (centres[(out_y + 1) % 3] - centres[out_y])[:, None]
     easier = neighbour_separation(retain, around(100, 0.3), (out_x, out_y))
     assert easier["signal_auc"] > 0.8 and easier["accuracy_gap"] > 0.15
+
+
+def test_the_neighbours_put_a_forgotten_class_below_every_sample_whose_class_retain_still_holds():
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(600, 1, 4, generator=generator)
+    labels = torch.arange(600) % 3
+    retain = (inputs[:300][labels[:300] != 0], labels[:300][labels[:300] != 0])  # class 0 forgotten entirely
+    forget = (inputs[300:450][labels[300:450] == 0], labels[300:450][labels[300:450] == 0])
+    out = (inputs[450:], labels[450:])
+    target = neighbour_separation(retain, forget, out)
+    # No class-0 sample is left in retain: its samples are the hardest there are, never the easiest.
+    assert target["signal_auc"] < 0.4
+    assert target["accuracy_gap"] < 0

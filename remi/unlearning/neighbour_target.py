@@ -48,8 +48,12 @@ def _margins_and_votes(retain: Samples, queries: Samples) -> tuple[torch.Tensor,
 
 
 def _nearest_mean(distances: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Mean distance to the k nearest allowed retain samples of each query (fewer if fewer are allowed)."""
+    """Mean distance to the k nearest allowed retain samples of each query (fewer if fewer are allowed; infinite
+    if none is: a forgotten class has no retain samples left, so its samples are as far from their own class as
+    can be, which is where a model retrained without the class puts them)."""
     masked = distances.masked_fill(~allowed, float("inf"))
     nearest = masked.topk(min(NEIGHBOURS, masked.shape[1]), largest=False).values
     finite = nearest.isfinite()
-    return nearest.where(finite, 0.0).sum(1) / finite.sum(1).clamp(min=1)
+    count = finite.sum(1)
+    mean = nearest.where(finite, 0.0).sum(1) / count.clamp(min=1)
+    return mean.masked_fill(count == 0, float("inf"))

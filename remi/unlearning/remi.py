@@ -37,7 +37,9 @@ the unseen-model term; docs/method.md.
 Stop rule: the estimator and the signal rank forget no higher than out (AUC at most `target_auc` +
 `auc_tolerance`) and forget accuracy is at most `accuracy_tolerance` above out accuracy; or both AUCs
 are that low and one is already below `target_auc` - `auc_tolerance` (an overshoot that more steps
-would only deepen); or the step budget runs out.
+would only deepen); or the step budget runs out. `remi.stop_target` moves the targets from `target_auc` and
+no accuracy gap to what the shadows show on the same check samples (`unseen_separation`) or what a
+nearest-neighbour model of the retain set shows on them (neighbour_target.py).
 
 Only the last `trainable_layers` layers are fine-tuned: membership leaks mostly through the head,
 and a frozen feature extractor keeps test accuracy. Its outputs are then computed once per sample
