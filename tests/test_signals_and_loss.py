@@ -277,3 +277,13 @@ def test_the_neighbours_put_a_forgotten_class_below_every_sample_whose_class_ret
     # No class-0 sample is left in retain: its samples are the hardest there are, never the easiest.
     assert target["signal_auc"] < 0.4
     assert target["accuracy_gap"] < 0
+
+
+def test_the_neighbours_vote_with_every_retain_sample_when_retain_holds_fewer_than_k():
+    # Three retain samples (k is 5): two of class 0 near 0, one of class 1 near 10.
+    retain = (torch.tensor([[0.0], [0.2], [10.0]]), torch.tensor([0, 0, 1]))
+    near_their_own = (torch.tensor([[0.5], [9.5]]), torch.tensor([0, 1]))
+    near_the_other = (torch.tensor([[9.0], [1.0]]), torch.tensor([0, 1]))
+    target = neighbour_separation(retain, near_their_own, near_the_other)
+    assert target["signal_auc"] == 1.0  # the margins still rank by how near each sample lies to its own class
+    assert target["accuracy_gap"] == 0.0  # every vote is the whole retain set's: class 0, right for half of each

@@ -41,7 +41,7 @@ def _margins_and_votes(retain: Samples, queries: Samples) -> tuple[torch.Tensor,
         distances = torch.cdist(x, retain_x)
         same = retain_y[None, :] == y[:, None]
         margins.append(_nearest_mean(distances, ~same) - _nearest_mean(distances, same))
-        nearest = retain_y[distances.topk(NEIGHBOURS, largest=False).indices]
+        nearest = retain_y[distances.topk(min(NEIGHBOURS, len(retain_y)), largest=False).indices]
         votes = torch.nn.functional.one_hot(nearest, num_classes).sum(1)
         correct.append(votes.argmax(1) == y)
     return torch.cat(margins).cpu(), torch.cat(correct)
