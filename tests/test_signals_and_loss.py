@@ -4,17 +4,21 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from remi.attacks.roc import rank_auc
 from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
 from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
 from remi.errors import ParamsError
 from remi.networks.architectures import small_cnn
+from remi.networks.training import accuracy
 from remi.params_schema import Remi
 from remi.pipeline.params import load_params
 from remi.unlearning.leakage_estimators import ESTIMATORS
 from remi.unlearning.neighbour_target import neighbour_separation
 from remi.unlearning.remi import (
+    CheckSamples,
     anchor_samples,
     check_references,
+    distinguishability,
     expected_signal,
     fixed_targets,
     looks_unseen,
@@ -232,8 +236,8 @@ def test_the_stop_target_from_the_shadows_is_what_models_that_never_saw_forget_o
 
     def separation(margin: float) -> dict[str, float]:
         references = torch.stack([unseen_model_logits(margin) for _ in range(4)])
-        return unseen_separation(references[:, :200], forget, references[:, 200:], out, lambda logits, y: (
-            logit_scaled_confidence(logits, y)))
+        return unseen_separation(references[:, :200], references[:, 200:], CheckSamples.of(forget, out),
+                                 lambda logits, y: logit_scaled_confidence(logits, y))
 
     # Unseen models that find this forget set no easier than out aim the stop at about 0.5 and no gap...
     even = separation(0.0)
@@ -242,6 +246,26 @@ def test_the_stop_target_from_the_shadows_is_what_models_that_never_saw_forget_o
     # ...and ones that find it easier aim it where they stand, not at 0.5.
     easier = separation(1.0)
     assert easier["signal_auc"] > 0.6 and easier["leakage_auc"] > 0.6 and easier["accuracy_gap"] > 0.1
+
+
+def test_one_pass_over_forget_and_out_checks_what_two_passes_would():
+    generator = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(6, 4)
+    forget = (torch.randn(30, 6, generator=generator), torch.arange(30) % 4, torch.randn(30, generator=generator))
+    out = (torch.randn(50, 6, generator=generator), torch.arange(50) % 4, torch.randn(50, generator=generator))
+    leakage = AttackModel(10, 8).eval()  # phi of 4 classes: top 3, confidence, loss, entropy, label
+    separation, out_signal = distinguishability(head, leakage, CheckSamples.of(forget, out))
+
+    with torch.no_grad():
+        forget_logits, out_logits = head(forget[0]), head(out[0])
+        forget_signal = logit_scaled_confidence(forget_logits, forget[1]) - forget[2]
+        expected_out_signal = logit_scaled_confidence(out_logits, out[1]) - out[2]
+        leakage_auc = rank_auc(leakage(forget_logits, forget[1]), leakage(out_logits, out[1]))
+    assert torch.allclose(out_signal, expected_out_signal)
+    assert separation["signal_auc"] == pytest.approx(rank_auc(forget_signal, expected_out_signal))
+    assert separation["leakage_auc"] == pytest.approx(leakage_auc)
+    accuracy_gap = accuracy(forget_logits, forget[1]) - accuracy(out_logits, out[1])
+    assert separation["accuracy_gap"] == pytest.approx(accuracy_gap)
 
 
 def test_the_stop_target_from_the_neighbours_is_how_much_closer_forget_lies_to_retain_than_out():

@@ -47,6 +47,7 @@ instead of once per step, which makes ReMI a few percent of retraining's cost.
 """
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,27 @@ from remi.unlearning.neighbour_target import neighbour_separation
 CHECK_SAMPLES = 1000  # forget and out samples scored at each stopping check
 Referenced = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (features, labels, expected signal)
 Anchored = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (features, labels, the original model's confidence)
+
+
+@dataclass(frozen=True)
+class CheckSamples:
+    """The stopping checks' forget samples followed by their out samples, (features, labels, expected
+    signal) each, held as one set so each check scores both in one pass: ReMI checks every few steps,
+    and on small networks the number of passes, not their size, sets its cost."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    expected: torch.Tensor
+    forget_count: int
+
+    @classmethod
+    def of(cls, forget: Referenced, out: Referenced) -> "CheckSamples":
+        features, labels, expected = (torch.cat([ours, theirs]) for ours, theirs in zip(forget, out, strict=True))
+        return cls(features, labels, expected, forget_count=len(forget[1]))
+
+    def split(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample `values` (in the set's order) as (forget's, out's)."""
+        return values[:self.forget_count], values[self.forget_count:]
 
 
 def remi(task: UnlearningTask) -> nn.Module:
@@ -97,10 +119,10 @@ def remi(task: UnlearningTask) -> nn.Module:
     # The samples' positions ride along, so the stop target can be measured on the same samples.
     *checked, check_positions = subsample((*forget, torch.arange(len(forget_y), device=forget_y.device)),
                                           CHECK_SAMPLES, generator)
-    check_forget: Referenced = (checked[0], checked[1], checked[2])
+    checks = CheckSamples.of((checked[0], checked[1], checked[2]), check_out)
     if forget_references is not None and check_out_references is not None and aimed_by_shadows:
-        targets = unseen_separation(forget_references[:, check_positions.cpu()], check_forget, check_out_references,
-                                    check_out, leakage)
+        targets = unseen_separation(forget_references[:, check_positions.cpu()], check_out_references, checks,
+                                    leakage)
     elif p.stop_target == "neighbours":
         targets = neighbour_separation(task.retain, (forget_x[check_positions], forget_y[check_positions]),
                                        (check_x, check_y))
@@ -111,7 +133,7 @@ def remi(task: UnlearningTask) -> nn.Module:
     optimizer = adam(head.parameters(), lr=p.lr)
     for step in range(p.max_steps + 1):
         if step % p.check_every == 0 or step == p.max_steps:
-            separation, out_signal = distinguishability(head, leakage, check_forget, check_out)
+            separation, out_signal = distinguishability(head, leakage, checks)
             task.log(step, separation)
             if looks_unseen(separation, p, targets):
                 break
@@ -162,14 +184,14 @@ def fixed_targets(p: Remi) -> dict[str, float]:
     return {"signal_auc": p.target_auc, "leakage_auc": p.target_auc, "accuracy_gap": 0.0}
 
 
-def unseen_separation(forget_references: torch.Tensor, forget: Referenced, out_references: torch.Tensor,
-                      out: Referenced, leakage: LeakageScore) -> dict[str, float]:
+def unseen_separation(forget_references: torch.Tensor, out_references: torch.Tensor, checks: CheckSamples,
+                      leakage: LeakageScore) -> dict[str, float]:
     """`remi.stop_target: shadows`: the separation of the same check samples under the reference models,
     which never trained on forget or out, averaged over them. A retrained model has not seen them either,
     yet a given forget set may be a little easier than out by chance (its neighbours in retain, its
     classes): aiming at 0.5 would push that away too, which retraining would not."""
-    device = forget[1].device  # the reference logits are on the CPU, the samples and the attack may not be
-    separations = [separation_of(forget_logits.to(device), out_logits.to(device), leakage, forget, out)[0]
+    device = checks.labels.device  # the reference logits are on the CPU, the samples and the attack may not be
+    separations = [separation_of(torch.cat([forget_logits, out_logits]).to(device), checks, leakage)[0]
                    for forget_logits, out_logits in zip(forget_references, out_references, strict=True)]
     return {key: sum(s[key] for s in separations) / len(separations) for key in separations[0]}
 
@@ -251,21 +273,23 @@ def _features(frozen: nn.Module, inputs: torch.Tensor, chunk: int = 2048) -> tor
 
 
 @torch.no_grad()
-def distinguishability(head: nn.Module, leakage: LeakageScore, forget: Referenced,
-                       out: Referenced) -> tuple[dict[str, float], torch.Tensor]:
+def distinguishability(head: nn.Module, leakage: LeakageScore,
+                       checks: CheckSamples) -> tuple[dict[str, float], torch.Tensor]:
     """How well the signal and the leakage estimator separate forget from out under the current head,
     how much more accurate the head is on forget than on out; and the out signal itself."""
-    return separation_of(head(forget[0]), head(out[0]), leakage, forget, out)
+    return separation_of(head(checks.features), checks, leakage)
 
 
-def separation_of(forget_logits: torch.Tensor, out_logits: torch.Tensor, leakage: LeakageScore,
-                  forget: Referenced, out: Referenced) -> tuple[dict[str, float], torch.Tensor]:
-    """A model's separation of forget from out, given its logits on both (see `distinguishability`)."""
-    out_signal = logit_scaled_confidence(out_logits, out[1]) - out[2]
+def separation_of(logits: torch.Tensor, checks: CheckSamples,
+                  leakage: LeakageScore) -> tuple[dict[str, float], torch.Tensor]:
+    """A model's separation of forget from out, given its logits on the check samples (see
+    `distinguishability`)."""
+    forget_signal, out_signal = checks.split(logit_scaled_confidence(logits, checks.labels) - checks.expected)
+    (forget_logits, out_logits), (forget_labels, out_labels) = checks.split(logits), checks.split(checks.labels)
     separation = {
-        "accuracy_gap": accuracy(forget_logits, forget[1]) - accuracy(out_logits, out[1]),
-        "signal_auc": rank_auc(logit_scaled_confidence(forget_logits, forget[1]) - forget[2], out_signal),
-        "leakage_auc": rank_auc(leakage(forget_logits, forget[1]), leakage(out_logits, out[1])),
+        "accuracy_gap": accuracy(forget_logits, forget_labels) - accuracy(out_logits, out_labels),
+        "signal_auc": rank_auc(forget_signal, out_signal),
+        "leakage_auc": rank_auc(*checks.split(leakage(logits, checks.labels))),
     }
     return separation, out_signal
 
