@@ -7,7 +7,7 @@
     remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira] [--retrain-floor]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
     remi fq-anatomy [--variants NAME ...] [--models M]  why forgetting quality falls short: location vs spread
-    remi benchmark networks|unlearning|sequential|threads|vectorised|adam|startup|profile
+    remi benchmark networks|unlearning|sequential|threads|vectorised|precision|adam|startup|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
     remi ui                             the MLflow UI on the local store
@@ -90,6 +90,10 @@ def _benchmark(args: argparse.Namespace) -> None:
         from remi.benchmarks.reference_models import benchmark_vectorised
 
         benchmark_vectorised(args.models, args.epochs, args.out)
+    elif args.what == "precision":
+        from remi.benchmarks.precision import benchmark_precision
+
+        benchmark_precision(args.repeats, args.out)
     elif args.what == "adam":
         from remi.benchmarks.optimizer import benchmark_adam
 
@@ -236,13 +240,14 @@ def _add_pipeline_commands(command: Command) -> None:
                               "more resolve the estimate finer and take 2M retrainings")
     benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
-                                                   "adam", "startup", "profile"))
+                                                   "precision", "adam", "startup", "profile"))
     benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
     benchmark.add_argument("--out", type=Path,
-                           help="networks, threads, vectorised, adam, startup, profile: also write the timings to "
-                                "this JSON file")
+                           help="networks, threads, vectorised, precision, adam, startup, profile: also write the "
+                                "timings to this JSON file")
     benchmark.add_argument("--repeats", type=int, default=3,
-                           help="unlearning, adam, startup: repeats per method (startup: per import)")
+                           help="unlearning, precision, adam, startup: repeats per method (startup: per import; "
+                                "precision: per precision)")
     benchmark.add_argument("--steps", type=int, default=200, help="adam: timed steps per repeat (default 200)")
     benchmark.add_argument("--limit-seconds", type=_seconds, default=120,
                            help="threads: stop a run still going after this long (default 120)")

@@ -18,6 +18,7 @@ from remi.catalog import (
     DATASETS,
     LEAKAGE_ESTIMATORS,
     NETWORKS,
+    PRECISIONS,
     REFERENCE,
     SIGNAL_REFERENCES,
     STOP_TARGETS,
@@ -122,6 +123,8 @@ class Train(Section):
     batch_size: Count
     max_lr: Positive
     seed: Seed
+    # float32 when left out (recipes built in code; params.yaml names it). remi/runtime/precision.py
+    precision: Annotated[str, _one_of(PRECISIONS, "precision")] = "float32"
 
 
 class Shadows(Section):

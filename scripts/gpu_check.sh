@@ -2,8 +2,8 @@
 # What a GPU session checks and measures (docs/devices.md, "GPU checks"), installing nothing: (1) the
 # device tests on the GPU, (2) what each heavy import and each stage's module cost (`remi benchmark
 # startup`), (3) the whole default pipeline, clean (shadows trained, not reused), in a copy of this
-# project, and its per-stage profile, (4) vectorised against one-by-one reference models, (5) training
-# cost per profile. About 6 minutes on one H200 (measured once, when the start-up probe imported only the
+# project, and its per-stage profile, (4) vectorised against one-by-one reference models, (5) float32
+# against bfloat16 mixed-precision training, (6) training cost per profile. About 6 minutes on one H200 (measured once, when the start-up probe imported only the
 # frameworks; the stages' imports now come on top, not yet measured on a GPU); each step has a time
 # limit (below), so a step that hangs cannot take the others' time. Each step's output
 # goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and seconds and the JSON
@@ -52,7 +52,7 @@ clean_pipeline() {
 export -f remi clean_pipeline project_copy
 export root out pipeline_copy
 # Results of an earlier run in the same OUT_DIR must not pass for this one's.
-rm -rf "$out"/{networks,vectorised,profile,startup,gpu_check}.json "$out/pipeline_metrics"
+rm -rf "$out"/{networks,vectorised,precision,profile,startup,gpu_check}.json "$out/pipeline_metrics"
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$out/gpu.txt" 2>&1
 else
@@ -63,6 +63,7 @@ step device_tests 90 "$REMI_PYTHON" -m pytest -q tests/test_device.py tests/test
 step startup 180 remi benchmark startup --repeats 1 --out "$out/startup.json"
 step pipeline 420 clean_pipeline
 step vectorised 80 remi benchmark vectorised --models 8 16 --epochs 5 --out "$out/vectorised.json"
+step precision 90 remi benchmark precision --repeats 3 --out "$out/precision.json"
 step networks 60 remi benchmark networks --out "$out/networks.json"
 cp -r "$pipeline_copy/metrics" "$out/pipeline_metrics" 2>/dev/null
 rm -rf "$pipeline_copy"
@@ -76,7 +77,7 @@ for line in sys.stdin.read().split("\n"):
         name, code, seconds = line.split()
         steps[name] = {"exit_code": int(code), "seconds": float(seconds)}
 results = {name: json.loads((out / f"{name}.json").read_text())
-           for name in ("networks", "vectorised", "profile", "startup") if (out / f"{name}.json").exists()}
+           for name in ("networks", "vectorised", "precision", "profile", "startup") if (out / f"{name}.json").exists()}
 gpu = (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() else "unknown"
 summary = {"gpu": gpu, "device": sys.argv[2], "steps": steps, "results": results}
 (out / "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -9,11 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from remi.audit.forgetting_anatomy import ONLINE_ROW, SAME_SAMPLES_ROW, SHADOWS_ROW
 from remi.benchmarks.threads import BUSY_LOOP
 from remi.cli import build_parser
+from remi.runtime.precision import has_native_bfloat16
 from tests.conftest import REMI, REPO, clone_run
 
 SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "fq-anatomy", "benchmark", "summary", "ui",
@@ -140,6 +142,22 @@ def test_benchmark_adam_times_the_unfused_and_the_fused_update(finished, tmp_pat
     assert report["stacked_models"] == 2 and set(timings) == {"one model", "2 stacked"}  # the tiny profile's block
     assert all(timing["unfused_ms"] > 0 and timing["fused_ms"] > 0 for timing in timings.values())
     assert timings["one model"]["forward_backward_ms"] > 0 and "Adam step: unfused" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_native_bfloat16(torch.device("cpu")), reason="this CPU has no native bfloat16")
+def test_benchmark_precision_times_both_precisions_on_both_workloads(finished, tmp_path):
+    out = tmp_path / "precision.json"
+    result = remi("benchmark", "precision", "--repeats", "2", "--out", str(out), cwd=finished)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    # The tiny profile's block is 2.
+    assert set(report["workloads"]) == {"one network", "2 stacked networks", "2 networks one by one"}
+    for timing in report["workloads"].values():
+        assert all(len(timing["seconds"][p]) == 2 and min(timing["seconds"][p]) > 0 for p in ("float32", "bfloat16"))
+        assert timing["speed_up"] == pytest.approx(timing["median_seconds"]["float32"]
+                                                   / timing["median_seconds"]["bfloat16"])
+    assert "median speed-up x" in result.stdout
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from remi.runtime.device import compute_device
 
 # Library files whose code shapes a shadow; editing one invalidates every saved shadow.
 _RECIPE_SOURCES = ("networks/architectures.py", "networks/training.py", "networks/vectorised.py",
-                   "attacks/shadow_models.py")
+                   "runtime/precision.py", "attacks/shadow_models.py")
 
 
 def shadow_seed(base_seed: int, shadow_id: int) -> int:

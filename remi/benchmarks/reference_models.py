@@ -9,18 +9,18 @@ the pipeline would train otherwise. Also reports the largest weight difference b
 the float tolerance they agree within.
 """
 
-import time
 from pathlib import Path
 
 import torch
 
+from remi.benchmarks.timing import timed
 from remi.data.datasets import load_dataset
 from remi.errors import UserError
 from remi.networks.architectures import build_network
 from remi.networks.training import seeded_network, train_classifier
 from remi.networks.vectorised import Samples, can_vectorise, train_classifiers
 from remi.pipeline.params import load_params
-from remi.runtime.device import compute_device, configure_threads, describe, synchronize
+from remi.runtime.device import compute_device, configure_threads, describe
 from remi.runtime.files import write_json
 
 
@@ -64,22 +64,14 @@ def _on(device: torch.device, samples: Samples) -> Samples:
 
 def _compare(build, data: list[Samples], recipe, device: torch.device) -> dict[str, float]:
     seeds = list(range(len(data)))
-    alone, alone_seconds = _timed(device, lambda: [
+    alone, alone_seconds = timed(device, lambda: [
         train_classifier(seeded_network(build, s).to(device), *d, recipe, s) for s, d in zip(seeds, data, strict=True)])
-    together, together_seconds = _timed(device, lambda: train_classifiers(
+    together, together_seconds = timed(device, lambda: train_classifiers(
         [seeded_network(build, s).to(device) for s in seeds], data, recipe, seeds))
     gap = max((a - b).abs().max().item() for one, other in zip(alone, together, strict=True)
               for a, b in zip(one.parameters(), other.parameters(), strict=True))
     return {"models": len(data), "one_by_one_seconds": alone_seconds, "vectorised_seconds": together_seconds,
             "speed_up": alone_seconds / together_seconds, "max_weight_difference": gap}
-
-
-def _timed(device: torch.device, work):
-    synchronize(device)
-    started = time.perf_counter()
-    result = work()
-    synchronize(device)
-    return result, time.perf_counter() - started
 
 
 def _warm_up(build, dataset, recipe, device: torch.device) -> None:

@@ -9,6 +9,7 @@ from torch import nn
 
 from remi.params_schema import Train
 from remi.runtime.device import model_device, rebalance_threads
+from remi.runtime.precision import training_precision
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -33,9 +34,11 @@ def train_classifier(
 ) -> nn.Module:
     """Adam with a one-cycle schedule, no augmentation, data as in-memory tensors on the model's device.
 
-    Deterministic in `seed` (batch order) given the model's initial weights.
+    Deterministic in `seed` (batch order) given the model's initial weights. The forward pass and the
+    loss run in `train_params.precision`; weights, gradients and Adam's state stay float32.
     """
     device = model_device(model)
+    precision = training_precision(device, train_params.precision)
     inputs, labels = inputs.to(device), labels.to(device)
     epochs, batch_size = train_params.epochs, train_params.batch_size
     steps_per_epoch = -(-len(labels) // batch_size)
@@ -53,8 +56,9 @@ def train_classifier(
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         for batch in torch.randperm(len(labels), generator=generator).to(device).split(batch_size):
-            logits = model(inputs[batch])
-            loss = F.cross_entropy(logits, labels[batch])
+            with precision:
+                logits = model(inputs[batch])
+                loss = F.cross_entropy(logits, labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -27,6 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from remi.networks.training import EpochCallback, adam, train_classifier
 from remi.params_schema import Train
 from remi.runtime.device import model_device, rebalance_threads
+from remi.runtime.precision import training_precision
 
 Samples = tuple[torch.Tensor, torch.Tensor]  # inputs, labels
 
@@ -71,6 +72,7 @@ def train_classifiers(models: list[nn.Module], data: list[Samples], train_params
     if not all(can_vectorise(m) for m in models):
         raise ValueError("a network with buffers or dropout cannot be trained vectorised; train it one by one")
     device = model_device(models[0])
+    precision = training_precision(device, train_params.precision)
     count, size = len(models), sizes.pop()
     inputs = torch.stack([x for x, _ in data]).to(device)  # (K, N, ...)
     labels = torch.stack([y for _, y in data]).to(device)  # (K, N)
@@ -96,7 +98,8 @@ def train_classifiers(models: list[nn.Module], data: list[Samples], train_params
         loss_sum, correct = torch.zeros(count, device=device), torch.zeros(count, device=device)
         orders = torch.stack([torch.randperm(size, generator=g) for g in generators]).to(device)  # (K, N)
         for batch in orders.split(batch_size, dim=1):  # (K, B): model k's batch in row k
-            losses, hits = batched_loss(parameters, inputs[rows, batch], labels[rows, batch])
+            with precision:
+                losses, hits = batched_loss(parameters, inputs[rows, batch], labels[rows, batch])
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # model k's parameters get only model k's loss gradient
             optimizer.step()

@@ -23,7 +23,8 @@ from remi.unlearning.base import Samples, UnlearningTask, gradient
 def finetune(task: UnlearningTask) -> nn.Module:
     p = task.params(Finetune)
     model = copy.deepcopy(task.original)
-    recipe = Train(epochs=p.epochs, batch_size=p.batch_size, max_lr=p.lr, seed=p.seed)
+    recipe = Train(epochs=p.epochs, batch_size=p.batch_size, max_lr=p.lr, seed=p.seed,
+                   precision=task.train_params.precision)
     return train_classifier(model, *task.retain, recipe, p.seed,
                             on_epoch=lambda epoch, values: task.log(epoch, values))
 
