@@ -3,10 +3,10 @@
 # device tests on the GPU, (2) what each heavy import and each stage's module cost (`remi benchmark
 # startup`), (3) the whole default pipeline, clean (shadows trained, not reused), in a copy of this
 # project, and its per-stage profile, (4) vectorised against one-by-one reference models, (5) float32
-# against bfloat16 mixed-precision training, (6) training cost per profile. About 6 minutes on one H200 (measured once, when the start-up probe imported only the
-# frameworks; the stages' imports now come on top, not yet measured on a GPU); each step has a time
-# limit (below), so a step that hangs cannot take the others' time. Each step's output
-# goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and seconds and the JSON
+# against bfloat16 mixed-precision training, (6) training cost per profile. About 6 minutes on one H200
+# (measured once, before step 5 and the stages' imports in step 2 were added; not measured on a GPU
+# since); each step has a time limit (below), so a step that hangs cannot take the others' time. Each
+# step's output goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and seconds and the JSON
 # results of the steps that ran. A failing step is recorded and the next one runs.
 # Usage: scripts/gpu_check.sh [OUT_DIR]   (default: $OUT if set, else reports/gpu_check)
 #        GPU_CHECK_STEPS="device_tests pipeline" scripts/gpu_check.sh   (only the steps named)

@@ -95,6 +95,17 @@ VOLATILE = ("metrics/train_target.json", "metrics/train_shadows.json", "metrics/
 OUTPUTS = ("data/splits", "models", "metrics", "reports", "lineage", "dvc.lock")
 
 
+def small_cnns(dataset, params: dict, seeds: list[int]) -> list:
+    """params.yaml's small CNN for `dataset`, one per seed, each with its initial weights from its seed."""
+    from remi.networks.architectures import build_network
+    from remi.networks.training import seeded_network
+    from remi.params_schema import Model
+
+    options = Model.model_validate(params["model"] | {"arch": "small_cnn"})
+    return [seeded_network(lambda: build_network(options, dataset.input_shape, dataset.num_classes), seed)
+            for seed in seeds]
+
+
 def output_hashes(work: Path, stable_only: bool = False) -> dict[str, str]:
     """md5 of every file the pipeline writes (hidden temp files included, so leftovers show)."""
     import hashlib

@@ -5,12 +5,12 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from remi.networks.architectures import build_network
-from remi.networks.training import accuracy, predict_logits, seeded_network, train_classifier
+from remi.networks.training import accuracy, predict_logits, train_classifier
 from remi.networks.vectorised import train_classifiers
-from remi.params_schema import Model, Train
+from remi.params_schema import Train
 from remi.runtime import precision
 from remi.runtime.precision import PrecisionError, has_native_bfloat16
+from tests.conftest import small_cnns
 
 FLOAT32 = Train(epochs=4, batch_size=64, max_lr=0.003, seed=0)
 BFLOAT16 = FLOAT32.model_copy(update={"precision": "bfloat16"})
@@ -18,18 +18,13 @@ native = pytest.mark.skipif(not has_native_bfloat16(torch.device("cpu")),
                             reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX); the refusal is tested below")
 
 
-def _cnn(fashion_mnist, params, seed):
-    options = Model.model_validate(params["model"])
-    return seeded_network(lambda: build_network(options, fashion_mnist.input_shape, fashion_mnist.num_classes), seed)
-
-
 @native
 def test_bfloat16_trains_as_well_as_float32_and_keeps_float32_weights(fashion_mnist, params):
     train, test = torch.arange(2000), torch.arange(2000, 3000)
     x, y = fashion_mnist.subset(train)
     test_x, test_y = fashion_mnist.subset(test)
-    full = train_classifier(_cnn(fashion_mnist, params, 0), x, y, FLOAT32, 0)
-    mixed = train_classifier(_cnn(fashion_mnist, params, 0), x, y, BFLOAT16, 0)
+    full = train_classifier(small_cnns(fashion_mnist, params, [0])[0], x, y, FLOAT32, 0)
+    mixed = train_classifier(small_cnns(fashion_mnist, params, [0])[0], x, y, BFLOAT16, 0)
     assert all(w.dtype == torch.float32 for w in mixed.parameters())
     # Same seeds, other rounding: really trained in bfloat16, not silently in float32.
     assert max((a - b).abs().max().item() for a, b in zip(full.parameters(), mixed.parameters(), strict=True)) > 1e-3
@@ -41,8 +36,8 @@ def test_bfloat16_trains_as_well_as_float32_and_keeps_float32_weights(fashion_mn
 @native
 def test_vectorised_training_runs_in_bfloat16_too(fashion_mnist, params):
     data = [fashion_mnist.subset(torch.arange(k * 500, (k + 1) * 500)) for k in range(2)]
-    full = train_classifiers([_cnn(fashion_mnist, params, s) for s in (1, 2)], data, FLOAT32, [1, 2])
-    mixed = train_classifiers([_cnn(fashion_mnist, params, s) for s in (1, 2)], data, BFLOAT16, [1, 2])
+    full = train_classifiers(small_cnns(fashion_mnist, params, [1, 2]), data, FLOAT32, [1, 2])
+    mixed = train_classifiers(small_cnns(fashion_mnist, params, [1, 2]), data, BFLOAT16, [1, 2])
     probe = fashion_mnist.inputs[-500:]
     for a, b in zip(full, mixed, strict=True):
         assert not torch.equal(predict_logits(a, probe), predict_logits(b, probe))
@@ -51,7 +46,7 @@ def test_vectorised_training_runs_in_bfloat16_too(fashion_mnist, params):
 
 def test_a_device_without_native_bfloat16_is_refused_before_training(fashion_mnist, params, monkeypatch):
     monkeypatch.setattr(precision, "has_native_bfloat16", lambda device: False)
-    model = _cnn(fashion_mnist, params, 0)
+    model = small_cnns(fashion_mnist, params, [0])[0]
     before = [w.clone() for w in model.parameters()]
     with pytest.raises(PrecisionError, match=r"set train\.precision to float32"):
         train_classifier(model, *fashion_mnist.subset(torch.arange(100)), BFLOAT16, 0)

@@ -5,21 +5,16 @@ import torch
 
 from remi.attacks.shadow_models import shadow_blocks
 from remi.networks.architectures import build_network
-from remi.networks.training import predict_logits, seeded_network, train_classifier
+from remi.networks.training import predict_logits, train_classifier
 from remi.networks.vectorised import can_vectorise, train_classifiers
 from remi.params_schema import Model, Train
+from tests.conftest import small_cnns
 
 RECIPE = Train(epochs=3, batch_size=64, max_lr=0.002, seed=0)
 
 
 def _network(params, arch):
     return Model.model_validate(params["model"] | {"arch": arch})
-
-
-def _models(fashion_mnist, params, seeds):
-    cnn = _network(params, "small_cnn")
-    return [seeded_network(lambda: build_network(cnn, fashion_mnist.input_shape, fashion_mnist.num_classes), seed)
-            for seed in seeds]
 
 
 def _weight_gap(first, second):
@@ -32,10 +27,10 @@ def test_vectorised_and_one_by_one_training_give_the_same_models(fashion_mnist, 
     # Each model its own samples (as shadows have); 600 = 9 batches of 64 and a smaller last one.
     data = [fashion_mnist.subset(torch.randperm(len(fashion_mnist.labels), generator=generator)[:600])
             for _ in seeds]
-    models = _models(fashion_mnist, params, seeds)
+    models = small_cnns(fashion_mnist, params, seeds)
     one_by_one = [train_classifier(m, *d, RECIPE, s) for m, d, s in zip(models, data, seeds, strict=True)]
     epochs_seen = []
-    together = train_classifiers(_models(fashion_mnist, params, seeds), data, RECIPE, seeds,
+    together = train_classifiers(small_cnns(fashion_mnist, params, seeds), data, RECIPE, seeds,
                                  on_epoch=lambda epoch, values: epochs_seen.append((epoch, values["train_loss"])))
     probe = fashion_mnist.inputs[-1000:]
     for alone, batched in zip(one_by_one, together, strict=True):
@@ -50,10 +45,10 @@ def test_vectorised_and_one_by_one_training_give_the_same_models(fashion_mnist, 
 def test_networks_with_buffers_or_unequal_data_are_refused(fashion_mnist, params):
     resnet = build_network(_network(params, "resnet9"), (3, 32, 32), 10)
     assert not can_vectorise(resnet)  # batch norm's running statistics
-    assert can_vectorise(_models(fashion_mnist, params, [0])[0])
+    assert can_vectorise(small_cnns(fashion_mnist, params, [0])[0])
     data = [fashion_mnist.subset(torch.arange(100)), fashion_mnist.subset(torch.arange(90))]
     with pytest.raises(ValueError, match="equally many samples"):
-        train_classifiers(_models(fashion_mnist, params, [0, 1]), data, RECIPE, [0, 1])
+        train_classifiers(small_cnns(fashion_mnist, params, [0, 1]), data, RECIPE, [0, 1])
 
 
 def test_shadows_train_in_fixed_blocks():
