@@ -238,7 +238,8 @@ def _add_pipeline_commands(command: Command) -> None:
     anatomy.add_argument("--models", type=int, metavar="M",
                          help="models per population for this tool only (default: forgetting_quality.models); "
                               "more resolve the estimate finer and take 2M retrainings")
-    benchmark = command("benchmark", _benchmark, "training seconds per network, or unlearning seconds per method")
+    benchmark = command("benchmark", _benchmark, "training seconds (and FLOP rate) per network, unlearning "
+                                                 "seconds per method, and the other measurements in BENCHMARKS.md")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
                                                    "precision", "adam", "startup", "profile"))
     benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")

@@ -77,6 +77,27 @@ def test_benchmark_networks_times_every_profile(tmp_path):
     assert set(timings) == {"params.yaml", "profiles/mnist_5k.yaml", "profiles/letter.yaml",
                             "profiles/cifar10_resnet9.yaml", "profiles/cifar10_resnet18.yaml"}
     assert all(t["seconds_per_1000_samples"] > 0 for t in timings.values())
+    # The rate is the counted work over the measured time, and the heavier networks count more work.
+    for t in timings.values():
+        assert math.isclose(t["training_flops_per_second"],
+                            t["training_flops_per_sample"] * 1000 / t["seconds_per_1000_samples"], rel_tol=1e-9)
+    assert (timings["profiles/cifar10_resnet18.yaml"]["training_flops_per_sample"]
+            > 100 * timings["params.yaml"]["training_flops_per_sample"])
+
+
+def test_training_flops_count_every_layer_forward_and_backward():
+    """The small CNN by hand: each layer's multiply-adds (2 FLOPs each) forward, as many again for its
+    weight gradient and again for its input gradient, except the first layer's, whose input (the data)
+    needs none."""
+    from remi.benchmarks.networks import training_flops_per_sample
+    from remi.networks.architectures import small_cnn
+
+    model = small_cnn((1, 28, 28), 10, conv1_channels=16, conv2_channels=32, hidden_units=256)
+    first = 14 * 14 * 16 * 9  # 3x3 kernels over one input channel at 14x14 outputs
+    rest = 7 * 7 * 32 * 9 * 16 + 32 * 7 * 7 * 256 + 256 * 10
+    expected = 2 * (2 * first + 3 * rest)
+    assert training_flops_per_sample(model, torch.randn(4, 1, 28, 28), torch.arange(4)) == expected
+    assert all(parameter.grad is None for parameter in model.parameters())  # no gradient left behind
 
 
 @pytest.fixture(scope="module")
