@@ -37,8 +37,8 @@ PROFILES = ("params.yaml", "profiles/mnist_5k.yaml", "profiles/letter.yaml", "pr
 
 def training_flops_per_sample(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
     """Floating-point operations of one training step's forward and backward pass per sample: the matrix
-    products and convolutions, as torch's FlopCounterMode counts them (the optimizer's and the activations'
-    elementwise work is not counted; it is a few percent)."""
+    products and convolutions, as torch's FlopCounterMode counts them. The optimizer's and the activations'
+    elementwise work is not counted: a few percent of the operations, if more of the time."""
     counter = FlopCounterMode(display=False)
     with counter:
         F.cross_entropy(model(inputs), labels).backward()
