@@ -23,6 +23,7 @@ from remi.catalog import (
     SIGNAL_REFERENCES,
     STOP_TARGETS,
     UNLEARNING_METHODS,
+    UNSEEN_MATCHES,
 )
 
 MAX_INT = 2**31 - 1  # counts, sizes and seeds: larger values only overflow somewhere downstream
@@ -207,6 +208,7 @@ class Remi(Section):
     lambda_mi: NonNegative
     lambda_kl: NonNegative
     lambda_unseen: NonNegative
+    unseen_match: Annotated[str, _one_of(UNSEEN_MATCHES, "unseen match")]
     lambda_anchor: NonNegative
     signal_reference: Annotated[str, _one_of(SIGNAL_REFERENCES, "signal reference")]
     check_every: Count

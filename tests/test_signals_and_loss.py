@@ -3,6 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from remi.attacks.roc import rank_auc
 from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
@@ -25,6 +26,8 @@ from remi.unlearning.remi import (
     loss_terms,
     reference_logits,
     split_head,
+    true_class_against_rest,
+    unseen_divergence,
     unseen_prediction,
     unseen_separation,
 )
@@ -177,6 +180,26 @@ def test_the_unseen_term_is_zero_only_when_forget_predictions_match_the_unseen_m
     model.zero_grad()
     other["unseen"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_the_unseen_term_on_the_true_class_ignores_how_the_wrong_classes_share_the_rest():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 10, (50,))
+    student = torch.randn(50, 10).log_softmax(1)
+    pair = true_class_against_rest(student, labels)
+    assert torch.allclose(pair[:, 0], student[torch.arange(50), labels])
+    assert torch.allclose(pair.exp().sum(1), torch.ones(50))  # a distribution over {true class, the rest}
+    # The same true-class probability, the rest shared out otherwise among the wrong classes.
+    wrong = torch.ones(50, 10).scatter(1, labels[:, None], 0.0).bool()
+    shuffled = student.clone()
+    shuffled[wrong] = student[wrong].view(50, 9).roll(1, dims=1).flatten()
+    assert unseen_divergence(student, shuffled, labels, "confidence").abs() < 1e-6
+    assert unseen_divergence(student, shuffled, labels, "distribution") > 0.1
+    # A teacher surer of the true class is seen by both.
+    surer = (student + 3.0 * F.one_hot(labels, 10)).log_softmax(1)
+    assert unseen_divergence(student, surer, labels, "confidence") > 0.1
+    assert torch.isclose(unseen_divergence(student, surer, labels, "distribution"),
+                         F.kl_div(student, surer, log_target=True, reduction="batchmean"))
 
 
 def test_the_anchor_is_zero_for_the_original_and_sees_a_global_confidence_drop():

@@ -6,7 +6,8 @@ Per step, on one batch each of retain and forget samples (and, with the anchor, 
     loss = lambda_ce * CE(f(x_r), y_r) + lambda_distill * KL(f0(x_r) || f(x_r))     # fidelity
          + lambda_mi * mean softplus(A(f(x_f)))      # leakage estimator: forget looks like non-member
          + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal
-         + lambda_unseen * KL(g_k(x_f) || f(x_f))    # forget predictions match an unseen model's
+         + lambda_unseen * KL(g_k(x_f) || f(x_f))    # forget predictions match an unseen model's (all
+                                                       #   classes, or the true one against the rest)
          + lambda_anchor * mean (c(x) - c0(x))^2 over the retain batch and an out batch   # confidence stays
 
 A is the leakage estimator named by `remi.estimator` (leakage_estimators.py: the shadow attack model, a
@@ -24,6 +25,8 @@ sample once per run: the MI and KL terms lower forget's confidence as a whole bu
 predictions right where retraining gets some wrong; a single unseen model's output is what retraining
 would give, mistakes and sharpness included (an average over the shadows would be smoother and more
 accurate than any one model). Added 2026-12-04, after the per-example reference; docs/method.md.
+`remi.unseen_match: confidence` compares only the true class's probability against the rest's, so the
+shadow's confusions among the wrong classes are not copied (2026-12-06, an ablation variant).
 
 The anchor holds the logit-scaled confidence c (s without its reference point) on retain and out
 samples where the original model f0 had it: a retrained model is as confident as the original on
@@ -149,7 +152,7 @@ def remi(task: UnlearningTask) -> nn.Module:
                            forget=(forget[0][forget_batch], forget[1][forget_batch], forget[2][forget_batch]),
                            out_signal=out_signal,
                            unseen_log_probs=None if unseen_log_probs is None else unseen_log_probs[forget_batch],
-                           anchor=anchor)
+                           unseen_match=p.unseen_match, anchor=anchor)
         loss = (p.lambda_ce * terms["ce"] + p.lambda_distill * terms["distill"]
                 + p.lambda_mi * terms["mi"] + p.lambda_kl * terms["kl"])
         if "unseen" in terms:
@@ -236,6 +239,25 @@ def unseen_prediction(references: torch.Tensor, generator: torch.Generator) -> t
     return references[drawn, torch.arange(samples)].log_softmax(1)
 
 
+def unseen_divergence(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, labels: torch.Tensor,
+                      match: str) -> torch.Tensor:
+    """KL(unseen model || ReMI's model) per forget sample, averaged. `distribution`: over all classes, so
+    ReMI copies the unseen model's confusions among the wrong classes too. `confidence`: over the true
+    class against all the others together, so only how sure the unseen model is of the right answer,
+    which is what membership attacks read, is copied."""
+    if match == "confidence":
+        student_log_probs, teacher_log_probs = (true_class_against_rest(log_probs, labels)
+                                                for log_probs in (student_log_probs, teacher_log_probs))
+    return F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
+
+
+def true_class_against_rest(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(n, 2) log-probabilities of each sample's true class and of the other classes together."""
+    true_class = log_probs.gather(1, labels[:, None])
+    rest = log_probs.scatter(1, labels[:, None], float("-inf")).logsumexp(1, keepdim=True)
+    return torch.cat([true_class, rest], dim=1)
+
+
 def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module]:
     """(frozen prefix, trainable head) sharing `model`'s modules; the head holds the last
     `last_layers` layers with weights (0: the whole model is the head)."""
@@ -303,12 +325,12 @@ def _batch(labels: torch.Tensor, batch_size: int, generator: torch.Generator) ->
 def loss_terms(head: nn.Module, leakage: LeakageScore,
                retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                forget: Referenced, out_signal: torch.Tensor, unseen_log_probs: torch.Tensor | None = None,
-               anchor: Anchored | None = None) -> dict[str, torch.Tensor]:
+               unseen_match: str = "distribution", anchor: Anchored | None = None) -> dict[str, torch.Tensor]:
     """The loss terms on one batch of retain (features, labels, original log-probs) and forget
     (features, labels, expected signal); `out_signal` is the target distribution, from the last check;
-    with `unseen_log_probs` (an unseen model's outputs on the forget batch), the term that matches them;
-    with `anchor` (out features, labels, the original's confidence), the anchor term on it and the retain
-    batch."""
+    with `unseen_log_probs` (an unseen model's outputs on the forget batch), the term that matches them as
+    `unseen_match` says (`unseen_divergence`); with `anchor` (out features, labels, the original's
+    confidence), the anchor term on it and the retain batch."""
     retain_x, retain_y, teacher_log_probs = retain
     forget_x, forget_y, forget_expected = forget
     anchor_x = retain_x[:0] if anchor is None else anchor[0]
@@ -324,8 +346,8 @@ def loss_terms(head: nn.Module, leakage: LeakageScore,
         "kl": gaussian_kl(forget_signal.mean(), forget_signal.var(), out_signal.mean(), out_signal.var()),
     }
     if unseen_log_probs is not None:
-        terms["unseen"] = F.kl_div(F.log_softmax(forget_logits, dim=1), unseen_log_probs, log_target=True,
-                                   reduction="batchmean")
+        terms["unseen"] = unseen_divergence(F.log_softmax(forget_logits, dim=1), unseen_log_probs, forget_y,
+                                            unseen_match)
     if anchor is not None:
         # The confidence is shift-invariant in the logits, so the teacher's log-probs give the original's.
         changes = torch.cat([
