@@ -26,7 +26,7 @@ predictions right where retraining gets some wrong; a single unseen model's outp
 would give, mistakes and sharpness included (an average over the shadows would be smoother and more
 accurate than any one model). Added 2026-12-04, after the per-example reference; docs/method.md.
 `remi.unseen_match: confidence` compares only the true class's probability against the rest's, so the
-shadow's confusions among the wrong classes are not copied (2026-12-06, an ablation variant).
+shadow's confusions among the wrong classes are not copied (2026-12-06; the MNIST-5k profile's choice).
 
 The anchor holds the logit-scaled confidence c (s without its reference point) on retain and out
 samples where the original model f0 had it: a retrained model is as confident as the original on
