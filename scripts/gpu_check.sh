@@ -6,8 +6,8 @@
 # against bfloat16 mixed-precision training, (6) training cost per profile. About 6 minutes on one H200
 # (measured once, before step 5 and the stages' imports in step 2 were added; not measured on a GPU
 # since); each step has a time limit (below), so a step that hangs cannot take the others' time. Each
-# step's output goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and seconds and the JSON
-# results of the steps that ran. A failing step is recorded and the next one runs.
+# step's output goes to OUT_DIR; OUT_DIR/gpu_check.json gathers every step's exit code and seconds and
+# the JSON results of the steps that ran. A failing step is recorded and the next one runs.
 # Usage: scripts/gpu_check.sh [OUT_DIR]   (default: $OUT if set, else reports/gpu_check)
 #        GPU_CHECK_STEPS="device_tests pipeline" scripts/gpu_check.sh   (only the steps named)
 # REMI_DEVICE defaults to cuda here; REMI_DEVICE=cpu runs the same steps on the CPU (slowly).
