@@ -14,6 +14,8 @@ LEAKAGE_ESTIMATORS = ("shadow_attack", "loss_threshold", "class_gaussian")  # wh
 SIGNAL_REFERENCES = ("population", "shadows")  # what ReMI measures each forget sample's signal from
 STOP_TARGETS = ("fixed", "shadows", "neighbours")  # where ReMI's stop rule aims: target_auc, what unseen models
 #   show, or what a nearest-neighbour model of the retain set shows
+SIGNAL_MATCHES = ("gaussian", "quantiles")  # how ReMI's signal term compares forget's signals with out's: two
+#   Gaussians (mean and variance) or the quantiles of the whole distribution, tails included
 UNSEEN_MATCHES = ("distribution", "confidence")  # what ReMI's unseen-model term matches: the unseen model's
 #   whole output distribution, or only its probability of the true class against the rest
 PRECISIONS = ("float32", "bfloat16")  # what training computes in (bfloat16: mixed precision, where native)

@@ -20,6 +20,7 @@ from remi.catalog import (
     NETWORKS,
     PRECISIONS,
     REFERENCE,
+    SIGNAL_MATCHES,
     SIGNAL_REFERENCES,
     STOP_TARGETS,
     UNLEARNING_METHODS,
@@ -207,6 +208,7 @@ class Remi(Section):
     lambda_distill: NonNegative
     lambda_mi: NonNegative
     lambda_kl: NonNegative
+    signal_match: Annotated[str, _one_of(SIGNAL_MATCHES, "signal match")]
     lambda_unseen: NonNegative
     unseen_match: Annotated[str, _one_of(UNSEEN_MATCHES, "unseen match")]
     lambda_anchor: NonNegative

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from remi.attacks.roc import rank_auc
 from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
-from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
+from remi.attacks.signals import gaussian_kl, logit_scaled_confidence, quantile_distance
 from remi.errors import ParamsError
 from remi.networks.architectures import small_cnn
 from remi.networks.training import accuracy
@@ -334,3 +334,34 @@ def test_the_neighbours_vote_with_every_retain_sample_when_retain_holds_fewer_th
     target = neighbour_separation(retain, near_their_own, near_the_other)
     assert target["signal_auc"] == 1.0  # the margins still rank by how near each sample lies to its own class
     assert target["accuracy_gap"] == 0.0  # every vote is the whole retain set's: class 0, right for half of each
+
+
+def test_the_quantile_match_sees_a_tail_that_two_moments_let_through():
+    torch.manual_seed(0)
+    out_signal = torch.randn(1000)
+    bulk = torch.randn(64)
+    # Most samples a little under out, a few far above: the same mean and variance as N(0, 1) give the
+    # Gaussian KL nothing to do, while the quantiles see the tail.
+    tailed = torch.cat([torch.full((60,), -0.25), torch.full((4,), 3.75)])
+    tailed = (tailed - tailed.mean()) / tailed.std()
+    assert gaussian_kl(tailed.mean(), tailed.var(), out_signal.mean(), out_signal.var()) < 0.01
+    assert quantile_distance(tailed, out_signal) > 3 * quantile_distance(bulk, out_signal)
+    # Zero when the samples are out's own quantiles, and the same whatever order they come in.
+    levels = (torch.arange(64) + 0.5) / 64
+    own = torch.quantile(out_signal, levels)
+    assert quantile_distance(own, out_signal) < 1e-10
+    assert torch.isclose(quantile_distance(bulk.flip(0), out_signal), quantile_distance(bulk, out_signal))
+
+
+def test_the_signal_match_picks_the_term_and_its_gradient_reaches_the_head():
+    model, head, x, y, teacher, leakage = _small_head_and_batch()
+    batch = {"retain": (x, y, teacher), "forget": (x, y, torch.zeros(40)), "out_signal": torch.randn(200)}
+    assert "kl" in loss_terms(head, leakage, **batch) and "quantiles" not in loss_terms(head, leakage, **batch)  # type: ignore[arg-type]
+    terms = loss_terms(head, leakage, **batch, signal_match="quantiles")  # type: ignore[arg-type]
+    assert "kl" not in terms
+    with torch.no_grad():
+        signal = logit_scaled_confidence(head(x), y)
+    assert torch.isclose(terms["quantiles"], quantile_distance(signal, batch["out_signal"]), atol=1e-5)  # type: ignore[arg-type]
+    model.zero_grad()
+    terms["quantiles"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

@@ -32,3 +32,12 @@ def gaussian_kl(mean_p: torch.Tensor, var_p: torch.Tensor,
                 mean_q: torch.Tensor, var_q: torch.Tensor) -> torch.Tensor:
     """KL(N(mean_p, var_p) || N(mean_q, var_q)) in closed form."""
     return 0.5 * (torch.log(var_q / var_p) + (var_p + (mean_p - mean_q) ** 2) / var_q - 1)
+
+
+def quantile_distance(samples: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the sorted `samples` and `target`'s quantiles at the same levels
+    (the squared 2-Wasserstein distance between the two empirical distributions, in one dimension).
+    Unlike two moments, it sees a tail: a few samples far above the target's largest values cost as much
+    as they differ, whatever the rest do."""
+    levels = (torch.arange(len(samples), device=samples.device, dtype=samples.dtype) + 0.5) / len(samples)
+    return (samples.sort().values - torch.quantile(target, levels)).pow(2).mean()

@@ -5,7 +5,8 @@ Per step, on one batch each of retain and forget samples (and, with the anchor, 
 
     loss = lambda_ce * CE(f(x_r), y_r) + lambda_distill * KL(f0(x_r) || f(x_r))     # fidelity
          + lambda_mi * mean softplus(A(f(x_f)))      # leakage estimator: forget looks like non-member
-         + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal
+         + lambda_kl * KL(N(mu_f, var_f) || N(mu_o, var_o))   # forget signal matches out signal (or,
+                                                       #   `signal_match: quantiles`, sorted s_f ~ out's quantiles)
          + lambda_unseen * KL(g_k(x_f) || f(x_f))    # forget predictions match an unseen model's (all
                                                        #   classes, or the true one against the rest)
          + lambda_anchor * mean (c(x) - c0(x))^2 over the retain batch and an out batch   # confidence stays
@@ -19,6 +20,10 @@ model is on x than an unseen model would be, which is what per-example attacks s
 default since the 2026-12-04 ablation, docs/method.md). (mu_o, var_o) are detached: they are the
 target the forget distribution moves to, not something to move. They are refreshed at every
 stopping check from CHECK_SAMPLES out samples: a better estimate than one batch, and cheaper.
+`remi.signal_match: quantiles` compares the batch's sorted signals with out's quantiles at the same levels
+instead of two moments: the most memorised forget samples form a tail that a Gaussian's mean and variance
+let through, and per-example attacks (online LiRA) read that tail (2026-12-06; the letter profile's choice, at a
+smaller weight; docs/method.md).
 
 g_k is one reference model (a shadow, which never trained on x_f), drawn at random for each forget
 sample once per run: the MI and KL terms lower forget's confidence as a whole but leave its
@@ -50,6 +55,8 @@ instead of once per step, which makes ReMI a few percent of retraining's cost.
 """
 
 import copy
+import functools
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -57,7 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from remi.attacks.roc import rank_auc
-from remi.attacks.signals import gaussian_kl, logit_scaled_confidence
+from remi.attacks.signals import gaussian_kl, logit_scaled_confidence, quantile_distance
 from remi.errors import ParamsError
 from remi.networks.training import accuracy, adam, predict_logits
 from remi.params_schema import Remi
@@ -135,6 +142,8 @@ def remi(task: UnlearningTask) -> nn.Module:
     if p.stop_target != "fixed":
         task.log(0, {f"target_{key}": value for key, value in targets.items()})
     optimizer = adam(head.parameters(), lr=p.lr)
+    weights = {"ce": p.lambda_ce, "distill": p.lambda_distill, "mi": p.lambda_mi, "kl": p.lambda_kl,
+               "quantiles": p.lambda_kl, "unseen": p.lambda_unseen, "anchor": p.lambda_anchor}
     for step in range(p.max_steps + 1):
         if step % p.check_every == 0 or step == p.max_steps:
             separation, out_signal = distinguishability(head, leakage, checks)
@@ -152,13 +161,8 @@ def remi(task: UnlearningTask) -> nn.Module:
                            forget=(forget[0][forget_batch], forget[1][forget_batch], forget[2][forget_batch]),
                            out_signal=out_signal,
                            unseen_log_probs=None if unseen_log_probs is None else unseen_log_probs[forget_batch],
-                           unseen_match=p.unseen_match, anchor=anchor)
-        loss = (p.lambda_ce * terms["ce"] + p.lambda_distill * terms["distill"]
-                + p.lambda_mi * terms["mi"] + p.lambda_kl * terms["kl"])
-        if "unseen" in terms:
-            loss = loss + p.lambda_unseen * terms["unseen"]
-        if "anchor" in terms:
-            loss = loss + p.lambda_anchor * terms["anchor"]
+                           unseen_match=p.unseen_match, signal_match=p.signal_match, anchor=anchor)
+        loss = functools.reduce(operator.add, (weights[name] * term for name, term in terms.items()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -325,9 +329,11 @@ def _batch(labels: torch.Tensor, batch_size: int, generator: torch.Generator) ->
 def loss_terms(head: nn.Module, leakage: LeakageScore,
                retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                forget: Referenced, out_signal: torch.Tensor, unseen_log_probs: torch.Tensor | None = None,
-               unseen_match: str = "distribution", anchor: Anchored | None = None) -> dict[str, torch.Tensor]:
+               unseen_match: str = "distribution", signal_match: str = "gaussian",
+               anchor: Anchored | None = None) -> dict[str, torch.Tensor]:
     """The loss terms on one batch of retain (features, labels, original log-probs) and forget
-    (features, labels, expected signal); `out_signal` is the target distribution, from the last check;
+    (features, labels, expected signal); `out_signal` is the target distribution, from the last check, which
+    the forget signals match as `signal_match` says (term "kl": two Gaussians; "quantiles": sorted);
     with `unseen_log_probs` (an unseen model's outputs on the forget batch), the term that matches them as
     `unseen_match` says (`unseen_divergence`); with `anchor` (out features, labels, the original's
     confidence), the anchor term on it and the retain batch."""
@@ -343,8 +349,11 @@ def loss_terms(head: nn.Module, leakage: LeakageScore,
         "distill": F.kl_div(F.log_softmax(retain_logits, dim=1), teacher_log_probs,
                             log_target=True, reduction="batchmean"),
         "mi": F.softplus(leakage(forget_logits, forget_y)).mean(),
-        "kl": gaussian_kl(forget_signal.mean(), forget_signal.var(), out_signal.mean(), out_signal.var()),
     }
+    if signal_match == "quantiles":
+        terms["quantiles"] = quantile_distance(forget_signal, out_signal)
+    else:
+        terms["kl"] = gaussian_kl(forget_signal.mean(), forget_signal.var(), out_signal.mean(), out_signal.var())
     if unseen_log_probs is not None:
         terms["unseen"] = unseen_divergence(F.log_softmax(forget_logits, dim=1), unseen_log_probs, forget_y,
                                             unseen_match)
