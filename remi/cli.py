@@ -7,6 +7,7 @@
     remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira] [--retrain-floor]
                                         ReMI's ablations and sweeps on the pipeline's artifacts
     remi fq-anatomy [--variants NAME ...] [--models M]  why forgetting quality falls short: location vs spread
+    remi exposure [--attack A] [--groups N]  an attack's AUC per group of the forget set, by the target's score
     remi benchmark networks|unlearning|sequential|threads|vectorised|precision|adam|startup|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
     remi summary                        the last run's result at a glance
@@ -71,6 +72,12 @@ def _fq_anatomy(args: argparse.Namespace) -> None:
     from remi.audit.forgetting_anatomy import run_forgetting_anatomy
 
     run_forgetting_anatomy(args.variants, args.models)
+
+
+def _exposure(args: argparse.Namespace) -> None:
+    from remi.audit.exposure import print_exposure
+
+    print_exposure(args.scores or Path("reports/membership_scores.csv"), args.attack, args.groups)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -238,6 +245,11 @@ def _add_pipeline_commands(command: Command) -> None:
     anatomy.add_argument("--models", type=int, metavar="M",
                          help="models per population for this tool only (default: forgetting_quality.models); "
                               "more resolve the estimate finer and take 2M retrainings")
+    exposure = command("exposure", _exposure, "where the exposure left sits: an attack's AUC per group of the "
+                                              "forget set, ranked by the target's score (after `remi run`)")
+    exposure.add_argument("--attack", default="online_lira", help="an audited attack (default online_lira)")
+    exposure.add_argument("--groups", type=int, default=4, help="groups of the forget set (default 4: quarters)")
+    exposure.add_argument("--scores", type=Path, help="default: reports/membership_scores.csv")
     benchmark = command("benchmark", _benchmark, "training seconds (and FLOP rate) per network, unlearning "
                                                  "seconds per method, and the other measurements in BENCHMARKS.md")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",

@@ -18,7 +18,7 @@ from remi.cli import build_parser
 from remi.runtime.precision import has_native_bfloat16
 from tests.conftest import REMI, REPO, clone_run
 
-SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "fq-anatomy", "benchmark", "summary", "ui",
+SUBCOMMANDS = {"run", "profile", "seeds", "compare", "ablation", "fq-anatomy", "exposure", "benchmark", "summary", "ui",
                "reap-runs", "request", "cycle", "stack", "purge"}
 
 

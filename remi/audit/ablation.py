@@ -132,7 +132,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     # match the whole distribution of the signal, by its quantiles.
     "signal matched by quantiles": {"signal_match": "quantiles"},
     # The squared distance is larger than the KL at the profiles' weights (letter, one pipeline seed: test accuracy
-    # -2.3 points, every confidence lower): weaker weights.
+    # -3.1 points, every confidence lower): weaker weights.
     "signal matched by quantiles, lambda_kl 0.5": {"signal_match": "quantiles", "lambda_kl": 0.5},
     "signal matched by quantiles, lambda_kl 0.2": {"signal_match": "quantiles", "lambda_kl": 0.2},
     "signal matched by quantiles, lambda_kl 0.1": {"signal_match": "quantiles", "lambda_kl": 0.1},
