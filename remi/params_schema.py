@@ -211,6 +211,7 @@ class Remi(Section):
     signal_match: Annotated[str, _one_of(SIGNAL_MATCHES, "signal match")]
     lambda_unseen: NonNegative
     unseen_match: Annotated[str, _one_of(UNSEEN_MATCHES, "unseen match")]
+    unseen_raise: Fraction
     lambda_anchor: NonNegative
     signal_reference: Annotated[str, _one_of(SIGNAL_REFERENCES, "signal reference")]
     check_every: Count

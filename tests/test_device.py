@@ -147,6 +147,29 @@ def test_remi_aims_its_stop_rule_at_each_stop_target_on_the_device(colour_task, 
         assert -1 <= targets["target_accuracy_gap"] <= 1
 
 
+def test_remi_raises_its_unseen_teacher_by_the_fraction_of_the_targets_lead_on_the_device(colour_task):
+    def run(overrides: dict) -> tuple[torch.nn.Module, dict[str, float]]:
+        logged: dict[str, float] = {}
+        # target_auc 0: the stop rule never fires, so every step runs
+        task = replace(_for(colour_task, "remi", {"max_steps": 4, "check_every": 2, "batch_size": 25,
+                                                  "trainable_layers": 3, "target_auc": 0.0,
+                                                  "auc_tolerance": 0.0} | overrides),
+                       on_step=lambda step, values: logged.update(values))
+        return run_method("remi", task)[0], logged
+
+    plain, plain_log = run({"unseen_raise": 0.0})
+    _, half_log = run({"unseen_raise": 0.5})
+    full, full_log = run({"unseen_raise": 1.0})
+    assert "unseen_teacher_raise" not in plain_log
+    assert full_log["unseen_teacher_raise"] == pytest.approx(2 * half_log["unseen_teacher_raise"])
+    assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), full.parameters(), strict=True))
+    # Without the unseen-model term there is no teacher to raise: the same model as without the raise.
+    silent, silent_log = run({"unseen_raise": 1.0, "lambda_unseen": 0.0})
+    unraised, _ = run({"unseen_raise": 0.0, "lambda_unseen": 0.0})
+    assert "unseen_teacher_raise" not in silent_log
+    assert all(torch.equal(a, b) for a, b in zip(silent.parameters(), unraised.parameters(), strict=True))
+
+
 def _for(task: UnlearningTask, method: str, overrides: dict) -> UnlearningTask:
     """The task with `method`'s params.yaml settings, shortened by `overrides`."""
     return replace(task, method_params=DEFAULTS.method(method).model_copy(update={"seed": 0} | overrides))

@@ -26,6 +26,7 @@ from remi.unlearning.remi import (
     loss_terms,
     reference_logits,
     split_head,
+    strength_gap,
     true_class_against_rest,
     unseen_divergence,
     unseen_prediction,
@@ -161,13 +162,37 @@ def test_the_unseen_teacher_is_one_reference_model_per_forget_sample_drawn_by_th
     references = [small_cnn((1, 28, 28), 10, 4, 8, 16).eval() for _ in range(3)]
     x = torch.randn(200, 1, 28, 28)
     logits = reference_logits(SimpleNamespace(references=references), x)  # type: ignore[arg-type]
-    teacher = unseen_prediction(logits, torch.Generator().manual_seed(5))
+    labels = torch.randint(10, (200,))
+    teacher = unseen_prediction(logits, labels, torch.Generator().manual_seed(5))
     with torch.no_grad():
         each = torch.stack([model(x).log_softmax(1) for model in references])  # (models, samples, classes)
     matches = (teacher[None] - each).abs().amax(2) < 1e-5  # which model's output each row is
     assert matches.any(0).all(), "every row is some reference model's output"
     assert matches.sum(1).min() > 40, "and every model teaches a share of the samples"
-    assert torch.equal(teacher, unseen_prediction(logits, torch.Generator().manual_seed(5)))
+    assert torch.equal(teacher, unseen_prediction(logits, labels, torch.Generator().manual_seed(5)))
+
+
+def test_a_raised_teacher_is_as_much_surer_of_the_true_class_as_the_target_is_on_out():
+    torch.manual_seed(0)
+    references = torch.randn(4, 300, 10)  # (models, samples, classes)
+    labels = torch.randint(10, (300,))
+    gap = 2.5
+    # A target exactly `gap` surer of each out sample's class than the references are on average.
+    target = references.mean(0).clone()
+    target[torch.arange(300), labels] += gap
+    mean_signal = torch.stack([logit_scaled_confidence(logits, labels) for logits in references]).mean(0)
+    target_signal = logit_scaled_confidence(target, labels)
+    measured = strength_gap(target, references, labels)
+    assert measured == pytest.approx(float((target_signal - mean_signal).mean()), abs=1e-5)
+    assert measured > 0, "a target that knows out's classes better is surer than the references"
+
+    plain = unseen_prediction(references, labels, torch.Generator().manual_seed(1))
+    raised = unseen_prediction(references, labels, torch.Generator().manual_seed(1), raise_by=measured)
+    rise = (logit_scaled_confidence(raised, labels) - logit_scaled_confidence(plain, labels))
+    assert torch.allclose(rise, torch.full_like(rise, measured), atol=1e-3), "every teacher row rises by the gap"
+    plain_right, raised_right = plain.argmax(1) == labels, raised.argmax(1) == labels
+    assert not (plain_right & ~raised_right).any(), "a raised teacher is right wherever the plain one was"
+    assert raised_right.sum() > plain_right.sum()
 
 
 def test_the_unseen_term_is_zero_only_when_forget_predictions_match_the_unseen_model():

@@ -32,6 +32,9 @@ would give, mistakes and sharpness included (an average over the shadows would b
 accurate than any one model). Added 2026-12-04, after the per-example reference; docs/method.md.
 `remi.unseen_match: confidence` compares only the true class's probability against the rest's, so the
 shadow's confusions among the wrong classes are not copied (2026-12-06; the MNIST-5k profile's choice).
+`remi.unseen_raise` raises the drawn shadow's true-class logit by that fraction of how much surer the target
+is than the shadows on out samples, which neither trained on: a shadow may train on fewer samples than the
+target, and a retrained model is about as sure of unseen data as the target is (2026-12-06; docs/method.md).
 
 The anchor holds the logit-scaled confidence c (s without its reference point) on retain and out
 samples where the original model f0 had it: a retrained model is as confident as the original on
@@ -114,19 +117,24 @@ def remi(task: UnlearningTask) -> nn.Module:
         (forget_x, forget_y), (check_x, check_y) = task.forget, _pick(task.out, check_out_ids)
         # One pass of the references over forget serves the reference point, the unseen teacher and the
         # stop target alike.
+        raised_teacher = p.lambda_unseen > 0 and p.unseen_raise > 0
         forget_references = (reference_logits(task, forget_x)
                              if per_example or p.lambda_unseen > 0 or aimed_by_shadows else None)
-        check_out_references = reference_logits(task, check_x) if per_example or aimed_by_shadows else None
+        check_out_references = (reference_logits(task, check_x)
+                                if per_example or aimed_by_shadows or raised_teacher else None)
         forget = (_features(frozen, forget_x), forget_y,
                   expected_signal(forget_references if per_example else None, forget_y))
         check_out = (_features(frozen, check_x), check_y,
                      expected_signal(check_out_references if per_example else None, check_y))
-        unseen_log_probs = (unseen_prediction(forget_references, generator).to(forget_y.device)
+        check_out_logits = head(check_out[0])
+        raise_by = (p.unseen_raise * strength_gap(check_out_logits, check_out_references, check_y)
+                    if raised_teacher and check_out_references is not None else 0.0)
+        unseen_log_probs = (unseen_prediction(forget_references, forget_y, generator, raise_by).to(forget_y.device)
                             if forget_references is not None and p.lambda_unseen > 0 else None)
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
         anchor_out = (anchor_samples(frozen, head, _pick(task.out, anchor_out_ids)) if p.lambda_anchor > 0
                       else None)
-        leakage = ESTIMATORS[p.estimator](task, (head(check_out[0]), check_out[1]))
+        leakage = ESTIMATORS[p.estimator](task, (check_out_logits, check_out[1]))
     # The samples' positions ride along, so the stop target can be measured on the same samples.
     *checked, check_positions = subsample((*forget, torch.arange(len(forget_y), device=forget_y.device)),
                                           CHECK_SAMPLES, generator)
@@ -141,6 +149,8 @@ def remi(task: UnlearningTask) -> nn.Module:
         targets = fixed_targets(p)
     if p.stop_target != "fixed":
         task.log(0, {f"target_{key}": value for key, value in targets.items()})
+    if raise_by:
+        task.log(0, {"unseen_teacher_raise": raise_by})  # in logit-scaled confidence
     optimizer = adam(head.parameters(), lr=p.lr)
     weights = {"ce": p.lambda_ce, "distill": p.lambda_distill, "mi": p.lambda_mi, "kl": p.lambda_kl,
                "quantiles": p.lambda_kl, "unseen": p.lambda_unseen, "anchor": p.lambda_anchor}
@@ -235,12 +245,26 @@ def expected_signal(references: torch.Tensor | None, labels: torch.Tensor) -> to
     return torch.stack(signals).mean(0).to(labels.device)
 
 
-def unseen_prediction(references: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def unseen_prediction(references: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                      raise_by: float = 0.0) -> torch.Tensor:
     """Log-probabilities an unseen model gives each sample, from the reference models' (K, n, C) logits on
-    them: for each sample one reference model, drawn at random (see the module docstring)."""
+    them: for each sample one reference model, drawn at random (see the module docstring), its true-class
+    logit raised by `raise_by` (which raises its logit-scaled confidence by as much)."""
     models, samples = references.shape[:2]
     drawn = torch.randint(models, (samples,), generator=generator)
-    return references[drawn, torch.arange(samples)].log_softmax(1)
+    logits = references[drawn, torch.arange(samples)]
+    if raise_by:
+        logits = logits.clone()
+        logits[torch.arange(samples), labels.cpu()] += raise_by
+    return logits.log_softmax(1)
+
+
+def strength_gap(target_logits: torch.Tensor, references: torch.Tensor, labels: torch.Tensor) -> float:
+    """How much surer the target is of the true class than a reference model, on samples neither trained on:
+    the mean of the target's logit-scaled confidence less the reference models' mean (`remi.unseen_raise`
+    raises the unseen teacher by a fraction of it). Shadows that train on fewer samples than the target are less
+    sure of unseen data than a model retrained on the retain set would be."""
+    return float((logit_scaled_confidence(target_logits, labels) - expected_signal(references, labels)).mean())
 
 
 def unseen_divergence(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, labels: torch.Tensor,
