@@ -174,17 +174,19 @@ def test_the_unseen_teacher_is_one_reference_model_per_forget_sample_drawn_by_th
 
 def test_a_raised_teacher_is_as_much_surer_of_the_true_class_as_the_target_is_on_out():
     torch.manual_seed(0)
-    references = torch.randn(4, 300, 10)  # (models, samples, classes)
+    base = torch.randn(300, 10)
     labels = torch.randint(10, (300,))
+    # Four references whose logit-scaled confidences differ by +-1 around the base's, so their mean is the base's.
+    references = torch.stack([base.clone() for _ in range(4)])
+    for model, shift in enumerate((-1.0, 1.0, -0.5, 0.5)):
+        references[model, torch.arange(300), labels] += shift
     gap = 2.5
-    # A target exactly `gap` surer of each out sample's class than the references are on average.
-    target = references.mean(0).clone()
+    # A target whose true-class logit, and so its logit-scaled confidence, sits `gap` above the base's everywhere.
+    target = base.clone()
     target[torch.arange(300), labels] += gap
-    mean_signal = torch.stack([logit_scaled_confidence(logits, labels) for logits in references]).mean(0)
-    target_signal = logit_scaled_confidence(target, labels)
     measured = strength_gap(target, references, labels)
-    assert measured == pytest.approx(float((target_signal - mean_signal).mean()), abs=1e-5)
-    assert measured > 0, "a target that knows out's classes better is surer than the references"
+    assert measured == pytest.approx(gap, abs=1e-4)
+    assert strength_gap(base, references, labels) == pytest.approx(0.0, abs=1e-4), "no lead, no raise"
 
     plain = unseen_prediction(references, labels, torch.Generator().manual_seed(1))
     raised = unseen_prediction(references, labels, torch.Generator().manual_seed(1), raise_by=measured)
