@@ -76,8 +76,9 @@ def _fq_anatomy(args: argparse.Namespace) -> None:
 
 def _exposure(args: argparse.Namespace) -> None:
     from remi.audit.exposure import print_exposure
+    from remi.pipeline.layout import MEMBERSHIP_SCORES
 
-    print_exposure(args.scores or Path("reports/membership_scores.csv"), args.attack, args.groups)
+    print_exposure(args.scores or MEMBERSHIP_SCORES, args.attack, args.groups)
 
 
 def _benchmark(args: argparse.Namespace) -> None:

@@ -24,7 +24,7 @@ from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
 from remi.pipeline.layout import (
     AUDIT_REPORT_DIR,
-    REPORTS_DIR,
+    MEMBERSHIP_SCORES,
     metrics_path,
     run_record_path,
     split_path,
@@ -75,7 +75,7 @@ def main() -> None:
                                   f"{quality['stage_seconds']:.0f} s (stage forgetting_quality)",
             "audit run time (scoring, before reports)": f"{time.perf_counter() - started:.1f} s"}
         evidence = AuditEvidence(per_model, checks, scores, models, audit.attacks, audit.low_fprs, context)
-        write_reports(AUDIT_REPORT_DIR, REPORTS_DIR / "membership_scores.csv", evidence, dataset, sets)
+        write_reports(AUDIT_REPORT_DIR, MEMBERSHIP_SCORES, evidence, dataset, sets)
         flat["audit/seconds"] = time.perf_counter() - started
         write_json(metrics_path("audit"), flat)
         tracking.log_metrics(flat)

@@ -189,7 +189,9 @@ def test_a_raised_teacher_is_as_much_surer_of_the_true_class_as_the_target_is_on
     assert strength_gap(base, references, labels) == pytest.approx(0.0, abs=1e-4), "no lead, no raise"
 
     plain = unseen_prediction(references, labels, torch.Generator().manual_seed(1))
+    kept = references.clone()
     raised = unseen_prediction(references, labels, torch.Generator().manual_seed(1), raise_by=measured)
+    assert torch.equal(references, kept), "the reference models' logits are not raised in place"
     rise = (logit_scaled_confidence(raised, labels) - logit_scaled_confidence(plain, labels))
     assert torch.allclose(rise, torch.full_like(rise, measured), atol=1e-3), "every teacher row rises by the gap"
     plain_right, raised_right = plain.argmax(1) == labels, raised.argmax(1) == labels

@@ -18,6 +18,7 @@ METRICS_DIR = Path("metrics")
 UNLEARN_METRICS_DIR = METRICS_DIR / "unlearn"
 REPORTS_DIR = Path("reports")
 AUDIT_REPORT_DIR = REPORTS_DIR / "audit"  # replaced as one set, so a kill never mixes two runs' files
+MEMBERSHIP_SCORES = REPORTS_DIR / "membership_scores.csv"  # the audit's per-example scores (`remi exposure` reads it)
 # Which MLflow run made each output. Kept beside, not inside, the outputs: a run id changes on every
 # run, and inside a model directory it would change the directory's hash and re-run everything after it.
 LINEAGE_DIR = Path("lineage")

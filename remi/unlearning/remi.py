@@ -252,9 +252,8 @@ def unseen_prediction(references: torch.Tensor, labels: torch.Tensor, generator:
     logit raised by `raise_by` (which raises its logit-scaled confidence by as much)."""
     models, samples = references.shape[:2]
     drawn = torch.randint(models, (samples,), generator=generator)
-    logits = references[drawn, torch.arange(samples)]
+    logits = references[drawn, torch.arange(samples)]  # indexed by tensors: a copy, safe to raise in place
     if raise_by:
-        logits = logits.clone()
         logits[torch.arange(samples), labels.cpu()] += raise_by
     return logits.log_softmax(1)
 
