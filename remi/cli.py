@@ -5,7 +5,7 @@
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
     remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira] [--retrain-floor]
-                                        ReMI's ablations and sweeps on the pipeline's artifacts
+                                        ReMI's ablations and sweeps on the pipeline's artifacts (--list: the variants)
     remi fq-anatomy [--variants NAME ...] [--models M]  why forgetting quality falls short: location vs spread
     remi exposure [--attack A] [--groups N]  an attack's AUC per group of the forget set, by the target's score
     remi benchmark networks|unlearning|sequential|threads|vectorised|precision|adam|startup|profile
@@ -63,6 +63,11 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _ablation(args: argparse.Namespace) -> None:
+    if args.list:
+        from remi.audit.ablation_variants import listing
+
+        print(listing())
+        return
     from remi.audit.ablation import run_ablation
 
     run_ablation(args.seeds, args.independent_references, args.variants, args.ulira, args.retrain_floor)
@@ -236,6 +241,8 @@ def _add_pipeline_commands(command: Command) -> None:
                                "(the online shadows unlearn with each variant: about 8 ReMI runs more per cell)")
     ablation.add_argument("--variants", nargs="+", metavar="NAME",
                           help="only these variants, as the report names them (default: every one)")
+    ablation.add_argument("--list", action="store_true",
+                          help="print every variant, grouped by the question it answers, with its switches; run none")
     ablation.add_argument("--retrain-floor", action="store_true",
                           help="one more row: retraining with other seeds, audited alike (the gaps that a method "
                                "indistinguishable from retraining shows: the audit's resolution)")

@@ -57,11 +57,40 @@ def test_profile_rewrites_params_and_a_bad_profile_changes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["ablation", "fq-anatomy"])
-def test_an_unknown_ablation_variant_is_named_with_the_choices_before_any_work(tmp_path, command):
+def test_an_unknown_ablation_variant_is_named_with_where_the_choices_are_before_any_work(tmp_path, command):
     result = remi(command, "--variants", "default", "no such variant", cwd=_project(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "unknown ablation variant(s) 'no such variant'" in result.stderr and "'lambda_mi 0.5'" in result.stderr
+    assert "unknown ablation variant(s) 'no such variant'" in result.stderr and "remi ablation --list" in result.stderr
     assert not (tmp_path / "reports").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_ablation_list_shows_every_variant_under_its_question_with_its_switches_and_runs_nothing(tmp_path):
+    from remi.audit.ablation_variants import GROUPS, VARIANTS
+
+    result = remi("ablation", "--list", cwd=_project(tmp_path))
+    assert result.returncode == 0, result.stderr
+    # No name in two groups: the flat table would keep only the last one's switches.
+    assert sum(len(group.variants) for group in GROUPS) == len(VARIANTS)
+    lines = result.stdout.splitlines()
+    for group in GROUPS:
+        heading = lines.index(f"{group.question}:")
+        shown = lines[heading + 1:heading + 1 + len(group.variants)]
+        assert [line.split("'")[1] for line in shown] == list(group.variants)
+    assert any("'no MI term'" in line and line.endswith("remi.lambda_mi=0.0") for line in lines)
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "metrics").exists()
+
+
+@pytest.mark.parametrize("profile", [None, "mnist_5k", "letter"])
+def test_every_ablation_variant_is_valid_params_on_the_default_and_the_mlp_profiles(profile):
+    from remi.audit.ablation_variants import VARIANTS
+    from remi.pipeline.params import overlay, read_params_file, validate
+
+    base = read_params_file(REPO / "params.yaml")
+    if profile is not None:
+        base = overlay(base, read_params_file(REPO / f"profiles/{profile}.yaml"))
+    # A misspelt key or a value out of range would otherwise surface only after `remi run`, mid-ablation.
+    for name, switches in VARIANTS.items():
+        validate(overlay(base, {"remi": switches}), source=f"variant {name!r}")
 
 
 def test_summary_before_any_run_says_what_to_do(tmp_path):

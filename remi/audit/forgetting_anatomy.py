@@ -35,7 +35,7 @@ import torch
 
 from remi.attacks.audit_attacks import positions_in_pool
 from remi.attacks.signals import logit_scaled_confidence
-from remi.audit.ablation import chosen_variants
+from remi.audit.ablation_variants import chosen_variants
 from remi.audit.forgetting_quality import (
     forgetting_quality,
     largest_certifiable_epsilon,
