@@ -313,6 +313,8 @@ def test_ablation_audits_every_variant(finished):
 
 @pytest.mark.slow
 def test_ablation_audits_retraining_with_other_seeds_as_the_floor_of_every_gap(finished):
+    from mlflow import MlflowClient
+
     from remi.audit.ablation import FLOOR
 
     result = remi("ablation", "--seeds", "0", "1", "--ulira", "--variants", "default", "--retrain-floor",
@@ -327,6 +329,27 @@ def test_ablation_audits_retraining_with_other_seeds_as_the_floor_of_every_gap(f
     assert floor["steps"]["mean"] == yaml.safe_load((finished / "params.yaml").read_text())["train"]["epochs"] - 1
     # U-LiRA with retrained references (the online shadows retrain without the forget samples).
     assert 0 < floor["ulira_auc"]["mean"] < 1
+
+    # MLflow: one ablation run with the files as artifacts, a child per row with the JSON's means and every
+    # seed's curves (retraining's end at its last epoch).
+    client = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    [parent] = client.search_runs(experiments, "tags.mlflow.runName = 'ablation'", order_by=["start_time DESC"],
+                                  max_results=1)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "ablation")} == {
+        "ablation/remi_ablation.json", "ablation/remi_ablation.md"}
+    assert parent.data.metrics["retrain/forget_accuracy"] == pytest.approx(retrain["forget_accuracy"])
+    children = {run.data.params["variant"]: run for run in
+                client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+    assert set(children) == {"default", FLOOR}
+    for name, child in children.items():
+        row = numbers["variants"][name]
+        assert child.data.metrics["largest_auc_gap"] == pytest.approx(row["largest_auc_gap"]["mean"])
+        assert child.data.metrics["ulira_auc_std"] == pytest.approx(row["ulira_auc"]["std"])
+        assert {key.split("/")[0] for key in child.data.metrics if "/" in key} == {"seed0", "seed1"}
+    floor_curve = next(key for key in children[FLOOR].data.metrics if key.startswith("seed1/"))
+    history = client.get_metric_history(children[FLOOR].info.run_id, floor_curve)
+    assert max(point.step for point in history) == floor["steps"]["mean"]
     report = (finished / "reports/remi_ablation.md").read_text()
     assert '--ulira --retrain-floor --variants "default"' in report and f"| {FLOOR} |" in report
 
@@ -356,6 +379,18 @@ def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(fini
     stage = json.loads((finished / "metrics/forgetting_quality.json").read_text())
     assert rows["default"]["forgetting_quality"] == pytest.approx(stage["remi/forgetting_quality"], abs=0.03)
     assert "| default |" in (finished / "reports/forgetting_quality_anatomy.md").read_text()
+
+    # MLflow: one run with the resolution and the files, a child per population with its row's figures.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    [parent] = client.search_runs(experiments, "tags.mlflow.runName = 'fq_anatomy'")
+    assert parent.data.metrics["largest_certifiable_epsilon"] == numbers["largest_certifiable_epsilon"]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "fq_anatomy")} == {
+        "fq_anatomy/forgetting_quality_anatomy.json", "fq_anatomy/forgetting_quality_anatomy.md"}
+    children = client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {child.data.params["population"]: child.data.metrics for child in children} == rows
 
 
 def test_fq_anatomy_refuses_a_population_too_small_to_estimate_before_training():

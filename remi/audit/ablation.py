@@ -37,6 +37,7 @@ from remi.data.splits import load_split
 from remi.errors import ParamsError
 from remi.networks.checkpoints import load_model
 from remi.params_schema import Params
+from remi.pipeline import tracking
 from remi.pipeline.layout import split_path, unlearn_metrics_path, unlearned_dir
 from remi.pipeline.params import load_params, validate
 from remi.pipeline.starting_model import read_starting_model
@@ -99,12 +100,14 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
     if retrain_floor:
         planned[FLOOR] = (REFERENCE, params)
     results: dict[str, list[dict[str, float]]] = {}
+    curves: dict[str, dict[int, list[tuple[int, dict[str, float]]]]] = {}
     for name, (method, variant) in planned.items():
         for seed in seeds:
             seeded = seeded_params(variant, method, seed)
-            steps = LastStep()
+            steps = StepLog()
             task = load_task(seeded, dataset, method, device, reference_shadows=remi_shadows, on_step=steps)
             model, seconds = run_method(method, task)
+            curves.setdefault(name, {})[seed] = steps.curves
             per_model = fixed | {name: metrics_of(model) | {"seconds": seconds, "steps": steps.step}}
             gaps = gaps_to_reference(per_model, gap_metrics(audit.attacks, audit.low_fprs))[name]
             gaps["largest_auc_gap"] = max(gaps[f"gap_{a}_auc"] for a in audit.attacks)
@@ -122,14 +125,50 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
         summary[name] |= {"seconds_ratio_to_retrain": summary[name]["seconds"]["mean"] / retrain_seconds,
                           "switches": VARIANTS.get(name, {})}
     stem = "remi_ablation_independent_references" if independent_references else "remi_ablation"
-    write_json(Path(f"metrics/{stem}.json"), {"dataset": params.data.dataset, "seeds": seeds,
+    numbers, report_path = Path(f"metrics/{stem}.json"), Path(f"reports/{stem}.md")
+    write_json(numbers, {"dataset": params.data.dataset, "seeds": seeds,
                                              "remi_reference_shadows": list(remi_shadows or range(count)),
                                              "audit_reference_shadows": list(audit_shadows or range(count)),
                                              "variants": summary, "target": fixed["target"],
                                              "retrain": fixed["retrain"]})
     report = _report(summary, fixed, params, seeds, retrain_seconds, remi_shadows, audit_shadows, ulira, list(chosen))
-    write_bytes(Path(f"reports/{stem}.md"), report.encode())
+    write_bytes(report_path, report.encode())
+    # After the files: a tracking store that fails here loses none of the results.
+    _log_to_mlflow(summary, fixed, curves, params, seeds, [numbers, report_path])
     print(report)
+
+
+def _log_to_mlflow(summary: dict[str, dict[str, Any]], fixed: dict[str, dict[str, float]],
+                   curves: dict[str, dict[int, list[tuple[int, dict[str, float]]]]], params: Params,
+                   seeds: list[int], files: list[Path]) -> None:
+    """One MLflow run for the ablation (the report and its numbers as artifacts, the target's and the retrained
+    model's metrics as target/... and retrain/...) and a child run per variant: each column's mean over the seeds
+    under the audit's metric names, its std as <name>_std, and every seed's curves as seed<k>/<name> (ReMI's
+    losses, stop checks and teacher raise), so MLflow's Compare lines the variants up beside the pipeline's runs."""
+    upstream = ["prepare", "target", "attack", "shadows", "online_shadows", f"unlearn/{REFERENCE}"]
+    sections = {"seeds": " ".join(map(str, seeds)), "remi": params.remi, "audit": params.audit}
+    with tracking.stage_run("ablation", "ablation", sections, upstream) as parent:
+        tracking.log_metrics({f"{model}/{key}": value for model in ("target", REFERENCE)
+                              for key, value in fixed[model].items()})
+        for path in files:
+            tracking.log_artifacts(path, "ablation")
+        for name, values in summary.items():
+            with tracking.stage_run("ablation", name, {"variant": name, "switches": _switches(name, values)},
+                                    parent_run_id=parent.info.run_id):
+                measured = {key: value for key, value in values.items() if key != "switches"}
+                tracking.log_metrics({key: value["mean"] if isinstance(value, dict) else value
+                                      for key, value in measured.items()}
+                                     | {f"{key}_std": value["std"] for key, value in measured.items()
+                                        if isinstance(value, dict)})
+                tracking.log_curves([(step, {f"seed{seed}/{key}": value for key, value in logged.items()})
+                                     for seed, curve in curves[name].items() for step, logged in curve])
+
+
+def _switches(name: str, values: dict[str, Any]) -> str:
+    """What a variant changes, as the report's switches column and the MLflow run's param say it."""
+    if name == FLOOR:
+        return FLOOR_SWITCHES
+    return ", ".join(f"remi.{key}={value}" for key, value in values["switches"].items()) or "params.yaml"
 
 
 def seeded_params(params: Params, method: str, seed: int) -> Params:
@@ -141,13 +180,19 @@ def seeded_params(params: Params, method: str, seed: int) -> Params:
     return params.model_copy(update={"remi": params.remi.model_copy(update={"seed": seed})})
 
 
-class LastStep:
-    """A step callback that keeps the last step ReMI logged: where its stop rule, or its budget, ended it."""
+class StepLog:
+    """A step callback that keeps what a run logged (ReMI's losses, stop checks and teacher raise; retraining's
+    epochs), and its last step: where ReMI's stop rule, or its budget, ended it."""
 
-    step = 0
+    def __init__(self) -> None:
+        self.curves: list[tuple[int, dict[str, float]]] = []
+
+    @property
+    def step(self) -> int:
+        return self.curves[-1][0] if self.curves else 0
 
     def __call__(self, step: int, values: dict[str, float]) -> None:
-        self.step = step
+        self.curves.append((step, values))
 
 
 class RetrainComparison:
@@ -198,8 +243,7 @@ def _report(summary: dict, fixed: dict, params: Params, seeds: list[int], retrai
         cells = [f"{fixed[name][k]:.3f}" if k in fixed[name] else "" for k in shown]
         lines.append(f"| {name} (pipeline) |  | " + " | ".join(cells) + " |  |")
     for name, values in summary.items():
-        switches = (FLOOR_SWITCHES if name == FLOOR else
-                    ", ".join(f"remi.{k}={v}" for k, v in values["switches"].items()) or "params.yaml")
+        switches = _switches(name, values)
         cells = [f"{values[k]['mean']:.3f} ± {values[k]['std']:.3f}" for k in shown]
         lines.append(f"| {name} | {switches} | " + " | ".join(cells) + f" | {values['seconds_ratio_to_retrain']:.3f} |")
     return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ reported), and a ratio measured at M = 3 need not hold at M = 8.
 """
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
 from remi.networks.checkpoints import load_shadow_outputs
 from remi.params_schema import ForgettingQuality, Params
+from remi.pipeline import tracking
 from remi.pipeline.layout import ONLINE_SHADOWS_DIR, REPORTS_DIR, metrics_path, shadow_dir, split_path
 from remi.pipeline.params import load_params, validate
 from remi.pipeline.tasks import load_task
@@ -102,15 +104,32 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     resolution = largest_certifiable_epsilon(count, settings.delta)
     # Another M than the stage's writes beside the stage-M report instead of over it.
     stem = STEM if models is None else f"{STEM}_m{count}"
-    write_json(metrics_path(stem), {"dataset": params.data.dataset, "models_per_population": count,
+    numbers, report_path = metrics_path(stem), REPORTS_DIR / f"{stem}.md"
+    write_json(numbers, {"dataset": params.data.dataset, "models_per_population": count,
                                     "largest_certifiable_epsilon": resolution, "rows": rows})
     online_note = ("" if online_row else
                    f"No online-shadow row: {samples} of {len(forget_ids)} forget samples have {count} of the "
                    f"{params.online_shadows.count} online shadows that never trained on them (each misses about "
                    f"half; about {2 * count} online shadows would give most of them).")
     report = _report(rows, params.data.dataset, count, resolution, online_note)
-    write_bytes(REPORTS_DIR / f"{stem}.md", report.encode())
+    write_bytes(report_path, report.encode())
+    # After the files: a tracking store that fails here loses none of the results.
+    _log_to_mlflow(rows, settings, resolution, list(chosen), [numbers, report_path])
     print(report)
+
+
+def _log_to_mlflow(rows: dict[str, dict[str, float]], settings: ForgettingQuality, resolution: float,
+                   variants: list[str], files: list[Path]) -> None:
+    """One MLflow run (the report and its numbers as artifacts, the estimator's resolution) and a child run per
+    population with its row's figures, beside the forgetting-quality stage's runs."""
+    sections = {"forgetting_quality": settings, "variants": ", ".join(variants)}
+    with tracking.stage_run("fq_anatomy", "fq_anatomy", sections, ["prepare", "target", "shadows"]) as parent:
+        tracking.log_metrics({"largest_certifiable_epsilon": resolution})
+        for path in files:
+            tracking.log_artifacts(path, "fq_anatomy")
+        for name, figures in rows.items():
+            with tracking.stage_run("fq_anatomy", name, {"population": name}, parent_run_id=parent.info.run_id):
+                tracking.log_metrics(figures)
 
 
 def online_out_population(params: Params, forget_ids: torch.Tensor, labels: torch.Tensor,
