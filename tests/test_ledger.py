@@ -1,13 +1,15 @@
 """The request envelope and the hash-chained ledger, without the pipeline (the job: test_cycle.py)."""
 
 import json
+import os
+import stat
 import uuid
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from remi.data.erasure_requests import RequestError, read_requests
+from remi.data.erasure_requests import MAX_REQUEST_BYTES, RequestError, read_requests
 from remi.errors import UserError
 from remi.operations import intake
 from remi.operations.envelope import read_envelope
@@ -120,14 +122,37 @@ def test_a_valid_request_is_accepted_once_even_if_the_inbox_file_outlived_a_cras
 
 
 def test_an_unreadable_file_is_rejected_once_even_if_it_outlived_a_crash(project):
-    inbox = project / "data/inbox"
+    inbox, rejected = project / "data/inbox", project / "data/rejected"
     inbox.mkdir(parents=True)
     (inbox / "broken.json").write_text("{not json")
     assert _ingest() == ["broken"]
-    (inbox / "broken.json").write_text("{not json")  # killed after `rejected`, before the file moved
+    (rejected / "broken.json").rename(inbox / "broken.json")  # killed after `rejected`, before the file moved
     assert _ingest() == ["broken"] and not (inbox / "broken.json").exists()
     assert _log(project) == [("broken", "received"), ("broken", "rejected")]
-    assert "not valid JSON" in (project / "data/rejected/broken.report.txt").read_text()
+    assert sorted(p.name for p in rejected.iterdir()) == ["broken.json", "broken.report.txt"]
+    assert "not valid JSON" in (rejected / "broken.report.txt").read_text()
+    (inbox / "broken.json").write_text("[]")  # another bad file under the id rejected before: both are kept
+    assert _ingest() == ["broken"] and (rejected / "broken.json").read_text() == "{not json"
+    assert len(list(rejected.glob("broken.*.json"))) == 1 and _log(project)[-1] == ("broken", "rejected")
+
+
+def test_what_is_not_a_small_regular_file_is_moved_aside_unread_and_blocks_no_other_request(project):
+    inbox = project / "data/inbox"
+    inbox.mkdir(parents=True)
+    os.mkfifo(inbox / "fifo.json")  # reading it would hang the cycle
+    (project / "secret.txt").write_text("not for the rejected folder")
+    (inbox / "link.json").symlink_to(project / "secret.txt")
+    (inbox / "directory.json").mkdir()
+    (inbox / "huge.json").write_bytes(b" " * (MAX_REQUEST_BYTES + 1))
+    good = intake.add_request(envelope(project))
+    assert _ingest() == ["directory", "fifo", "huge", "link"]
+    assert list(inbox.iterdir()) == [] and request_states(read_events())[good].state == "validated"
+    rejected = project / "data/rejected"
+    assert (rejected / "link.json").is_symlink() and stat.S_ISFIFO((rejected / "fifo.json").lstat().st_mode)
+    assert (rejected / "directory.json").is_dir() and (rejected / "huge.json").stat().st_size == MAX_REQUEST_BYTES + 1
+    assert "symbolic link" in (rejected / "link.report.txt").read_text()
+    assert "not a regular file" in (rejected / "fifo.report.txt").read_text()
+    assert [event for request, event in _log(project) if request == "huge"] == ["received", "rejected"]
 
 
 def test_a_file_not_named_after_its_request_and_a_resubmission_are_set_aside(project):

@@ -11,6 +11,7 @@ between the two leaves a state the next cycle recognises and completes (no reque
 applied twice: the forget set is a union, and every event is checked against the request's state).
 """
 
+import os
 from pathlib import Path
 
 import torch
@@ -58,29 +59,41 @@ def cancel_request(request: str, ledger: Path = LEDGER_PATH) -> None:
             (directory / f"{request}.json").unlink(missing_ok=True)
 
 
+def _move_to_rejected(path: Path, name: str) -> None:
+    """Move an inbox entry to data/rejected/<name>.json by renaming it, never reading it: a symbolic link, a
+    FIFO, a directory or an oversized file moves as it is (reading one could hang, follow the link, or copy
+    gigabytes)."""
+    REJECTED_DIR.mkdir(parents=True, exist_ok=True)
+    os.replace(path, REJECTED_DIR / f"{name}.json")
+
+
 def _set_aside(path: Path, report: str) -> None:
     """Move an inbox file to data/rejected/ with its report, without a ledger event (the request id
     is unknown, or already has its own history)."""
-    stamp = now().strftime("%Y%m%dT%H%M%SZ")
-    atomic_write(REJECTED_DIR / f"{path.stem}.{stamp}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
-    atomic_write(REJECTED_DIR / f"{path.stem}.{stamp}.json", lambda tmp: tmp.write_bytes(path.read_bytes()))
-    path.unlink()
+    name = f"{path.stem}.{now().strftime('%Y%m%dT%H%M%SZ')}"
+    atomic_write(REJECTED_DIR / f"{name}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
+    _move_to_rejected(path, name)
 
 
 def _reject(book: LedgerWriter, path: Path, request: str, report: str) -> None:
-    if book.state(request) != "rejected":  # else a kill came after the event, before the files moved
+    """Record `request` rejected, its report and envelope under data/rejected/<request>.*. The envelope moves
+    after the event, so a kill in between leaves it in the inbox and the next cycle only moves it."""
+    if book.state(request) == "rejected" and (REJECTED_DIR / f"{request}.json").exists():
+        # A new unreadable file under an id rejected before: keep both envelopes.
+        _set_aside(path, f"{report}\n(and {request} was already rejected)")
+        return
+    if book.state(request) != "rejected":
         atomic_write(REJECTED_DIR / f"{request}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
-        atomic_write(REJECTED_DIR / f"{request}.json", lambda tmp: tmp.write_bytes(path.read_bytes()))
         book.append(request, "rejected", report=report[:SHOWN_REPORT_CHARS])
     (REQUESTS_DIR / f"{request}.json").unlink(missing_ok=True)  # written before a crash, never validated
-    path.unlink()
+    _move_to_rejected(path, request)
 
 
 def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: torch.Tensor) -> bool:
     """Validate one inbox file into the forget set or out to data/rejected/; True if accepted."""
     try:
         envelope = read_envelope(path)
-    except RequestError as error:
+    except UserError as error:  # unreadable as a request, or not a regular file of a bounded size at all
         if book.state(path.stem) in (None, "received", "rejected"):
             if book.state(path.stem) is None:
                 book.append(path.stem, "received", submitted_time=now().isoformat(), unreadable=True)
