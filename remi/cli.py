@@ -157,9 +157,9 @@ def _request(args: argparse.Namespace) -> int | None:
         print(f"{ledger.LEDGER_PATH}: {len(ledger.read_events())} events, the hash chain and every move are valid; "
               f"head {ledger.head_sha256()} (compare with the last cycle's MLflow tag ledger_head_sha256).")
     else:
-        for request in args.ids:
-            intake.cancel_request(request)
-            print(f"Cancelled {request}.")
+        from remi.operations.cycle import cancel_requests
+
+        return cancel_requests(args.ids)
     return None
 
 

@@ -12,8 +12,10 @@ import torch
 from remi.data.erasure_requests import MAX_REQUEST_BYTES, RequestError, read_requests
 from remi.errors import UserError
 from remi.operations import intake
+from remi.operations.cycle import CYCLE_LOCK, Outcome, cancel_requests
 from remi.operations.envelope import read_envelope
 from remi.operations.ledger import LedgerError, locked, read_events, request_states
+from remi.runtime.locks import file_lock
 
 
 def envelope(tmp_path, name="r.json", **changes):
@@ -60,6 +62,21 @@ def test_requests_are_received_once_and_their_moves_are_checked(project):
     assert request_states(read_events())[request].state == "cancelled"
     with pytest.raises(UserError, match="only a pending request can be cancelled"):
         intake.cancel_request(request)
+
+
+def test_a_request_is_cancelled_only_between_cycles_and_not_once_a_cycle_may_have_released_it(project, capsys):
+    first, second = (intake.add_request(envelope(project, f"{n}.json")) for n in ("a", "b"))
+    _ingest()
+    with file_lock(CYCLE_LOCK, 0, "a running cycle"):
+        assert cancel_requests([first]) == Outcome.BUSY
+    assert "nothing was cancelled" in capsys.readouterr().err
+    with locked() as book:
+        book.append(second, "applied")  # a cycle killed after its gate, before recording the outcome
+    with pytest.raises(UserError, match="applied by a cycle that did not finish: run `remi cycle`"):
+        cancel_requests([second])
+    assert cancel_requests([first]) == 0
+    states = request_states(read_events())
+    assert (states[first].state, states[second].state) == ("cancelled", "applied")
 
 
 def _three_events(project):

@@ -29,7 +29,7 @@ from remi.data.splits import make_splits
 from remi.errors import UserError
 from remi.networks import MODEL_FILE
 from remi.operations.dvc_commands import default_remote, dvc
-from remi.operations.intake import INBOX_DIR, ingest_inbox
+from remi.operations.intake import INBOX_DIR, cancel_request, ingest_inbox
 from remi.operations.ledger import LEDGER_PATH, PENDING, head_sha256, locked, now, read_events, request_states
 from remi.operations.sequential import InfrastructureError, prepare_starting_model
 from remi.pipeline import tracking
@@ -160,6 +160,21 @@ def _cycle(ledger: Path) -> Outcome:
     if release is None:
         return Outcome.GATE_FAILED
     return Outcome.REJECTED if rejected else Outcome.RELEASED
+
+
+def cancel_requests(requests: list[str], ledger: Path = LEDGER_PATH) -> int:
+    """Cancel pending requests between cycles, under the job lock: a running cycle may already be applying
+    them, and its release would honour a request the ledger calls cancelled. 0, or BUSY while a cycle runs."""
+    try:
+        with file_lock(CYCLE_LOCK, 0, "remi request cancel"):
+            for request in requests:
+                cancel_request(request, ledger)
+                print(f"Cancelled {request}.")
+    except LockTimeout:
+        print(f"A re-unlearning cycle holds {CYCLE_LOCK}; nothing was cancelled. Cancel after it has finished.",
+              file=sys.stderr)
+        return int(Outcome.BUSY)
+    return 0
 
 
 def run_cycle(wait_seconds: float = 0, ledger: Path = LEDGER_PATH) -> int:

@@ -48,12 +48,16 @@ def add_request(path: Path, ledger: Path = LEDGER_PATH) -> str:
 
 
 def cancel_request(request: str, ledger: Path = LEDGER_PATH) -> None:
-    """End a request that no released model honours yet; its file leaves the inbox or the forget set."""
+    """End a request that no released model honours yet; its file leaves the inbox or the forget set. Called
+    between cycles (remi.operations.cycle.cancel_requests holds the job lock)."""
     with locked(ledger) as book:
         state = book.state(request)
         if state in (None, "rejected", "released", "cancelled"):
             raise UserError(f"Request {request} is {state or 'not in the ledger'}: only a pending request can be "
                             "cancelled (a released model already honours it).")
+        if state == "applied":  # between cycles only after a kill: the model that cycle registered may honour it
+            raise UserError(f"Request {request} was applied by a cycle that did not finish: run `remi cycle` to "
+                            "finish it, then cancel the request if it is still pending (gate_failed).")
         book.append(request, "cancelled")  # first: a kill before the files go is finished by the next cycle
         for directory in (INBOX_DIR, REQUESTS_DIR):
             (directory / f"{request}.json").unlink(missing_ok=True)
