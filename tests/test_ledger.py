@@ -190,6 +190,21 @@ def test_a_file_not_named_after_its_request_and_a_resubmission_are_set_aside(pro
     assert "already released" in next(r for r in reports if r.name.startswith(request)).read_text()
 
 
+def test_a_pending_request_whose_file_was_removed_stops_the_cycle_until_restored_or_cancelled(project):
+    request = intake.add_request(envelope(project))
+    _ingest()
+    accepted = project / "data/requests" / f"{request}.json"
+    kept = accepted.read_bytes()
+    accepted.unlink()  # by hand: the pipeline would leave the request out and call the cycle done
+    with pytest.raises(UserError, match=f"have no file in data/requests/: {request}. Restore"):
+        _ingest()
+    accepted.write_bytes(kept)
+    assert _ingest() == []
+    accepted.unlink()
+    intake.cancel_request(request)
+    assert _ingest() == [] and request_states(read_events())[request].state == "cancelled"
+
+
 def test_a_cancel_cut_short_and_a_hand_placed_request_are_reconciled(project):
     request = intake.add_request(envelope(project))
     _ingest()

@@ -21,7 +21,7 @@ from remi.data.erasure_requests import ErasureRequest, RequestError, read_reques
 from remi.data.validation import validate_requests
 from remi.errors import UserError, ValidationFailed
 from remi.operations.envelope import Envelope, read_envelope
-from remi.operations.ledger import LEDGER_PATH, LedgerWriter, locked, now
+from remi.operations.ledger import LEDGER_PATH, PENDING, LedgerWriter, locked, now
 from remi.pipeline.layout import REQUESTS_DIR
 from remi.runtime.files import atomic_write, write_json
 
@@ -148,6 +148,14 @@ def _reconcile_accepted(book: LedgerWriter) -> None:
             book.append(request.request_id, "received", submitted_time=now().isoformat(), adopted=True)
         if book.state(request.request_id) == "received" and request.request_id not in inbox:
             book.append(request.request_id, "validated", sample_ids=len(request.sample_ids))
+    # Every step writes a request's file before its `validated` event, so a pending request without one was
+    # removed by hand: the pipeline would leave it out and the cycle call it done forever.
+    pending = {request for request, state in book.states.items() if state.state in PENDING}
+    missing = sorted(pending - {request.request_id for request in present})
+    if missing:
+        raise UserError(f"{len(missing)} pending request(s) have no file in {REQUESTS_DIR}/: {', '.join(missing)}. "
+                        "Restore each file (`git checkout -- data/requests/<id>.json`), or end the request with "
+                        "`remi request cancel <id>`; the cycle changed nothing.")
 
 
 def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LEDGER_PATH) -> list[str]:
