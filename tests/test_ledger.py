@@ -172,6 +172,18 @@ def test_what_is_not_a_small_regular_file_is_moved_aside_unread_and_blocks_no_ot
     assert [event for request, event in _log(project) if request == "huge"] == ["received", "rejected"]
 
 
+def test_a_resubmission_of_a_pending_request_with_other_samples_is_set_aside_not_dropped(project):
+    request = intake.add_request(envelope(project))
+    _ingest()
+    accepted = project / "data/requests" / f"{request}.json"
+    before = accepted.read_bytes()
+    envelope(project / "data/inbox", f"{request}.json", subject_request_id=request, sample_ids=[3, 5, 8])
+    assert _ingest() == [request] and accepted.read_bytes() == before
+    [report] = (project / "data/rejected").glob(f"{request}.*.report.txt")
+    assert "already validated with other samples" in report.read_text()
+    assert request_states(read_events())[request].state == "validated"
+
+
 def test_a_file_not_named_after_its_request_and_a_resubmission_are_set_aside(project):
     inbox = project / "data/inbox"
     inbox.mkdir(parents=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from remi.data.datasets import Dataset
-from remi.data.erasure_requests import ErasureRequest, RequestError, read_requests
+from remi.data.erasure_requests import ErasureRequest, RequestError, decode_strict_json, read_requests
 from remi.data.validation import validate_requests
 from remi.errors import UserError, ValidationFailed
 from remi.operations.envelope import Envelope, read_envelope
@@ -109,16 +109,20 @@ def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: 
     if path.stem != request:
         _set_aside(path, f"{path}: an envelope is named after its subject_request_id: {request}.json")
         return False
-    if state in ("validated", "applied", "gate_failed") and (REQUESTS_DIR / f"{request}.json").exists():
-        path.unlink()  # a kill came after `validated`, before the inbox file went
-        return True
+    accepted = REQUESTS_DIR / f"{request}.json"
+    if state in ("validated", "applied", "gate_failed") and accepted.exists():
+        if _same_request(envelope, accepted):
+            path.unlink()  # a kill came after `validated`, before the inbox file went
+            return True
+        _set_aside(path, f"{path}: request {request} is already {state} with other samples or data; a new request "
+                         "needs a new subject_request_id")
+        return False
     if state not in (None, "received"):
         _set_aside(path, f"{path}: request {request} is already {state}; a new request needs a new "
                          "subject_request_id")
         return False
     if state is None:  # dropped into the inbox without `remi request add`
         book.append(request, "received", **_received_detail(envelope))
-    accepted = REQUESTS_DIR / f"{request}.json"
     try:
         validate_requests([ErasureRequest(accepted, request, envelope.dataset, envelope.dataset_digest,
                                           envelope.sample_ids)], target_train, dataset.name, dataset.digest)
@@ -129,6 +133,16 @@ def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: 
     book.append(request, "validated", sample_ids=len(envelope.sample_ids))
     path.unlink()
     return True
+
+
+def _same_request(envelope: Envelope, accepted: Path) -> bool:
+    """Whether `accepted` (data/requests/) holds what `envelope` asks, so the envelope is a leftover, not a
+    resubmission that would otherwise vanish unapplied."""
+    try:
+        body = decode_strict_json(accepted)
+    except UserError:
+        return False
+    return isinstance(body, dict) and {key: body.get(key) for key in envelope.request_body()} == envelope.request_body()
 
 
 def _reconcile_accepted(book: LedgerWriter) -> None:
