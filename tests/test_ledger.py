@@ -4,6 +4,7 @@ import json
 import os
 import stat
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -215,6 +216,15 @@ def test_a_pending_request_whose_file_was_removed_stops_the_cycle_until_restored
     accepted.unlink()
     intake.cancel_request(request)
     assert _ingest() == [] and request_states(read_events())[request].state == "cancelled"
+
+
+def test_a_killed_intake_s_half_written_file_is_swept_before_the_requests_are_read(project):
+    largest_pid = int(Path("/proc/sys/kernel/pid_max").read_text())
+    requests = project / "data/requests"
+    requests.mkdir(parents=True)
+    left = requests / f".r.json.{largest_pid + 1}.abc.tmp"  # its writer cannot be alive
+    left.write_text("{")
+    assert _ingest() == [] and not left.exists()
 
 
 def test_a_cancel_cut_short_and_a_hand_placed_request_are_reconciled(project):

@@ -23,7 +23,7 @@ from remi.errors import UserError, ValidationFailed
 from remi.operations.envelope import Envelope, read_envelope
 from remi.operations.ledger import LEDGER_PATH, PENDING, LedgerWriter, locked, now
 from remi.pipeline.layout import REQUESTS_DIR
-from remi.runtime.files import atomic_write, write_json
+from remi.runtime.files import atomic_write, sweep_stale_temps, write_json
 
 INBOX_DIR = Path("data/inbox")
 REJECTED_DIR = Path("data/rejected")
@@ -178,6 +178,7 @@ def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LE
     that the ledger does not know (put there by hand) are recorded as received and validated."""
     rejected = []
     with locked(ledger) as book:
+        sweep_stale_temps((INBOX_DIR, REQUESTS_DIR, REJECTED_DIR))  # a killed intake's half-written files
         for path in sorted(INBOX_DIR.glob("*.json")) if INBOX_DIR.is_dir() else []:
             if not _ingest_one(book, path, dataset, target_train):
                 rejected.append(path.stem)
