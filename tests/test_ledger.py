@@ -243,3 +243,10 @@ def test_a_cancel_cut_short_and_a_hand_placed_request_are_reconciled(project):
         book.append("by-hand", "received", submitted_time="2026-11-20T09:30:00+00:00", adopted=True)
     _ingest()
     assert request_states(read_events())["by-hand"].state == "validated"
+    # One placed by hand that fails validation is rejected like an inbox envelope, not left for prepare to refuse.
+    (project / "data/requests/wrong-data.json").write_text(json.dumps(
+        {"request_id": "wrong-data", "dataset": "fashion_mnist", "dataset_digest": "other", "sample_ids": [7]}))
+    assert _ingest() == ["wrong-data"] and not (project / "data/requests/wrong-data.json").exists()
+    assert request_states(read_events())["wrong-data"].state == "rejected"
+    assert (project / "data/rejected/wrong-data.json").exists()
+    assert "data version" in (project / "data/rejected/wrong-data.report.txt").read_text()

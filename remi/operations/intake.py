@@ -89,7 +89,8 @@ def _reject(book: LedgerWriter, path: Path, request: str, report: str) -> None:
     if book.state(request) != "rejected":
         atomic_write(REJECTED_DIR / f"{request}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
         book.append(request, "rejected", report=report[:SHOWN_REPORT_CHARS])
-    (REQUESTS_DIR / f"{request}.json").unlink(missing_ok=True)  # written before a crash, never validated
+    if path != REQUESTS_DIR / f"{request}.json":
+        (REQUESTS_DIR / f"{request}.json").unlink(missing_ok=True)  # written before a crash, never validated
     _move_to_rejected(path, request)
 
 
@@ -145,14 +146,16 @@ def _same_request(envelope: Envelope, accepted: Path) -> bool:
     return isinstance(body, dict) and {key: body.get(key) for key in envelope.request_body()} == envelope.request_body()
 
 
-def _reconcile_accepted(book: LedgerWriter) -> None:
-    """data/requests/ agrees with the ledger after any crash: files the ledger does not know (put
-    there by hand) are recorded, ones stuck at `received` validated, cancelled or rejected ones removed."""
+def _reconcile_accepted(book: LedgerWriter, dataset: Dataset, target_train: torch.Tensor) -> list[str]:
+    """data/requests/ agrees with the ledger after any crash: files the ledger does not know (put there by
+    hand) are recorded, ones stuck at `received` validated (or rejected, as the inbox's are, if they fail
+    validation), cancelled or rejected ones removed; the ids rejected."""
     try:
         present = read_requests(REQUESTS_DIR)
     except RequestError as error:
         raise UserError(f"{REQUESTS_DIR} holds files the pipeline cannot read:\n{error}") from error
     inbox = {p.stem for p in INBOX_DIR.glob("*.json")} if INBOX_DIR.is_dir() else set()
+    rejected = []
     for request in present:
         state = book.state(request.request_id)
         if state in ("cancelled", "rejected"):
@@ -161,6 +164,12 @@ def _reconcile_accepted(book: LedgerWriter) -> None:
         if state is None:
             book.append(request.request_id, "received", submitted_time=now().isoformat(), adopted=True)
         if book.state(request.request_id) == "received" and request.request_id not in inbox:
+            try:
+                validate_requests([request], target_train, dataset.name, dataset.digest)
+            except ValidationFailed as error:  # else every cycle's pipeline would stop at prepare
+                _reject(book, request.path, request.request_id, str(error))
+                rejected.append(request.request_id)
+                continue
             book.append(request.request_id, "validated", sample_ids=len(request.sample_ids))
     # Every step writes a request's file before its `validated` event, so a pending request without one was
     # removed by hand: the pipeline would leave it out and the cycle call it done forever.
@@ -169,7 +178,8 @@ def _reconcile_accepted(book: LedgerWriter) -> None:
     if missing:
         raise UserError(f"{len(missing)} pending request(s) have no file in {REQUESTS_DIR}/: {', '.join(missing)}. "
                         "Restore each file (`git checkout -- data/requests/<id>.json`), or end the request with "
-                        "`remi request cancel <id>`; the cycle changed nothing.")
+                        "`remi request cancel <id>`; no pipeline ran.")
+    return rejected
 
 
 def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LEDGER_PATH) -> list[str]:
@@ -182,5 +192,5 @@ def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LE
         for path in sorted(INBOX_DIR.glob("*.json")) if INBOX_DIR.is_dir() else []:
             if not _ingest_one(book, path, dataset, target_train):
                 rejected.append(path.stem)
-        _reconcile_accepted(book)
+        rejected += _reconcile_accepted(book, dataset, target_train)
     return rejected
