@@ -152,6 +152,11 @@ def test_an_unreadable_file_is_rejected_once_even_if_it_outlived_a_crash(project
     (inbox / "broken.json").write_text("[]")  # another bad file under the id rejected before: both are kept
     assert _ingest() == ["broken"] and (rejected / "broken.json").read_text() == "{not json"
     assert len(list(rejected.glob("broken.*.json"))) == 1 and _log(project)[-1] == ("broken", "rejected")
+    invalid = intake.add_request(envelope(project, sample_ids=[3, 500]))  # 500: not a member
+    assert _ingest() == [invalid]
+    (rejected / f"{invalid}.json").rename(inbox / f"{invalid}.json")  # the same cut, for a readable envelope
+    assert _ingest() == [invalid] and (rejected / f"{invalid}.json").exists()
+    assert not list(rejected.glob(f"{invalid}.*.json"))  # finished, not set aside as a resubmission
 
 
 def test_what_is_not_a_small_regular_file_is_moved_aside_unread_and_blocks_no_other_request(project):
@@ -236,6 +241,12 @@ def test_a_cancel_cut_short_and_a_hand_placed_request_are_reconciled(project):
     accepted.write_bytes(kept)  # killed after `cancelled`, before the file left the forget set
     _ingest()
     assert not accepted.exists()
+    received = intake.add_request(envelope(project, "second.json"))
+    inbox_file = project / "data/inbox" / f"{received}.json"
+    kept = inbox_file.read_bytes()
+    intake.cancel_request(received)
+    inbox_file.write_bytes(kept)  # killed after `cancelled`, before the file left the inbox: nothing to report
+    assert _ingest() == [] and not inbox_file.exists() and not (project / "data/rejected").exists()
     by_hand = project / "data/requests/by-hand.json"
     by_hand.write_text(json.dumps({"request_id": "by-hand", "dataset": "fashion_mnist", "dataset_digest": "abc",
                                    "sample_ids": [7]}))

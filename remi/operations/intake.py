@@ -118,6 +118,12 @@ def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: 
         _set_aside(path, f"{path}: request {request} is already {state} with other samples or data; a new request "
                          "needs a new subject_request_id")
         return False
+    if state == "rejected" and not (REJECTED_DIR / f"{request}.json").exists():
+        _move_to_rejected(path, request)  # a kill came after `rejected`, before the envelope moved
+        return False
+    if state == "cancelled" and book.states[request].events[0]["detail"] == _received_detail(envelope):
+        path.unlink()  # a cancel cut short before the inbox file went: not a new request to report
+        return True
     if state not in (None, "received"):
         _set_aside(path, f"{path}: request {request} is already {state}; a new request needs a new "
                          "subject_request_id")
