@@ -181,6 +181,8 @@ def start(root: Path = STACK_DIR) -> dict[str, Any]:
         _create_ci_user(url, state["admin_password"], ci_password)
     except BaseException:
         _stop(state)
+        # What started is stopped: no record, so `remi stack start` can be retried (the logs stay in root).
+        (root / "stack.json").unlink(missing_ok=True)
         raise
     state |= {"mlflow_url": url, "s3_endpoint": s3, "ci_user": CI_USER, "ci_password": ci_password}
     _write_private(root / "stack.json", json.dumps(state, indent=2))
@@ -221,13 +223,14 @@ def _stop(state: dict[str, Any]) -> None:
     for name in ("mlflow", "s3"):
         if f"{name}_pid" in state and not is_gone(state[f"{name}_process"]):
             _stop_process_group(state[f"{name}_pid"])
-    if "postgres_dir" in state:
-        cluster = Path(state["postgres_dir"]) / "cluster"
+    cluster = Path(state["postgres_dir"]) / "cluster" if "postgres_dir" in state else None
+    if cluster is not None and (cluster / "PG_VERSION").exists():  # else initdb never finished, or it is gone
         stopped = subprocess.run(_as_postgres("pg_ctl", "-D", str(cluster), "-m", "fast", "-w", "stop"),
                                  capture_output=True, text=True)
         if stopped.returncode != 0 and "Is server running?" not in stopped.stderr:
             raise StackError(f"PostgreSQL did not stop ({stopped.stderr.strip()[:300]}); its data stays in "
                              f"{state['postgres_dir']}.")
+    if "postgres_dir" in state:
         shutil.rmtree(state["postgres_dir"], ignore_errors=True)
 
 
