@@ -30,6 +30,18 @@ REJECTED_DIR = Path("data/rejected")
 SHOWN_REPORT_CHARS = 2000  # of a rejection report, in the ledger (the whole report is in data/rejected/)
 
 
+def _write_durably(path: Path, body: dict[str, object]) -> None:
+    """`write_json`, then the file and its folder synced to disk: the ledger event that follows is synced too,
+    and after a power loss it must not name a request whose file came back empty or missing."""
+    write_json(path, body)
+    for synced in (path, path.parent):
+        fd = os.open(synced, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _received_detail(envelope: Envelope) -> dict[str, object]:
     return {"submitted_time": envelope.submitted_time.isoformat(), "regulation": envelope.regulation,
             "dataset": envelope.dataset, "samples": len(envelope.sample_ids)}
@@ -42,7 +54,7 @@ def add_request(path: Path, ledger: Path = LEDGER_PATH) -> str:
         if book.state(envelope.request_id) is not None:
             raise UserError(f"Request {envelope.request_id} is already in the ledger "
                             f"({book.state(envelope.request_id)}); see `remi request status`.")
-        write_json(INBOX_DIR / f"{envelope.request_id}.json", envelope.envelope_body())
+        _write_durably(INBOX_DIR / f"{envelope.request_id}.json", envelope.envelope_body())
         book.append(envelope.request_id, "received", **_received_detail(envelope))
     return envelope.request_id
 
@@ -136,7 +148,7 @@ def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: 
     except ValidationFailed as error:
         _reject(book, path, request, str(error))
         return False
-    write_json(accepted, envelope.request_body() | {"received_time": book.states[request].received.isoformat()})
+    _write_durably(accepted, envelope.request_body() | {"received_time": book.states[request].received.isoformat()})
     book.append(request, "validated", sample_ids=len(envelope.sample_ids))
     path.unlink()
     return True
