@@ -203,7 +203,7 @@ def _reconcile_accepted(book: LedgerWriter, dataset: Dataset, target_train: torc
 def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LEDGER_PATH) -> list[str]:
     """Every inbox file validated (Great Expectations, against this data version) into the forget
     set or rejected with its report; the ids rejected. Accepted requests already under data/requests/
-    that the ledger does not know (put there by hand) are recorded as received and validated."""
+    that the ledger does not know (put there by hand) are recorded as received, then validated or rejected."""
     rejected = []
     with locked(ledger) as book:
         sweep_stale_temps((INBOX_DIR, REQUESTS_DIR, REJECTED_DIR))  # a killed intake's half-written files
