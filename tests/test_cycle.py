@@ -330,6 +330,11 @@ def test_purge_target_deletes_the_original_target_and_the_next_cycle_runs_withou
     assert "original_target_purged_time" in client.get_registered_model(name).tags
     assert mlflow.pytorch.load_model(f"models:/{name}@candidate") is not None  # the released model loads
     assert yaml.safe_load((work / "dvc.yaml").read_text())["stages"]["train_target"]["frozen"] is True
+    # A second run (or one after a run cut short) reads what to delete from the record: the listing is gone.
+    assert set(json.loads((work / "models/target.purged.json").read_text())["objects"]) == objects
+    again = run(REMI, "purge", "--target", "--apply")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "local cache: 0 object(s)" in again.stdout and "remote: 0 object(s)" in again.stdout
     # The next cycle starts from the last release (the compacted version 3) and never re-creates the target.
     request, path = _envelope(work, digest, members[80:85])
     assert run(REMI, "request", "add", path).returncode == 0

@@ -9,9 +9,10 @@ the data, not the target; what is lost is the audit's power measured on the orig
 
 Order, so that a kill anywhere leaves the target guarded: the record (models/target.purged.json,
 git-tracked) and `frozen: true` on train_target in dvc.yaml come first, so nothing re-creates the target, then
-the deletions, each of which a second run simply repeats: the workspace copy, the DVC objects only
-the target uses (local cache and default remote), the MLflow logged models `target_model` (artifacts
-deleted, the models tagged with what was purged and why). `remi run` then passes --allow-missing to
+the deletions, each of which a second run simply repeats: the workspace copy, the DVC objects only the
+target uses (local cache and default remote; the record lists them and their directory listing goes last,
+so a second run knows them even once the listing is gone), the MLflow logged models `target_model`
+(artifacts deleted, the models tagged with what was purged and why). `remi run` then passes --allow-missing to
 dvc repro, so the frozen stage whose output is gone is skipped instead of re-run.
 """
 
@@ -78,12 +79,11 @@ def purge_target(apply: bool) -> None:
     target_md5 = outputs.pop(TARGET_DIR.as_posix(), None)
     if target_md5 is None:
         raise UserError(f"dvc.lock records no {TARGET_DIR}; nothing to purge.")
-    others = set().union(*(stores.objects(md5) for md5 in outputs.values()))
-    only_target = sorted(stores.objects(target_md5) - others)
+    only_target = _objects_only_the_target_uses(stores, target_md5, outputs)
     verb = "Purging" if apply else "Would purge (dry run; `remi purge --target --apply` deletes)"
     print(f"{verb} the original target ({TARGET_DIR}, {target_md5}); the pipeline starts from {start.describe()}:")
     if apply:
-        _guard(target_md5)
+        _guard(target_md5, only_target)
     print(f"  {TARGET_DIR}/ in the workspace" + ("" if TARGET_DIR.exists() else " (already gone)"))
     if apply:
         shutil.rmtree(TARGET_DIR, ignore_errors=True)
@@ -95,12 +95,22 @@ def purge_target(apply: bool) -> None:
     _purge_logged_models(apply)
 
 
-def _guard(target_md5: str) -> None:
-    """Before anything is deleted: the record, and train_target frozen, so no later run retrains it."""
+def _objects_only_the_target_uses(stores: _ObjectStores, target_md5: str, others: dict[str, str]) -> list[str]:
+    """The DVC objects to delete, directory listings last: a run cut short still finds the listing, and a
+    later run (the listing gone from every store) reads the list from the purge record instead."""
+    if TARGET_PURGE_RECORD.exists() and "objects" in (record := read_json(TARGET_PURGE_RECORD)):
+        return list(record["objects"])
+    used_elsewhere = set().union(*(stores.objects(md5) for md5 in others.values()))
+    return sorted(stores.objects(target_md5) - used_elsewhere, key=lambda oid: (oid.endswith(".dir"), oid))
+
+
+def _guard(target_md5: str, objects: list[str]) -> None:
+    """Before anything is deleted: the record (with the objects to delete), and train_target frozen, so no
+    later run retrains it."""
     record = read_json(TARGET_PURGE_RECORD) if TARGET_PURGE_RECORD.exists() else {
         "purged_time": datetime.now(UTC).isoformat(timespec="seconds"), "model_md5": target_md5,
         "starting_model": read_starting_model().describe(), "reason": REASON}
-    write_json(TARGET_PURGE_RECORD, record)
+    write_json(TARGET_PURGE_RECORD, record | {"objects": objects})
     _freeze_target_stage()
     print(f"  recorded in {TARGET_PURGE_RECORD}; stage {TARGET_STAGE} frozen in {PIPELINE_FILE} (commit both)")
 
