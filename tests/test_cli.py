@@ -339,6 +339,7 @@ def test_ablation_audits_retraining_with_other_seeds_as_the_floor_of_every_gap(f
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "ablation")} == {
         "ablation/remi_ablation.json", "ablation/remi_ablation.md"}
     assert parent.data.metrics["retrain/forget_accuracy"] == pytest.approx(retrain["forget_accuracy"])
+    assert parent.data.params["command"] == 'remi ablation --seeds 0 1 --ulira --retrain-floor --variants "default"'
     children = {run.data.params["variant"]: run for run in
                 client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
     assert set(children) == {"default", FLOOR}

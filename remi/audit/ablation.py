@@ -127,26 +127,26 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
     stem = "remi_ablation_independent_references" if independent_references else "remi_ablation"
     numbers, report_path = Path(f"metrics/{stem}.json"), Path(f"reports/{stem}.md")
     write_json(numbers, {"dataset": params.data.dataset, "seeds": seeds,
-                                             "remi_reference_shadows": list(remi_shadows or range(count)),
-                                             "audit_reference_shadows": list(audit_shadows or range(count)),
-                                             "variants": summary, "target": fixed["target"],
-                                             "retrain": fixed["retrain"]})
-    report = _report(summary, fixed, params, seeds, retrain_seconds, remi_shadows, audit_shadows, ulira, list(chosen))
+                         "remi_reference_shadows": list(remi_shadows or range(count)),
+                         "audit_reference_shadows": list(audit_shadows or range(count)),
+                         "variants": summary, "target": fixed["target"], "retrain": fixed["retrain"]})
+    command = _command(seeds, independent_references, ulira, retrain_floor, list(chosen))
+    report = _report(summary, fixed, params, command, seeds, retrain_seconds, remi_shadows, audit_shadows, ulira)
     write_bytes(report_path, report.encode())
     # After the files: a tracking store that fails here loses none of the results.
-    _log_to_mlflow(summary, fixed, curves, params, seeds, [numbers, report_path])
+    _log_to_mlflow(summary, fixed, curves, params, command, [numbers, report_path])
     print(report)
 
 
 def _log_to_mlflow(summary: dict[str, dict[str, Any]], fixed: dict[str, dict[str, float]],
                    curves: dict[str, dict[int, list[tuple[int, dict[str, float]]]]], params: Params,
-                   seeds: list[int], files: list[Path]) -> None:
+                   command: str, files: list[Path]) -> None:
     """One MLflow run for the ablation (the report and its numbers as artifacts, the target's and the retrained
     model's metrics as target/... and retrain/...) and a child run per variant: each column's mean over the seeds
     under the audit's metric names, its std as <name>_std, and every seed's curves as seed<k>/<name> (ReMI's
     losses, stop checks and teacher raise), so MLflow's Compare lines the variants up beside the pipeline's runs."""
     upstream = ["prepare", "target", "attack", "shadows", "online_shadows", f"unlearn/{REFERENCE}"]
-    sections = {"seeds": " ".join(map(str, seeds)), "remi": params.remi, "audit": params.audit}
+    sections = {"command": command, "remi": params.remi, "audit": params.audit}
     with tracking.stage_run("ablation", "ablation", sections, upstream) as parent:
         tracking.log_metrics({f"{model}/{key}": value for model in ("target", REFERENCE)
                               for key, value in fixed[model].items()})
@@ -217,21 +217,27 @@ class RetrainComparison:
         return {"ulira_auc": attacked["auc"], "test_confidence_shift": shift}
 
 
-def _report(summary: dict, fixed: dict, params: Params, seeds: list[int], retrain_seconds: float,
-            remi_shadows: range | None, audit_shadows: range | None, ulira: bool, variants: list[str]) -> str:
-    shown = columns(params.audit.attacks, ulira)
-    flag = " --independent-references" if remi_shadows is not None else ""
-    flag += " --ulira" if ulira else ""
-    flag += " --retrain-floor" if FLOOR in summary else ""
+def _command(seeds: list[int], independent_references: bool, ulira: bool, retrain_floor: bool,
+             variants: list[str]) -> str:
+    """The `remi ablation` command line that gives this run (the report's first line, the MLflow run's param)."""
+    flags = " --independent-references" if independent_references else ""
+    flags += " --ulira" if ulira else ""
+    flags += " --retrain-floor" if retrain_floor else ""
     if variants != list(VARIANTS):
-        flag += " --variants " + " ".join(f'"{name}"' for name in variants)
+        flags += " --variants " + " ".join(f'"{name}"' for name in variants)
+    return f"remi ablation --seeds {' '.join(map(str, seeds))}{flags}"
+
+
+def _report(summary: dict, fixed: dict, params: Params, command: str, seeds: list[int], retrain_seconds: float,
+            remi_shadows: range | None, audit_shadows: range | None, ulira: bool) -> str:
+    shown = columns(params.audit.attacks, ulira)
     split = ("" if remi_shadows is None or audit_shadows is None else
              f" ReMI's per-example reference and unseen-model teacher used shadows {remi_shadows.start}-"
              f"{remi_shadows.stop - 1} only, the "
              f"audit's LiRA, LiRA-fv and RMIA shadows {audit_shadows.start}-{audit_shadows.stop - 1} only (the "
              "shadow attack model and online LiRA as in the pipeline).")
     lines = ["# ReMI ablations and sweeps", "",
-             f"`remi ablation --seeds {' '.join(map(str, seeds))}{flag}` on the pipeline's "
+             f"`{command}` on the pipeline's "
              f"{params.data.dataset} artifacts ({params.model.arch}); cells are mean ± std over ReMI "
              f"seeds {', '.join(map(str, seeds))}; {hardware()}. "
              f"Retrain took {retrain_seconds:.1f} s in the pipeline run.{split} Switches are changes to "

@@ -106,7 +106,7 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     stem = STEM if models is None else f"{STEM}_m{count}"
     numbers, report_path = metrics_path(stem), REPORTS_DIR / f"{stem}.md"
     write_json(numbers, {"dataset": params.data.dataset, "models_per_population": count,
-                                    "largest_certifiable_epsilon": resolution, "rows": rows})
+                         "largest_certifiable_epsilon": resolution, "rows": rows})
     online_note = ("" if online_row else
                    f"No online-shadow row: {samples} of {len(forget_ids)} forget samples have {count} of the "
                    f"{params.online_shadows.count} online shadows that never trained on them (each misses about "
