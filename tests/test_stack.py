@@ -8,7 +8,7 @@ from remi.operations import stack
 def test_a_stack_whose_database_is_already_gone_still_stops_and_leaves_no_record(tmp_path):
     root = tmp_path / ".stack"
     root.mkdir()
-    # What a start that failed after PostgreSQL's initdb, or a cluster removed by hand, leaves recorded.
+    # A recorded stack whose cluster is gone (removed by hand, or recorded by an older start that failed).
     (root / "stack.json").write_text(json.dumps({"postgres_dir": str(tmp_path / "remi-postgres-gone"),
                                                  "postgres_port": 1}))
     stack.stop(root)

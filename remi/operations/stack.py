@@ -223,14 +223,14 @@ def _stop(state: dict[str, Any]) -> None:
     for name in ("mlflow", "s3"):
         if f"{name}_pid" in state and not is_gone(state[f"{name}_process"]):
             _stop_process_group(state[f"{name}_pid"])
-    cluster = Path(state["postgres_dir"]) / "cluster" if "postgres_dir" in state else None
-    if cluster is not None and (cluster / "PG_VERSION").exists():  # else initdb never finished, or it is gone
-        stopped = subprocess.run(_as_postgres("pg_ctl", "-D", str(cluster), "-m", "fast", "-w", "stop"),
-                                 capture_output=True, text=True)
-        if stopped.returncode != 0 and "Is server running?" not in stopped.stderr:
-            raise StackError(f"PostgreSQL did not stop ({stopped.stderr.strip()[:300]}); its data stays in "
-                             f"{state['postgres_dir']}.")
     if "postgres_dir" in state:
+        cluster = Path(state["postgres_dir"]) / "cluster"
+        if (cluster / "PG_VERSION").exists():  # else initdb never finished, or the cluster is gone
+            stopped = subprocess.run(_as_postgres("pg_ctl", "-D", str(cluster), "-m", "fast", "-w", "stop"),
+                                     capture_output=True, text=True)
+            if stopped.returncode != 0 and "Is server running?" not in stopped.stderr:
+                raise StackError(f"PostgreSQL did not stop ({stopped.stderr.strip()[:300]}); its data stays in "
+                                 f"{state['postgres_dir']}.")
         shutil.rmtree(state["postgres_dir"], ignore_errors=True)
 
 
