@@ -6,6 +6,7 @@ CPU fails loudly.
 """
 
 import copy
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -117,10 +118,7 @@ def test_every_baseline_runs_with_its_task_on_the_device(colour_task, method):
 @pytest.mark.parametrize("reference", SIGNAL_REFERENCES)
 @pytest.mark.parametrize("estimator", LEAKAGE_ESTIMATORS)
 def test_remi_runs_with_each_estimator_on_the_device(colour_task, estimator, reference):
-    # target_auc 0: the stop rule never fires, so every step runs
-    steps = {"estimator": estimator, "signal_reference": reference, "max_steps": 4, "check_every": 2,
-             "batch_size": 25, "trainable_layers": 3, "target_auc": 0.0, "auc_tolerance": 0.0}
-    task = _for(colour_task, "remi", steps)
+    task = _never_stopping(colour_task, estimator=estimator, signal_reference=reference)
     model, _ = run_method("remi", task)
     assert model_device(model) == compute_device()
     frozen, _ = split_head(copy.deepcopy(task.original), 3)
@@ -150,11 +148,7 @@ def test_remi_aims_its_stop_rule_at_each_stop_target_on_the_device(colour_task, 
 def test_remi_raises_its_unseen_teacher_by_the_fraction_of_the_targets_lead_on_the_device(colour_task):
     def run(overrides: dict) -> tuple[torch.nn.Module, dict[str, float]]:
         logged: dict[str, float] = {}
-        # target_auc 0: the stop rule never fires, so every step runs
-        task = replace(_for(colour_task, "remi", {"max_steps": 4, "check_every": 2, "batch_size": 25,
-                                                  "trainable_layers": 3, "target_auc": 0.0,
-                                                  "auc_tolerance": 0.0} | overrides),
-                       on_step=lambda step, values: logged.update(values))
+        task = replace(_never_stopping(colour_task, **overrides), on_step=lambda step, values: logged.update(values))
         return run_method("remi", task)[0], logged
 
     plain, plain_log = run({"unseen_raise": 0.0})
@@ -168,6 +162,44 @@ def test_remi_raises_its_unseen_teacher_by_the_fraction_of_the_targets_lead_on_t
     unraised, _ = run({"unseen_raise": 0.0, "lambda_unseen": 0.0})
     assert "unseen_teacher_raise" not in silent_log
     assert all(torch.equal(a, b) for a, b in zip(silent.parameters(), unraised.parameters(), strict=True))
+
+
+def _never_stopping(task: UnlearningTask, **overrides: object) -> UnlearningTask:
+    """A short ReMI task whose stop rule never fires (target_auc 0), so every step runs."""
+    return _for(task, "remi", {"max_steps": 4, "check_every": 2, "batch_size": 25, "trainable_layers": 3,
+                               "target_auc": 0.0, "auc_tolerance": 0.0} | overrides)
+
+
+def test_remi_hands_over_every_steps_losses_once_and_in_order_on_the_device(colour_task):
+    # The losses stay on the device until a stopping check (DeferredLog): none may be lost at the last check,
+    # none logged twice, and the curves must still come in step order.
+    logged: list[tuple[int, str]] = []
+    task = replace(_never_stopping(colour_task, max_steps=5),
+                   on_step=lambda step, values: logged.extend((step, name) for name in values))
+    run_method("remi", task)
+    losses = [(step, name) for step, name in logged if name.startswith("loss_")]
+    checks = [step for step, name in logged if name == "signal_auc"]
+    assert checks == [0, 2, 4, 5]
+    assert [step for step, _ in losses] == sorted(step for step, _ in losses)
+    assert {step for step, _ in losses} == set(range(5)) and len(losses) == len(set(losses))
+    assert [step for step, _ in logged] == sorted(step for step, _ in logged)
+
+
+@pytest.mark.skipif(compute_device().type != "cuda", reason="the host waits for a GPU only")
+def test_remi_makes_the_host_wait_at_its_checks_only_on_the_gpu(colour_task):
+    def waits(steps: int) -> int:
+        # two checks whatever the steps: the first and the last
+        task = replace(_never_stopping(colour_task, max_steps=steps, check_every=1000), on_step=lambda *_: None)
+        torch.cuda.set_sync_debug_mode("warn")  # a UserWarning each time the host waits for the GPU
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run_method("remi", task)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return len(caught)
+
+    assert waits(12) == waits(4)
 
 
 def _for(task: UnlearningTask, method: str, overrides: dict) -> UnlearningTask:

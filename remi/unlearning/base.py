@@ -59,3 +59,29 @@ class UnlearningTask:
     def log(self, step: int, values: dict[str, float]) -> None:
         if self.on_step:
             self.on_step(step, values)
+
+
+class DeferredLog:
+    """Per-step values a method computes as tensors, handed to the task's callback later, all at once.
+
+    Reading a tensor that lives on a GPU (`.item()`) makes the host wait until every kernel queued so far
+    has run; once per step, that leaves the GPU idle while the host queues the next step. Held here, the
+    values are read in one go when the method has to wait anyway (ReMI's stopping checks) or when it ends:
+    the same values, in the same order, and one wait per flush instead of one per value.
+    """
+
+    def __init__(self, task: UnlearningTask) -> None:
+        self._task = task
+        self._pending: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def add(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        if self._task.on_step:  # nobody listens (a benchmark): keep nothing
+            self._pending.append((step, {name: value.detach() for name, value in values.items()}))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        read = iter(torch.stack([value.float() for _, values in self._pending for value in values.values()]).tolist())
+        for step, values in self._pending:
+            self._task.log(step, {name: next(read) for name in values})
+        self._pending.clear()

@@ -17,7 +17,7 @@ from torch import nn
 
 from remi.networks.training import adam, train_classifier
 from remi.params_schema import Finetune, Salun, Scrub, Train, TwoSetFineTune
-from remi.unlearning.base import Samples, UnlearningTask, gradient
+from remi.unlearning.base import DeferredLog, Samples, UnlearningTask, gradient
 
 
 def finetune(task: UnlearningTask) -> nn.Module:
@@ -46,6 +46,7 @@ def _two_set_fine_tune(task: UnlearningTask, forget_loss, masks: list[torch.Tens
     optimizer = adam(model.parameters(), lr=p.lr)
     pairs = zip(_batches(task.retain, p.batch_size, p.steps, generator),
                 _batches(task.forget, p.batch_size, p.steps, generator), strict=True)
+    losses = DeferredLog(task)
     for step, ((retain_x, retain_y), (forget_x, forget_y)) in enumerate(pairs):
         retain_loss = F.cross_entropy(model(retain_x), retain_y)
         unlearn_loss = forget_loss(model(forget_x), forget_y, generator)
@@ -55,7 +56,8 @@ def _two_set_fine_tune(task: UnlearningTask, forget_loss, masks: list[torch.Tens
         for parameter, mask in zip(model.parameters(), masks or [], strict=False):
             gradient(parameter).mul_(mask)
         optimizer.step()
-        task.log(step, {"retain_loss": retain_loss.item(), "forget_term": unlearn_loss.item()})
+        losses.add(step, {"retain_loss": retain_loss, "forget_term": unlearn_loss})
+    losses.flush()
     return model.eval()
 
 
@@ -104,6 +106,7 @@ def scrub(task: UnlearningTask) -> nn.Module:
 
     batches = zip(_batches(task.retain, p.batch_size, p.steps, generator),
                   _batches(task.forget, p.batch_size, p.steps, generator), strict=True)
+    losses = DeferredLog(task)
     for step, ((retain_x, retain_y), (forget_x, _)) in enumerate(batches):
         if step < p.forget_steps:  # max-step: away from the teacher on forget
             optimizer.zero_grad(set_to_none=True)
@@ -114,5 +117,6 @@ def scrub(task: UnlearningTask) -> nn.Module:
         optimizer.zero_grad(set_to_none=True)
         retain_loss.backward()
         optimizer.step()
-        task.log(step, {"retain_loss": retain_loss.item()})
+        losses.add(step, {"retain_loss": retain_loss})
+    losses.flush()
     return student.eval()

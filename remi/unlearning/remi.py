@@ -71,7 +71,7 @@ from remi.attacks.signals import gaussian_kl, logit_scaled_confidence, quantile_
 from remi.errors import ParamsError
 from remi.networks.training import accuracy, adam, predict_logits
 from remi.params_schema import Remi
-from remi.unlearning.base import Samples, UnlearningTask, subsample
+from remi.unlearning.base import DeferredLog, Samples, UnlearningTask, subsample
 from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
 from remi.unlearning.neighbour_target import neighbour_separation
 
@@ -154,17 +154,23 @@ def remi(task: UnlearningTask) -> nn.Module:
     optimizer = adam(head.parameters(), lr=p.lr)
     weights = {"ce": p.lambda_ce, "distill": p.lambda_distill, "mi": p.lambda_mi, "kl": p.lambda_kl,
                "quantiles": p.lambda_kl, "unseen": p.lambda_unseen, "anchor": p.lambda_anchor}
+    # Every step's batches drawn now and moved to the device in one copy: a copy per step would make the host
+    # wait for the device at every step. The draws come in the order the steps used to take them.
+    retain_batches, forget_batches, *anchor_batches = batch_plan(
+        [len(retain[1]), len(forget[1]), *([] if anchor_out is None else [len(anchor_out[1])])],
+        p.batch_size, p.max_steps, generator, retain[1].device)
+    losses = DeferredLog(task)
     for step in range(p.max_steps + 1):
         if step % p.check_every == 0 or step == p.max_steps:
             separation, out_signal = distinguishability(head, leakage, checks)
+            losses.flush()  # the check has waited for the device already; every exit from the loop passes here
             task.log(step, separation)
             if looks_unseen(separation, p, targets):
                 break
         if step == p.max_steps:
             break
-        retain_batch = _batch(retain[1], p.batch_size, generator)
-        forget_batch = _batch(forget[1], p.batch_size, generator)
-        anchor = None if anchor_out is None else _batch_of(anchor_out, p.batch_size, generator)
+        retain_batch, forget_batch = retain_batches[step], forget_batches[step]
+        anchor = None if anchor_out is None else _rows(anchor_out, anchor_batches[0][step])
         terms = loss_terms(head, leakage,
                            retain=(retain[0][retain_batch], retain[1][retain_batch],
                                    teacher_log_probs[retain_batch]),
@@ -176,7 +182,7 @@ def remi(task: UnlearningTask) -> nn.Module:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        task.log(step, {f"loss_{name}": value.item() for name, value in terms.items()})
+        losses.add(step, {f"loss_{name}": value for name, value in terms.items()})
     return model.requires_grad_(True).eval()
 
 
@@ -307,10 +313,9 @@ def anchor_samples(frozen: nn.Module, head: nn.Module, out: Samples) -> Anchored
     return features, out[1], logit_scaled_confidence(head(features), out[1])
 
 
-def _batch_of(samples: Anchored, batch_size: int, generator: torch.Generator) -> Anchored:
-    """One batch drawn with replacement."""
-    batch = _batch(samples[1], batch_size, generator)
-    return samples[0][batch], samples[1][batch], samples[2][batch]
+def _rows(samples: Anchored, rows: torch.Tensor) -> Anchored:
+    features, labels, confidence = samples
+    return features[rows], labels[rows], confidence[rows]
 
 
 def _pick(samples: Samples, indices: torch.Tensor) -> Samples:
@@ -344,9 +349,12 @@ def separation_of(logits: torch.Tensor, checks: CheckSamples,
     return separation, out_signal
 
 
-def _batch(labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-    """Indices of `batch_size` samples drawn with replacement, on the samples' device."""
-    return torch.randint(len(labels), (batch_size,), generator=generator).to(labels.device)
+def batch_plan(set_sizes: list[int], batch_size: int, steps: int, generator: torch.Generator,
+               device: torch.device) -> list[torch.Tensor]:
+    """For each of the sets of `set_sizes` samples, a (steps, batch_size) tensor on `device`: each step's batch of
+    indices, drawn with replacement, step by step and set by set in that order."""
+    draws = [torch.randint(size, (batch_size,), generator=generator) for _ in range(steps) for size in set_sizes]
+    return list(torch.stack(draws).view(steps, len(set_sizes), batch_size).to(device).unbind(1))
 
 
 def loss_terms(head: nn.Module, leakage: LeakageScore,
