@@ -108,11 +108,14 @@ def test_every_registered_method_is_checked_on_the_device():
 
 @pytest.mark.parametrize("method", sorted(SHORT))
 def test_every_baseline_runs_with_its_task_on_the_device(colour_task, method):
-    task = _for(colour_task, method, SHORT[method])
+    logged: list[int] = []
+    task = replace(_for(colour_task, method, SHORT[method]), on_step=lambda step, values: logged.append(step))
     model, seconds = run_method(method, task)
     assert model_device(model) == compute_device() and seconds > 0
     logits = predict_logits(model, task.forget[0])
     assert logits.device.type == "cpu" and torch.isfinite(logits).all()
+    if "steps" in SHORT[method]:  # the gradient baselines hand over every step's losses once, in order, at the end
+        assert logged == list(range(SHORT[method]["steps"]))
 
 
 @pytest.mark.parametrize("reference", SIGNAL_REFERENCES)
@@ -186,15 +189,18 @@ def test_remi_hands_over_every_steps_losses_once_and_in_order_on_the_device(colo
 
 
 @pytest.mark.skipif(compute_device().type != "cuda", reason="the host waits for a GPU only")
-def test_remi_makes_the_host_wait_at_its_checks_only_on_the_gpu(colour_task):
+@pytest.mark.parametrize("method", ["remi", "neggrad_plus", "random_label", "salun", "scrub"])
+def test_unlearning_steps_never_make_the_host_wait_on_the_gpu(colour_task, method):
     def waits(steps: int) -> int:
-        # two checks whatever the steps: the first and the last
-        task = replace(_never_stopping(colour_task, max_steps=steps, check_every=1000), on_step=lambda *_: None)
+        # ReMI: two checks whatever the steps, the first and the last
+        task = (_never_stopping(colour_task, max_steps=steps, check_every=1000) if method == "remi"
+                else _for(colour_task, method, SHORT[method] | {"steps": steps}))
+        task = replace(task, on_step=lambda *_: None)
         torch.cuda.set_sync_debug_mode("warn")  # a UserWarning each time the host waits for the GPU
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                run_method("remi", task)
+                run_method(method, task)
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return len(caught)

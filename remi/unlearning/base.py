@@ -61,6 +61,16 @@ class UnlearningTask:
             self.on_step(step, values)
 
 
+def draw_plan(bounds: list[tuple[int, int]], size: int, steps: int, generator: torch.Generator,
+              device: torch.device) -> list[torch.Tensor]:
+    """For each (low, high) of `bounds`, a (steps, size) tensor on `device` of integers drawn uniformly from
+    [low, high) (batch indices, wrong-label shifts): drawn step by step, and within a step in the order of
+    `bounds`, so they are the draws a loop drawing one step at a time would make, then copied to the device
+    at once: a copy per step would make the host wait for the device at every step."""
+    draws = [torch.randint(low, high, (size,), generator=generator) for _ in range(steps) for low, high in bounds]
+    return list(torch.stack(draws).view(steps, len(bounds), size).to(device).unbind(1))
+
+
 class DeferredLog:
     """Per-step values a method computes as tensors, handed to the task's callback later, all at once.
 

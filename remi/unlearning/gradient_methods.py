@@ -10,6 +10,7 @@
 """
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from torch import nn
 
 from remi.networks.training import adam, train_classifier
 from remi.params_schema import Finetune, Salun, Scrub, Train, TwoSetFineTune
-from remi.unlearning.base import DeferredLog, Samples, UnlearningTask, gradient
+from remi.unlearning.base import DeferredLog, Samples, UnlearningTask, draw_plan, gradient
 
 
 def finetune(task: UnlearningTask) -> nn.Module:
@@ -29,14 +30,14 @@ def finetune(task: UnlearningTask) -> nn.Module:
                             on_epoch=lambda epoch, values: task.log(epoch, values))
 
 
-def _batches(samples: Samples, batch_size: int, steps: int, generator: torch.Generator):
-    for _ in range(steps):
-        picked = torch.randint(len(samples[1]), (batch_size,), generator=generator).to(samples[1].device)
-        yield samples[0][picked], samples[1][picked]
+# (logits, labels, per-sample label shifts or None) -> the forget batch's loss term
+ForgetLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
-def _two_set_fine_tune(task: UnlearningTask, forget_loss, masks: list[torch.Tensor] | None = None) -> nn.Module:
-    """Adam steps on one retain and one forget batch each; `forget_loss(logits, labels, generator)`.
+def _two_set_fine_tune(task: UnlearningTask, forget_loss: ForgetLoss, wrong_labels: bool = False,
+                       masks: list[torch.Tensor] | None = None) -> nn.Module:
+    """Adam steps on one retain and one forget batch each; `forget_loss(logits, labels, shifts)`, where
+    `shifts` (with `wrong_labels`) moves each forget label to a wrong one, drawn per step.
 
     With `masks`, only the weights where the mask is 1 ever receive a gradient, so only they move.
     """
@@ -44,12 +45,16 @@ def _two_set_fine_tune(task: UnlearningTask, forget_loss, masks: list[torch.Tens
     generator = torch.Generator().manual_seed(p.seed)
     model = copy.deepcopy(task.original).train()
     optimizer = adam(model.parameters(), lr=p.lr)
-    pairs = zip(_batches(task.retain, p.batch_size, p.steps, generator),
-                _batches(task.forget, p.batch_size, p.steps, generator), strict=True)
+    bounds = [(0, len(task.retain[1])), (0, len(task.forget[1]))]
+    if wrong_labels:  # 1 .. classes - 1: never the true label
+        bounds.append((1, _class_count(model, task.forget[0])))
+    retain_batches, forget_batches, *shifts = draw_plan(bounds, p.batch_size, p.steps, generator,
+                                                        task.retain[1].device)
     losses = DeferredLog(task)
-    for step, ((retain_x, retain_y), (forget_x, forget_y)) in enumerate(pairs):
-        retain_loss = F.cross_entropy(model(retain_x), retain_y)
-        unlearn_loss = forget_loss(model(forget_x), forget_y, generator)
+    for step, (retain_batch, forget_batch) in enumerate(zip(retain_batches, forget_batches, strict=True)):
+        retain_loss = F.cross_entropy(model(task.retain[0][retain_batch]), task.retain[1][retain_batch])
+        unlearn_loss = forget_loss(model(task.forget[0][forget_batch]), task.forget[1][forget_batch],
+                                   shifts[0][step] if shifts else None)
         loss = p.retain_weight * retain_loss + (1 - p.retain_weight) * unlearn_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -65,14 +70,22 @@ def neggrad_plus(task: UnlearningTask) -> nn.Module:
     return _two_set_fine_tune(task, lambda logits, labels, _: -F.cross_entropy(logits, labels))
 
 
-def _towards_wrong_labels(logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    classes = logits.shape[1]
-    shift = torch.randint(1, classes, labels.shape, generator=generator).to(labels.device)
-    return F.cross_entropy(logits, (labels + shift) % classes)  # never the true label
+def _towards_wrong_labels(logits: torch.Tensor, labels: torch.Tensor, shifts: torch.Tensor | None) -> torch.Tensor:
+    assert shifts is not None  # drawn by _two_set_fine_tune with wrong_labels
+    return F.cross_entropy(logits, (labels + shifts) % logits.shape[1])  # never the true label
+
+
+def _class_count(model: nn.Module, inputs: torch.Tensor) -> int:
+    """How many classes `model` outputs, from one sample (in eval mode, so batch norm's statistics stay)."""
+    was_training = model.training
+    with torch.no_grad():
+        classes = model.eval()(inputs[:1]).shape[1]
+    model.train(was_training)
+    return classes
 
 
 def random_label(task: UnlearningTask) -> nn.Module:
-    return _two_set_fine_tune(task, _towards_wrong_labels)
+    return _two_set_fine_tune(task, _towards_wrong_labels, wrong_labels=True)
 
 
 def saliency_masks(model: nn.Module, forget: Samples, fraction: float, batch_size: int = 256) -> list[torch.Tensor]:
@@ -89,7 +102,7 @@ def saliency_masks(model: nn.Module, forget: Samples, fraction: float, batch_siz
 
 def salun(task: UnlearningTask) -> nn.Module:
     masks = saliency_masks(copy.deepcopy(task.original), task.forget, task.params(Salun).saliency_fraction)
-    return _two_set_fine_tune(task, _towards_wrong_labels, masks)
+    return _two_set_fine_tune(task, _towards_wrong_labels, wrong_labels=True, masks=masks)
 
 
 def scrub(task: UnlearningTask) -> nn.Module:
@@ -104,10 +117,12 @@ def scrub(task: UnlearningTask) -> nn.Module:
             target = F.log_softmax(teacher(inputs), dim=1)
         return F.kl_div(F.log_softmax(student(inputs), dim=1), target, log_target=True, reduction="batchmean")
 
-    batches = zip(_batches(task.retain, p.batch_size, p.steps, generator),
-                  _batches(task.forget, p.batch_size, p.steps, generator), strict=True)
+    retain_batches, forget_batches = draw_plan([(0, len(task.retain[1])), (0, len(task.forget[1]))], p.batch_size,
+                                               p.steps, generator, task.retain[1].device)
     losses = DeferredLog(task)
-    for step, ((retain_x, retain_y), (forget_x, _)) in enumerate(batches):
+    for step, (retain_batch, forget_batch) in enumerate(zip(retain_batches, forget_batches, strict=True)):
+        retain_x, retain_y = task.retain[0][retain_batch], task.retain[1][retain_batch]
+        forget_x = task.forget[0][forget_batch]
         if step < p.forget_steps:  # max-step: away from the teacher on forget
             optimizer.zero_grad(set_to_none=True)
             (-divergence(forget_x)).backward()

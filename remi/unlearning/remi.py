@@ -71,7 +71,7 @@ from remi.attacks.signals import gaussian_kl, logit_scaled_confidence, quantile_
 from remi.errors import ParamsError
 from remi.networks.training import accuracy, adam, predict_logits
 from remi.params_schema import Remi
-from remi.unlearning.base import DeferredLog, Samples, UnlearningTask, subsample
+from remi.unlearning.base import DeferredLog, Samples, UnlearningTask, draw_plan, subsample
 from remi.unlearning.leakage_estimators import ESTIMATORS, LeakageScore
 from remi.unlearning.neighbour_target import neighbour_separation
 
@@ -154,10 +154,9 @@ def remi(task: UnlearningTask) -> nn.Module:
     optimizer = adam(head.parameters(), lr=p.lr)
     weights = {"ce": p.lambda_ce, "distill": p.lambda_distill, "mi": p.lambda_mi, "kl": p.lambda_kl,
                "quantiles": p.lambda_kl, "unseen": p.lambda_unseen, "anchor": p.lambda_anchor}
-    # Every step's batches drawn now and moved to the device in one copy: a copy per step would make the host
-    # wait for the device at every step. The draws come in the order the steps used to take them.
-    retain_batches, forget_batches, *anchor_batches = batch_plan(
-        [len(retain[1]), len(forget[1]), *([] if anchor_out is None else [len(anchor_out[1])])],
+    # Every step's batches drawn now and copied to the device once (draw_plan says why).
+    retain_batches, forget_batches, *anchor_batches = draw_plan(
+        [(0, len(retain[1])), (0, len(forget[1])), *([] if anchor_out is None else [(0, len(anchor_out[1]))])],
         p.batch_size, p.max_steps, generator, retain[1].device)
     losses = DeferredLog(task)
     for step in range(p.max_steps + 1):
@@ -349,12 +348,6 @@ def separation_of(logits: torch.Tensor, checks: CheckSamples,
     return separation, out_signal
 
 
-def batch_plan(set_sizes: list[int], batch_size: int, steps: int, generator: torch.Generator,
-               device: torch.device) -> list[torch.Tensor]:
-    """For each of the sets of `set_sizes` samples, a (steps, batch_size) tensor on `device`: each step's batch of
-    indices, drawn with replacement, step by step and set by set in that order."""
-    draws = [torch.randint(size, (batch_size,), generator=generator) for _ in range(steps) for size in set_sizes]
-    return list(torch.stack(draws).view(steps, len(set_sizes), batch_size).to(device).unbind(1))
 
 
 def loss_terms(head: nn.Module, leakage: LeakageScore,
