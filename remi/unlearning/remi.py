@@ -313,6 +313,7 @@ def anchor_samples(frozen: nn.Module, head: nn.Module, out: Samples) -> Anchored
 
 
 def _rows(samples: Anchored, rows: torch.Tensor) -> Anchored:
+    """The anchor samples at `rows` (one step's batch)."""
     features, labels, confidence = samples
     return features[rows], labels[rows], confidence[rows]
 
@@ -346,8 +347,6 @@ def separation_of(logits: torch.Tensor, checks: CheckSamples,
         "leakage_auc": rank_auc(*checks.split(leakage(logits, checks.labels))),
     }
     return separation, out_signal
-
-
 
 
 def loss_terms(head: nn.Module, leakage: LeakageScore,
