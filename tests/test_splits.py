@@ -1,4 +1,5 @@
 import json
+import subprocess
 
 import pytest
 import torch
@@ -93,3 +94,24 @@ def test_every_entry_of_the_requests_directory_is_a_request_or_an_error(tmp_path
         read_requests(tmp_path)
     assert "b.JSON: not a request file" in str(error.value)
     assert "2 sample ID(s) are not JSON integers" in str(error.value)
+
+
+def test_a_stopped_writes_leftover_is_named_for_what_it_is_not_a_file_to_rename(tmp_path):
+    """A temp file that a killed intake left must be deleted, never renamed into a request."""
+    _request(tmp_path, [1, 2], name="a")
+    writer = subprocess.Popen(["sleep", "30"])
+    try:
+        leftover = tmp_path / f".b.json.{writer.pid}.x1y2.tmp"
+        leftover.write_text('{"request_id": "b", "sam')
+        with pytest.raises(RequestError) as error:
+            read_requests(tmp_path)
+        assert f"process {writer.pid} is still writing" in str(error.value)
+    finally:
+        writer.kill()
+        writer.wait()
+    with pytest.raises(RequestError) as error:
+        read_requests(tmp_path)
+    assert f"left half-written by process {writer.pid}" in str(error.value)
+    assert "must not be renamed" in str(error.value)
+    leftover.unlink()
+    assert [r.request_id for r in read_requests(tmp_path)] == ["a"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from remi.errors import UserError
-from remi.runtime.files import read_user_file
+from remi.runtime.files import read_user_file, temp_writer
 
 MAX_REQUEST_BYTES = 1024 * 1024  # ~150,000 sample IDs: more than any split holds
 MAX_REQUEST_FILES = 10_000
@@ -113,6 +113,20 @@ def sample_id_problems(path: Path, sample_ids: list[Any]) -> list[str]:
     return []
 
 
+def _not_a_request(path: Path) -> str:
+    """Why `path` is no request, and what to do: a stopped write's leftover must not be renamed into one."""
+    writer = temp_writer(path.name)
+    if writer is None:
+        return (f"{path}: not a request file (requests are named <request_id>.json, lower case); "
+                f"rename it or move it out of {path.parent}/")
+    pid, running = writer
+    if running:
+        return f"{path}: a file that process {pid} is still writing; run again once that process has finished"
+    return (f"{path}: left half-written by process {pid}, which was stopped; it is no request and must not be "
+            "renamed into one: delete it (`remi cycle` removes such files itself, and takes the request it was "
+            "writing again from data/inbox/)")
+
+
 def read_requests(requests_dir: Path) -> list[ErasureRequest]:
     """Every request in `requests_dir`, or RequestError listing every unusable entry."""
     requests_dir = Path(requests_dir)
@@ -127,8 +141,7 @@ def read_requests(requests_dir: Path) -> list[ErasureRequest]:
         if path.name in ALLOWED_EXTRAS:
             continue
         if path.suffix != ".json":
-            problems.append(f"{path}: not a request file (requests are named <request_id>.json, lower case); "
-                            "rename it or move it out of data/requests/")
+            problems.append(_not_a_request(path))
             continue
         try:
             body = decode_strict_json(path)

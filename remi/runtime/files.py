@@ -47,14 +47,22 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}."
 
 
+def temp_writer(name: str) -> tuple[int, bool] | None:
+    """For a temp entry's name, its writer's pid and whether that process still runs; else None."""
+    match = STALE_TEMP.match(name)
+    if not match:
+        return None
+    return int(match["pid"]), Path(f"/proc/{match['pid']}").exists()
+
+
 def sweep_stale_temps(roots: tuple[Path, ...]) -> list[Path]:
     """Remove temp files and directories under `roots` whose writing process no longer exists."""
     removed = []
     for root in (r for r in roots if r.is_dir()):
         for parent, dirs, files in os.walk(root):
             for name in [*dirs, *files]:
-                match = STALE_TEMP.match(name)
-                if match and not Path(f"/proc/{match['pid']}").exists():
+                writer = temp_writer(name)
+                if writer and not writer[1]:
                     stale = Path(parent) / name
                     if stale.is_dir():
                         shutil.rmtree(stale)
