@@ -214,13 +214,51 @@ def test_a_pending_request_whose_file_was_removed_stops_the_cycle_until_restored
     accepted = project / "data/requests" / f"{request}.json"
     kept = accepted.read_bytes()
     accepted.unlink()  # by hand: the pipeline would leave the request out and call the cycle done
-    with pytest.raises(UserError, match=f"have no file in data/requests/: {request}. Restore"):
+    with pytest.raises(UserError, match=f"have no file in data/requests/: {request} \\(validated\\)."):
         _ingest()
     accepted.write_bytes(kept)
     assert _ingest() == []
     accepted.unlink()
     intake.cancel_request(request)
     assert _ingest() == [] and request_states(read_events())[request].state == "cancelled"
+
+
+def test_a_released_request_whose_file_went_or_changed_stops_the_cycle_until_restored(project):
+    """Else the next model would take the released request's samples back, with nothing to say so."""
+    request = intake.add_request(envelope(project))
+    _ingest()
+    with locked() as book:
+        book.append(request, "applied")
+        book.append(request, "released", model_version=1, latency_days=0.1)
+    accepted = project / "data/requests" / f"{request}.json"
+    kept = accepted.read_bytes()
+    accepted.unlink()  # a bad merge, a `git rm`
+    with pytest.raises(UserError, match=f"have no file in data/requests/: {request} \\(released\\)"):
+        _ingest()
+    body = json.loads(kept)
+    accepted.write_text(json.dumps(body | {"sample_ids": body["sample_ids"][:1]}))  # one sample fewer
+    with pytest.raises(UserError, match=f"differ from what was validated .*: {request}. A request never changes"):
+        _ingest()
+    with pytest.raises(UserError, match="only a pending request can be cancelled"):
+        intake.cancel_request(request)
+    accepted.write_bytes(kept)
+    assert _ingest() == [] and request_states(read_events())[request].state == "released"
+
+
+def test_a_ledger_from_before_the_file_md5_was_recorded_still_checks_that_the_files_are_there(project):
+    request = intake.add_request(envelope(project))
+    (project / "data/inbox" / f"{request}.json").unlink()
+    accepted = project / "data/requests" / f"{request}.json"
+    accepted.parent.mkdir(parents=True)
+    accepted.write_text(json.dumps({"request_id": request, "dataset": "fashion_mnist", "dataset_digest": "abc",
+                                    "sample_ids": [3, 5]}))
+    with locked() as book:
+        book.append(request, "validated", sample_ids=2)  # as the code before the md5 wrote it
+    accepted.write_text(accepted.read_text().replace("[3, 5]", "[3]"))
+    assert _ingest() == []  # nothing recorded to compare with
+    accepted.unlink()
+    with pytest.raises(UserError, match="have no file"):
+        _ingest()
 
 
 def test_a_killed_intake_s_half_written_file_is_swept_before_the_requests_are_read(project):

@@ -23,11 +23,12 @@ from remi.errors import UserError, ValidationFailed
 from remi.operations.envelope import Envelope, read_envelope
 from remi.operations.ledger import LEDGER_PATH, PENDING, LedgerWriter, locked, now
 from remi.pipeline.layout import REQUESTS_DIR
-from remi.runtime.files import atomic_write, sweep_stale_temps, write_json
+from remi.runtime.files import atomic_write, file_md5, sweep_stale_temps, write_json
 
 INBOX_DIR = Path("data/inbox")
 REJECTED_DIR = Path("data/rejected")
 SHOWN_REPORT_CHARS = 2000  # of a rejection report, in the ledger (the whole report is in data/rejected/)
+IN_FORGET_SET = (*PENDING, "released")  # states whose file data/requests/ must keep as it was validated
 
 
 def _write_durably(path: Path, body: dict[str, object]) -> None:
@@ -149,7 +150,7 @@ def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: 
         _reject(book, path, request, str(error))
         return False
     _write_durably(accepted, envelope.request_body() | {"received_time": book.states[request].received.isoformat()})
-    book.append(request, "validated", sample_ids=len(envelope.sample_ids))
+    book.append(request, "validated", sample_ids=len(envelope.sample_ids), request_md5=file_md5(accepted))
     path.unlink()
     return True
 
@@ -188,16 +189,37 @@ def _reconcile_accepted(book: LedgerWriter, dataset: Dataset, target_train: torc
                 _reject(book, request.path, request.request_id, str(error))
                 rejected.append(request.request_id)
                 continue
-            book.append(request.request_id, "validated", sample_ids=len(request.sample_ids))
-    # Every step writes a request's file before its `validated` event, so a pending request without one was
-    # removed by hand: the pipeline would leave it out and the cycle call it done forever.
-    pending = {request for request, state in book.states.items() if state.state in PENDING}
-    missing = sorted(pending - {request.request_id for request in present})
-    if missing:
-        raise UserError(f"{len(missing)} pending request(s) have no file in {REQUESTS_DIR}/: {', '.join(missing)}. "
-                        "Restore each file (`git checkout -- data/requests/<id>.json`), or end the request with "
-                        "`remi request cancel <id>`; no pipeline ran.")
+            book.append(request.request_id, "validated", sample_ids=len(request.sample_ids),
+                        request_md5=file_md5(request.path))
+    _check_forget_set_files(book, present)
     return rejected
+
+
+def _validated_md5(book: LedgerWriter, request: str) -> str | None:
+    """The md5 of the request's file when it was validated; None in a ledger written before it was recorded."""
+    validated = [e for e in book.states[request].events if e["event"] == "validated"]
+    return validated[-1]["detail"].get("request_md5") if validated else None
+
+
+def _check_forget_set_files(book: LedgerWriter, present: list[ErasureRequest]) -> None:
+    """Every pending or released request's file is there, as it was validated. Every step writes a request's
+    file before its `validated` event, so a missing or changed file was removed or edited by hand (a bad merge,
+    a `git rm`): the pipeline would leave its samples out, and a released request's samples would come back
+    into the next model with nothing to say so."""
+    expected = {request: state.state for request, state in book.states.items() if state.state in IN_FORGET_SET}
+    missing = sorted(set(expected) - {request.request_id for request in present})
+    changed = sorted(request.request_id for request in present if request.request_id in expected
+                     and _validated_md5(book, request.request_id) not in (None, file_md5(request.path)))
+    problems = [f"{len(missing)} request(s) that the ledger holds as pending or released have no file in "
+                f"{REQUESTS_DIR}/: {', '.join(f'{r} ({expected[r]})' for r in missing)}."] if missing else []
+    if changed:
+        problems.append(f"{len(changed)} request file(s) in {REQUESTS_DIR}/ differ from what was validated (the md5 "
+                        f"in the ledger's `validated` event): {', '.join(changed)}. A request never changes: a new "
+                        "one needs a new id.")
+    if problems:
+        raise UserError(" ".join(problems) + " Restore each file as it was (`git log -p -- data/requests/<id>.json`, "
+                        "`git checkout <commit> -- data/requests/<id>.json`); a pending request may instead be ended "
+                        "with `remi request cancel <id>`, a released one never. No pipeline ran.")
 
 
 def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LEDGER_PATH) -> list[str]:
