@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 
 import pytest
@@ -9,6 +10,8 @@ from remi.data.splits import SPLIT_NAMES, make_splits, retain_ids, select_forget
 from remi.data.validation import validate_forget, validate_requests, validate_split_index
 from remi.errors import UserError, ValidationFailed
 from remi.params_schema import Forget, Splits
+from remi.runtime.files import sweep_stale_temps
+from remi.runtime.process_identity import start_ticks
 
 SIZES = {"target_train": 300, "out": 100, "audit_holdout": 100, "test": 200, "shadow_pool": 400}
 
@@ -101,7 +104,7 @@ def test_a_stopped_writes_leftover_is_named_for_what_it_is_not_a_file_to_rename(
     _request(tmp_path, [1, 2], name="a")
     writer = subprocess.Popen(["sleep", "30"])
     try:
-        leftover = tmp_path / f".b.json.{writer.pid}.x1y2.tmp"
+        leftover = tmp_path / f".b.json.{writer.pid}-{start_ticks(writer.pid)}.x1y2.tmp"
         leftover.write_text('{"request_id": "b", "sam')
         with pytest.raises(RequestError) as error:
             read_requests(tmp_path)
@@ -115,3 +118,15 @@ def test_a_stopped_writes_leftover_is_named_for_what_it_is_not_a_file_to_rename(
     assert "must not be renamed" in str(error.value)
     leftover.unlink()
     assert [r.request_id for r in read_requests(tmp_path)] == ["a"]
+
+
+def test_a_leftover_whose_pid_the_kernel_gave_to_another_process_is_still_a_leftover(tmp_path):
+    """This process is alive, but it started later than the writer the name records."""
+    leftover = tmp_path / f".b.json.{os.getpid()}-1.x1y2.tmp"
+    leftover.write_text('{"request_id": "b", "sam')
+    with pytest.raises(RequestError, match=f"left half-written by process {os.getpid()}"):
+        read_requests(tmp_path)
+    assert sweep_stale_temps((tmp_path,)) == [leftover] and not leftover.exists()
+    ours = tmp_path / f".c.json.{os.getpid()}-{start_ticks(os.getpid())}.x1y2.tmp"
+    ours.write_text("{")
+    assert sweep_stale_temps((tmp_path,)) == [] and ours.exists()  # a writer still at work keeps its file

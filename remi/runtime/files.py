@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from remi.errors import UserError
+from remi.runtime.process_identity import start_ticks
 
 
 def _umask() -> int:
@@ -38,13 +39,16 @@ def _publish_mode(path: Path, is_dir: bool) -> None:
     os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
 
 
-# Temp entries carry their writer's pid, so a later run can tell a killed writer's leftovers
-# (removed by sweep_stale_temps) from the temp files of a writer still at work.
-STALE_TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+# Temp entries carry their writer's pid and start time, so a later run can tell a killed writer's leftovers
+# (removed by sweep_stale_temps) from the temp files of a writer still at work, even once the kernel has
+# given the pid to another process (small pids come back soon in a container or after a reboot). Names
+# from before the start time was added have only the pid.
+STALE_TEMP = re.compile(r"^\..+\.(?P<pid>\d+)(?:-(?P<ticks>\d+))?\.[A-Za-z0-9_]+\.tmp$")
 
 
 def _temp_prefix(path: Path) -> str:
-    return f".{path.name}.{os.getpid()}."
+    pid = os.getpid()
+    return f".{path.name}.{pid}-{start_ticks(pid)}."
 
 
 def temp_writer(name: str) -> tuple[int, bool] | None:
@@ -52,7 +56,9 @@ def temp_writer(name: str) -> tuple[int, bool] | None:
     match = STALE_TEMP.match(name)
     if not match:
         return None
-    return int(match["pid"]), Path(f"/proc/{match['pid']}").exists()
+    pid = int(match["pid"])
+    started = start_ticks(pid)
+    return pid, started is not None and match["ticks"] in (None, started)
 
 
 def sweep_stale_temps(roots: tuple[Path, ...]) -> list[Path]:

@@ -11,7 +11,8 @@ from pathlib import Path
 HOST_TAG, PID_TAG, STARTED_TAG = "process.host", "process.pid", "process.start_ticks"
 
 
-def _start_ticks(pid: int) -> str | None:
+def start_ticks(pid: int) -> str | None:
+    """When the process started, in clock ticks since boot; None if it does not exist."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -22,7 +23,7 @@ def _start_ticks(pid: int) -> str | None:
 
 def process_tags(pid: int | None = None) -> dict[str, str]:
     pid = pid or os.getpid()
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), STARTED_TAG: _start_ticks(pid) or "unknown"}
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), STARTED_TAG: start_ticks(pid) or "unknown"}
 
 
 def is_local(tags: dict[str, str]) -> bool:
@@ -33,4 +34,4 @@ def is_gone(tags: dict[str, str]) -> bool:
     """True if the process these tags name (on this host) has exited; False if alive or unknowable."""
     if not is_local(tags) or not tags.get(PID_TAG, "").isdigit():
         return False
-    return _start_ticks(int(tags[PID_TAG])) != tags.get(STARTED_TAG)
+    return start_ticks(int(tags[PID_TAG])) != tags.get(STARTED_TAG)
