@@ -36,11 +36,11 @@ def main() -> None:
     forget_ids = load_split(split_path("forget"))
     forget = dataset.subset(forget_ids)
     count, device = settings.models, compute_device()
-    sections = {"forgetting_quality": settings, "remi": params.remi, "retrain": params.retrain}
+    others = [m for m in params.unlearn.methods if m != REFERENCE]
+    sections = {"forgetting_quality": settings} | {m: params.method(m) for m in [REFERENCE, *others]}
     with tracking.stage_run("forgetting_quality", "forgetting_quality", sections, ["prepare", "target"]):
         tracking.set_tags({"executor": executor_name()})  # where the retraining blocks ran
         started = time.perf_counter()
-        others = [m for m in params.unlearn.methods if m != REFERENCE]
         progress = Progress("forgetting-quality models", count * (2 + len(others)))
         # Both retrained populations in one go: they train as one block.
         reference, second = retrained_populations(load_task(params, dataset, REFERENCE, device), settings, forget,

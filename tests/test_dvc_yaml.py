@@ -111,13 +111,16 @@ def test_code_edits_invalidate_only_the_stages_they_concern(package, readers):
     assert _stages_reading(package) == readers
 
 
-def test_ulira_reads_the_section_of_every_method_it_may_run():
-    """U-LiRA's references unlearn with every listed method but retraining; DVC cannot list params per
-    `unlearn.methods`, so the stage names every method's section (an unused one only re-runs it)."""
+@pytest.mark.parametrize(("stage", "unused"), [("ulira", {"retrain"}), ("forgetting_quality", set())])
+def test_stages_running_every_listed_method_read_every_methods_section(stage, unused):
+    """U-LiRA's references unlearn with every listed method but retraining; forgetting quality runs every
+    listed method, retraining included. DVC cannot list params per `unlearn.methods`, so such a stage names
+    every method's section (an unused one only re-runs it): else a baseline's changed params would leave its
+    figures stale."""
     from remi.params_schema import METHOD_SECTIONS
 
-    listed = set(DVC["stages"]["ulira"]["params"])
-    assert listed & set(METHOD_SECTIONS) == set(METHOD_SECTIONS) - {"retrain"}
+    listed = set(DVC["stages"][stage]["params"])
+    assert listed & set(METHOD_SECTIONS) == set(METHOD_SECTIONS) - unused
 
 
 def test_no_stage_reads_the_original_target_except_through_the_starting_model():
@@ -128,3 +131,9 @@ def test_no_stage_reads_the_original_target_except_through_the_starting_model():
     starting = {name.partition("@")[0] for name, stage in stages() if "${starting_model_dir}" in stage.get("deps", [])}
     assert starting == {"unlearn", "forgetting_quality", "ulira", "audit"}
     assert DVC["vars"] == ["models/base/release.json:starting_model_dir"]
+
+
+def test_dvc_plots_draw_every_attack_the_default_audit_runs():
+    """`dvc plots show` is where the docs send a reviewer for the ROC curves: none may be missing."""
+    plotted = {path for entry in DVC["plots"] for path in entry}
+    assert plotted == {f"reports/audit/roc_{attack}.csv" for attack in PARAMS["audit"]["attacks"]}
