@@ -2,7 +2,8 @@
 `acceptance`: gate.method's model, or with sequential unlearning, when compaction is due, the
 retrained one (remi/pipeline/compaction.py).
 
-Exits 2, listing the failing checks, when nothing can be released; the registry is then untouched.
+Exits 2, listing the failing checks, when nothing can be released, or saying why the registry refused the
+model (it would leave out a request the current @candidate honours); the registry is then untouched.
 """
 
 from remi.audit.acceptance import GateFailed, failure_message, gate_checks, per_model_from_flat
@@ -14,7 +15,7 @@ from remi.pipeline.compaction import compaction_reason
 from remi.pipeline.entry_point import stage_main
 from remi.pipeline.layout import metrics_path, unlearned_dir
 from remi.pipeline.params import load_params
-from remi.pipeline.release import ALIAS, release_method
+from remi.pipeline.release import ALIAS, RegistryRefused, release_method
 from remi.pipeline.starting_model import read_starting_model
 from remi.runtime.files import read_json, write_json
 
@@ -43,7 +44,12 @@ def main() -> None:
         if released is None:
             write_json(metrics_path("gate"), outcome)
             raise GateFailed(failure_message(rows))
-        version = release_method(released, gate.registered_model, {"compaction": compaction} if compaction else None)
+        try:
+            version = release_method(released, gate.registered_model,
+                                     {"compaction": compaction} if compaction else None)
+        except RegistryRefused as refused:  # said in gate.json too, so `remi cycle` knows the gate ran
+            write_json(metrics_path("gate"), outcome | {"registry_refused": str(refused)})
+            raise
         # Written after the alias moved: gate.json never says released for a model that is not.
         write_json(metrics_path("gate"), outcome | {"registered_version": version, "released_method": released}
                    | ({"compaction": compaction} if compaction else {}))

@@ -5,13 +5,23 @@ import multiprocessing
 import pytest
 import torch
 
-from remi.pipeline.release import ALIAS, RegistryRefused, register_candidate
+from remi.pipeline.release import (
+    ALIAS,
+    REQUEST_IDS_PART_CHARS,
+    RegistryRefused,
+    honoured_requests,
+    register_candidate,
+    request_tags,
+)
 
 NAME = "unlearned"
 
 
-def _tags(model_md5: str, requests: int) -> dict[str, str]:
-    return {"model_md5": model_md5, "forget_set_md5": f"forget-{requests}", "erasure_requests": str(requests)}
+def _tags(model_md5: str, requests: int | list[str]) -> dict[str, str]:
+    """A version's identity and the requests it honours: `requests` ids, or r0, r1, ... as many as asked."""
+    ids = requests if isinstance(requests, list) else [f"r{i}" for i in range(requests)]
+    honoured = request_tags(ids)
+    return {"model_md5": model_md5, "forget_set_md5": honoured["erasure_request_ids_sha256"]} | honoured
 
 
 @pytest.fixture
@@ -60,6 +70,39 @@ def test_the_alias_never_moves_to_a_model_honouring_fewer_requests(store):
     assert client.get_model_version_by_alias(NAME, ALIAS).version == newer
     assert _versions(client) == [newer]
     assert register_candidate(uri, model_uri, NAME, _tags("eee", 4)) > newer
+
+
+def test_the_alias_never_moves_to_a_model_that_drops_a_request_even_with_as_many(store):
+    """A lost request plus a new one keeps the count: the ids decide."""
+    uri, model_uri, client = store
+    honouring_c = register_candidate(uri, model_uri, NAME, _tags("abc", ["A", "B", "C"]))
+    with pytest.raises(RegistryRefused, match="leaves out 1 of them: C"):
+        register_candidate(uri, model_uri, NAME, _tags("abd", ["A", "B", "D"]))
+    assert client.get_model_version_by_alias(NAME, ALIAS).version == honouring_c
+    assert register_candidate(uri, model_uri, NAME, _tags("abcd", ["A", "B", "C", "D"])) > honouring_c
+
+
+def test_a_candidate_registered_before_ids_were_recorded_is_compared_by_count(store):
+    import mlflow
+
+    uri, model_uri, client = store
+    legacy = mlflow.register_model(model_uri, NAME, tags={"model_md5": "old", "forget_set_md5": "old",
+                                                          "erasure_requests": "3"}).version
+    client.set_registered_model_alias(NAME, ALIAS, legacy)
+    with pytest.raises(RegistryRefused, match="honours only 2"):
+        register_candidate(uri, model_uri, NAME, _tags("two", 2))
+    assert register_candidate(uri, model_uri, NAME, _tags("three", 3)) > int(legacy)
+
+
+def test_thousands_of_request_ids_survive_the_store_in_parts(store):
+    uri, model_uri, client = store
+    ids = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(6000)]  # 222,000 characters: three parts
+    tags = _tags("many", ids)
+    assert len([key for key in tags if key.startswith("erasure_request_ids.")]) == -(-222_000 // REQUEST_IDS_PART_CHARS)
+    version = register_candidate(uri, model_uri, NAME, tags)
+    assert honoured_requests(client.get_model_version(NAME, str(version)).tags) == set(ids)
+    with pytest.raises(RegistryRefused, match="leaves out 1 of them"):
+        register_candidate(uri, model_uri, NAME, _tags("fewer", [*ids[1:], "new"]))
 
 
 def _register(uri: str, model_uri: str, model_md5: str, requests: int, results) -> None:

@@ -3,8 +3,10 @@
 - Idempotent: a version is identified by its model file's md5 and its forget set's md5; re-running
   the gate (after a kill between registering and aliasing, or a reproduced model) finds that
   version and points the alias at it instead of registering a duplicate.
-- Forward only: the alias never moves to a model that honours fewer erasure requests than the
-  current candidate (two pipelines sharing a store must not roll erasure back).
+- Forward only: the alias never moves to a model that leaves out any erasure request the current
+  candidate honours (two pipelines sharing a store must not roll erasure back). Each version carries
+  the ids it honours in its tags; a candidate registered before they were recorded (only their count)
+  is compared by count.
 - Locked: the check and the move happen under one lock, so two gates cannot interleave them.
   The lock is a local file (beside an sqlite store): gates on other hosts sharing a server are
   not serialised by it.
@@ -25,21 +27,50 @@ ALIAS = "candidate"
 LOCK_TIMEOUT_SECONDS = 300
 IDENTITY_TAGS = ("model_md5", "forget_set_md5")
 REQUESTS_TAG = "erasure_requests"
+REQUEST_IDS_TAG = "erasure_request_ids"  # `erasure_request_ids.<n>`: the sorted ids, one per line, in parts
+REQUEST_IDS_PART_CHARS = 90_000  # under MLflow's 100,000-character limit for a model version's tag value
 
 
 class RegistryRefused(UserError):
-    """Moving @candidate to this model would honour fewer erasure requests than it does now."""
+    """Moving @candidate to this model would leave out erasure requests that the candidate honours."""
 
 
 def release_tags(model_file: Path, forget_file: Path, method: str, identity: dict[str, str]) -> dict[str, str]:
     """A version's tags: its identity (model and forget-set md5), what it honours, where it came from."""
     forget = read_json(forget_file)
-    requests = forget.get("requests", [])
     return {"model_md5": file_md5(model_file), "forget_set_md5": file_md5(forget_file),
-            REQUESTS_TAG: str(len(requests)),
-            "erasure_request_ids_sha256": hashlib.sha256("\n".join(requests).encode()).hexdigest(),
+            **request_tags(forget.get("requests", [])),
             "dataset_digest": forget["dataset_digest"], "method": method,
             "git_commit": identity["git_commit"], "dvc_lock_md5": identity["dvc_lock_md5"]}
+
+
+def request_tags(requests: list[str]) -> dict[str, str]:
+    """The erasure requests a version honours, as tags: their count, their digest, and the ids themselves."""
+    listed = "\n".join(requests)
+    parts = [listed[start:start + REQUEST_IDS_PART_CHARS] for start in range(0, len(listed), REQUEST_IDS_PART_CHARS)]
+    return {REQUESTS_TAG: str(len(requests)),
+            "erasure_request_ids_sha256": hashlib.sha256(listed.encode()).hexdigest(),
+            **{f"{REQUEST_IDS_TAG}.{number}": part for number, part in enumerate(parts or [""])}}
+
+
+def honoured_requests(tags: dict[str, str]) -> set[str] | None:
+    """The request ids a version's tags list; None for a version registered before ids were recorded."""
+    prefix = f"{REQUEST_IDS_TAG}."
+    numbers = sorted(int(key.removeprefix(prefix)) for key in tags if key.startswith(prefix))
+    if not numbers:
+        return None
+    return set("".join(tags[f"{prefix}{number}"] for number in numbers).split("\n")) - {""}
+
+
+def _left_out(current_tags: dict[str, str], tags: dict[str, str]) -> str | None:
+    """What the new version would drop of the current candidate's requests, in words; None if nothing."""
+    current, new = honoured_requests(current_tags), honoured_requests(tags)
+    if current is not None and new is not None:
+        dropped = sorted(current - new)
+        shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+        return f"leaves out {len(dropped)} of them: {shown}" if dropped else None
+    honoured = int(current_tags.get(REQUESTS_TAG, 0))
+    return f"honours only {tags[REQUESTS_TAG]}" if honoured > int(tags[REQUESTS_TAG]) else None
 
 
 def registry_lock_path(tracking_uri: str, registered_name: str) -> Path:
@@ -72,12 +103,13 @@ def register_candidate(tracking_uri: str, model_uri: str, registered_name: str, 
     with file_lock(registry_lock_path(tracking_uri, registered_name), LOCK_TIMEOUT_SECONDS,
                    f"registering {registered_name}"):
         current = _current_candidate(client, registered_name)
-        honoured = int(current.tags.get(REQUESTS_TAG, 0)) if current else 0
-        if honoured > int(tags[REQUESTS_TAG]):
+        dropped = _left_out(current.tags, tags) if current else None
+        if dropped:
             raise RegistryRefused(
-                f"{registered_name}@{ALIAS} is version {current.version}, which honours {honoured} erasure "
-                f"request(s); this model honours {tags[REQUESTS_TAG]}. The alias only moves forward: "
-                "apply every request the candidate honours (data/requests/) and run again.")
+                f"{registered_name}@{ALIAS} is version {current.version}, which honours "
+                f"{current.tags.get(REQUESTS_TAG, 0)} erasure request(s); this model {dropped}. The alias only "
+                "moves forward: restore every request the candidate honours under data/requests/ (`git log -- "
+                "data/requests/` shows what went) and run again.")
         version = _version_with_identity(client, registered_name, tags)
         if version is None:
             version = int(mlflow.register_model(model_uri, registered_name, tags=tags).version)

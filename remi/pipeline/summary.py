@@ -55,6 +55,8 @@ def _gate_line(method: str, registered_model: str) -> str:
     if not gate_file.exists():
         return "Gate: not run yet (`remi run` runs it after the audit)."
     gate = read_json(gate_file)
+    if gate.get("registry_refused"):
+        return f"Gate: the registry refused the model; it was left as it was. {gate['registry_refused']}"
     if gate.get("compaction"):
         return (f"Gate: compaction ({gate['compaction']}): {registered_model} version "
                 f"{int(gate['registered_version'])}, the model retrained from scratch, is @candidate.")
