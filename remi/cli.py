@@ -166,7 +166,7 @@ def _request(args: argparse.Namespace) -> int | None:
 def _cycle(args: argparse.Namespace) -> int:
     from remi.operations.cycle import run_cycle
 
-    return run_cycle(args.wait)
+    return run_cycle(args.wait, args.shared_state)
 
 
 def _stack(args: argparse.Namespace) -> None:
@@ -302,6 +302,9 @@ def _add_operations_commands(command: Command) -> None:
     actions.add_parser("cancel", help="end pending requests").add_argument("ids", nargs="+")
     cycle = command("cycle", _cycle, "the re-unlearning job: ingest new requests, run, gate, record, push")
     cycle.add_argument("--wait", type=_seconds, default=0, help="seconds to wait for a running cycle (default 0)")
+    cycle.add_argument("--shared-state", action="store_true",
+                       help="refuse to run unless MLflow is a server and DVC has a default remote (a CI runner's "
+                            "local store and cache go with it, and the ledger would name releases nobody can find)")
     purge = command("purge", _purge, "delete superseded models and unused DVC objects (a dry run unless --apply)")
     purge.add_argument("--apply", action="store_true", help="delete, instead of listing what would go")
     purge.add_argument("--target", action="store_true",

@@ -25,6 +25,7 @@ from remi.data.splits import make_splits
 from remi.operations.cycle import Outcome
 from remi.operations.ledger import read_events, request_states
 from remi.pipeline.params import load_params
+from remi.pipeline.release import honoured_requests
 from tests.conftest import REMI, pipeline_copy
 
 pytestmark = pytest.mark.slow
@@ -150,13 +151,15 @@ def test_new_requests_are_released_and_a_second_cycle_has_nothing_to_do(job):
     first, first_file = _envelope(work, digest, members[:20])
     second, second_file = _envelope(work, digest, members[20:50])
     assert run(REMI, "request", "add", first_file, second_file).returncode == 0
-    result = run(REMI, "cycle")
+    result = run(REMI, "cycle", "--wait", "600", "--shared-state")  # as the workflows run it: the stack is shared
     assert result.returncode == Outcome.RELEASED, result.stdout[-3000:] + result.stderr[-3000:]
     assert _states(work) == {first: "released", second: "released"}
     assert _events(work, first) == ["received", "validated", "applied", "released"]
     forget = json.loads((work / "data/splits/forget.json").read_text())["sample_ids"]
     assert sorted(forget) == sorted(members[:50])
     assert _released(work, first)["method"] == "remi" and "compaction" not in _released(work, first)
+    report = (work / "reports/audit/audit.html").read_text()  # in git: no copy of what was erased
+    assert "By ID only" in report and 'alt="sample ' not in report
     started = _unlearn_metrics(work)  # from the target, the whole forget set
     assert (started["start_release_version"], started["forgotten_samples"]) == (0, 50)
     status = run(REMI, "request", "status").stdout
@@ -202,7 +205,7 @@ def test_a_job_killed_while_unlearning_is_finished_by_the_next_cycle(job):
         time.sleep(0.5)
     os.killpg(job_process.pid, signal.SIGKILL)
     job_process.wait()
-    assert _states(work)[request] == "validated"  # its last recorded state: nothing invented
+    assert _states(work)[request] == "applied"  # recorded before the pipeline ran: cancel refuses it now
     result = run(REMI, "cycle")
     assert result.returncode == Outcome.RELEASED, result.stdout[-3000:] + result.stderr[-3000:]
     assert _events(work, request) == ["received", "validated", "applied", "released"]
@@ -269,6 +272,16 @@ def test_the_ci_user_released_each_version_on_the_team_server(as_ci_user):
     candidate = registry.get_model_version_by_alias(name, "candidate")
     assert str(candidate.version) == "3" and candidate.tags["method"] == "retrain" and candidate.tags["compaction"]
     assert _s3_keys(job, "dvc/") and _s3_keys(job, "mlflow/")  # models in the DVC remote, artifacts proxied
+    released = [e for e in read_events(job.work / "data/ledger.jsonl") if e["event"] == "released"]
+    # The registry's forward-only check reads the ids each version honours: every request released so far.
+    assert honoured_requests(candidate.tags) == {e["request"] for e in released}
+    # Each cycle's MLflow run reports the largest latency among the requests it released, not of all time.
+    by_version: dict[int, list[float]] = {}
+    for event in released:
+        by_version.setdefault(event["detail"]["model_version"], []).append(event["detail"]["latency_days"])
+    experiments = [e.experiment_id for e in registry.search_experiments()]
+    cycles = registry.search_runs(experiments, "tags.stage = 'cycle'", order_by=["attributes.start_time ASC"])
+    assert [r.data.metrics["erasure_latency_days_max"] for r in cycles] == [max(by_version[v]) for v in (1, 2, 3)]
 
 
 def test_purge_deletes_superseded_models_and_keeps_the_released_one(as_ci_user):
@@ -282,16 +295,35 @@ def test_purge_deletes_superseded_models_and_keeps_the_released_one(as_ci_user):
     prefixes = {str(v.version): "mlflow/" + client.get_model_version_download_uri(name, v.version)
                 .removeprefix("mlflow-artifacts:/") for v in client.search_model_versions(f"name='{name}'")}
     assert sorted(prefixes) == ["1", "2", "3"] and all(_s3_keys(job, p) for p in prefixes.values())
+    # The models every `unlearn` run logged: the earlier cycles' go (both methods', registered or not), the
+    # released version's and the workspace's stay.
+    experiment = client.get_experiment_by_name("remi-unlearning")
+    unlearned = [m for m in client.search_logged_models([experiment.experiment_id])
+                 if m.name in ("remi_model", "retrain_model")]
+    keep_runs = {client.get_model_version_by_alias(name, "candidate").run_id} | {
+        json.loads((work / f"lineage/unlearn/{method}.json").read_text())["run_id"] for method in ("remi", "retrain")}
+    kept, gone = ([m for m in unlearned if (m.source_run_id in keep_runs) == keep] for keep in (True, False))
+    assert len(kept) == 2 and len(gone) >= 4  # two cycles before the released one, two methods each
+
+    def logged_prefix(model):
+        return "mlflow/" + model.artifact_location.removeprefix("mlflow-artifacts:/")
+
+    assert all(_s3_keys(job, logged_prefix(m)) for m in kept + gone)
     cache = sum(1 for _ in (work / ".dvc/cache").rglob("*") if _.is_file())
     remote = len(_s3_keys(job, "dvc/"))
     dry = run(REMI, "purge")
     assert dry.returncode == 0 and "dry run" in dry.stdout and "version 1 (run" in dry.stdout
+    assert "logged model retrain_model (run" in dry.stdout
     assert all(_s3_keys(job, p) for p in prefixes.values())
     applied = run(REMI, "purge", "--apply")
     assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-2000:]
     for version in ("1", "2"):
         assert not _s3_keys(job, prefixes[version])
         assert "superseded by version 3" in client.get_model_version(name, version).tags["purged_reason"]
+    for model in gone:
+        assert not _s3_keys(job, logged_prefix(model))
+        assert "superseded by version 3" in client.get_logged_model(model.model_id).tags["purged_reason"]
+    assert all(_s3_keys(job, logged_prefix(m)) for m in kept)
     assert mlflow.pytorch.load_model(f"models:/{name}@candidate") is not None  # the released model loads
     assert sum(1 for _ in (work / ".dvc/cache").rglob("*") if _.is_file()) < cache
     assert len(_s3_keys(job, "dvc/")) < remote

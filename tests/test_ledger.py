@@ -72,8 +72,8 @@ def test_a_request_is_cancelled_only_between_cycles_and_not_once_a_cycle_may_hav
         assert cancel_requests([first]) == Outcome.BUSY
     assert "nothing was cancelled" in capsys.readouterr().err
     with locked() as book:
-        book.append(second, "applied")  # a cycle killed after its gate, before recording the outcome
-    with pytest.raises(UserError, match="applied by a cycle that did not finish: run `remi cycle`"):
+        book.append(second, "applied")  # a cycle killed before recording the outcome: its gate may have run
+    with pytest.raises(UserError, match=r"applied by a cycle that did not finish .*: run `remi cycle`"):
         cancel_requests([second])
     assert cancel_requests([first]) == 0
     states = request_states(read_events())
@@ -299,3 +299,40 @@ def test_a_cancel_cut_short_and_a_hand_placed_request_are_reconciled(project):
     assert request_states(read_events())["wrong-data"].state == "rejected"
     assert (project / "data/rejected/wrong-data.json").exists()
     assert "data version" in (project / "data/rejected/wrong-data.report.txt").read_text()
+
+
+def test_an_inbox_file_with_a_very_long_name_is_rejected_under_a_bounded_one_and_blocks_nothing(project):
+    """Its report and temp file add to the name: kept whole, they would pass 255 bytes, fail every cycle."""
+    inbox = project / "data/inbox"
+    request = intake.add_request(envelope(project))
+    long_stem = "é" * 120  # 240 bytes
+    (inbox / f"{long_stem}.json").write_text("{not json")
+    assert _ingest() == [intake.entry_name(inbox / f"{long_stem}.json")]
+    name = intake.entry_name(inbox / f"{long_stem}.json")
+    assert len(name.encode()) <= intake.MAX_NAME_BYTES and name != intake.entry_name(inbox / f"{long_stem}x.json")
+    assert (project / "data/rejected" / f"{name}.json").read_text() == "{not json"
+    assert (project / "data/rejected" / f"{name}.report.txt").exists()
+    assert request_states(read_events())[request].state == "validated"  # the other request went on
+    assert request_states(read_events())[name].state == "rejected"
+
+
+def test_inbox_entries_not_named_like_an_envelope_are_reported_and_left_alone(project):
+    inbox = project / "data/inbox"
+    inbox.mkdir(parents=True)
+    (inbox / ".gitkeep").write_text("")
+    (inbox / "A.JSON").write_text("{}")
+    (inbox / "b.json.part").write_text('{"subj')  # a sender still writing
+    assert intake.stray_inbox_entries() == ["A.JSON", "b.json.part"]
+    assert _ingest() == [] and (inbox / "A.JSON").exists() and (inbox / "b.json.part").exists()
+
+
+def test_a_cycle_asked_for_shared_state_refuses_a_local_store_and_no_remote(project, monkeypatch):
+    """On a throw-away CI runner both would go with it, and the ledger would name unreachable releases."""
+    from remi.operations.cycle import run_cycle
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(UserError) as refused:
+        run_cycle(shared_state=True)
+    assert "not a server: set MLFLOW_TRACKING_URI" in str(refused.value)
+    assert "DVC has no default remote" in str(refused.value)
+    assert not (project / "data").exists() and not (project / CYCLE_LOCK).exists()  # nothing was done

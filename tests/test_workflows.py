@@ -14,7 +14,7 @@ WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
 TOOLS = Path(sys.executable).parent
 # Every `run:` line of every workflow, each exercised by a test: setup by CI itself (`make test`
 # sets up the same way), the job by tests/test_cycle.py, the pull-request script there too.
-ALLOWED_RUN_LINES = ("make setup", "code=0", ".venv/bin/remi cycle --wait 600 || code=$?",
+ALLOWED_RUN_LINES = ("make setup", "code=0", ".venv/bin/remi cycle --wait 600 --shared-state || code=$?",
                      'echo "code=$code" >> "$GITHUB_OUTPUT"', 'scripts/cycle_pr.sh "$CYCLE_CODE"',
                      'test "$CYCLE_CODE" = 0 || test "$CYCLE_CODE" = 3')
 

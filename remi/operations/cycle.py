@@ -10,8 +10,9 @@ Exit codes (docs/operations.md):
     2  a user error (params, a tampered ledger, ...): the message says what to fix
     3  nothing to do: no new or pending request
     4  some requests were rejected (reports in data/rejected/); the valid ones went on and were released
-    5  the gate refused the model (and no compaction released the retrained one): the pending requests
-       stay pending for the next cycle
+    5  the gate refused the model (and no compaction released the retrained one), or the registry did (it
+       would leave out a request that the current @candidate honours): the pending requests stay pending
+       for the next cycle
     6  infrastructure: the pipeline failed before the gate or the pull failed (nothing recorded), or the
        push failed after the outcome was recorded (the next cycle pushes again)
     7  another cycle is running (see --wait)
@@ -29,7 +30,7 @@ from remi.data.splits import make_splits
 from remi.errors import UserError
 from remi.networks import MODEL_FILE
 from remi.operations.dvc_commands import default_remote, dvc
-from remi.operations.intake import INBOX_DIR, cancel_request, ingest_inbox
+from remi.operations.intake import INBOX_DIR, cancel_request, ingest_inbox, stray_inbox_entries
 from remi.operations.ledger import LEDGER_PATH, PENDING, head_sha256, locked, now, read_events, request_states
 from remi.operations.sequential import InfrastructureError, prepare_starting_model
 from remi.pipeline import tracking
@@ -40,6 +41,7 @@ from remi.runtime.files import file_md5, read_json
 from remi.runtime.locks import LockTimeout, file_lock
 
 CYCLE_LOCK = Path(".remi-cycle.lock")
+LOCK_HOLDERS = "A re-unlearning cycle, `remi request cancel` or `remi purge`"  # whoever takes CYCLE_LOCK
 
 
 @dataclass(frozen=True)
@@ -78,34 +80,44 @@ def _gate_outcome(pipeline_code: int, started: float) -> dict | None:
     return read_json(gate)
 
 
-def _record(ledger: Path, pending: list[str], release: Release | None, registered_model: str) -> None:
+def _record(ledger: Path, pending: list[str], release: Release | None, registered_model: str) -> list[float]:
     """Each pending request's outcome, if this run's forget set holds it (a request cancelled while the
-    pipeline ran, or whose file a crash removed, is not recorded as honoured)."""
+    pipeline ran, or whose file a crash removed, is not recorded as honoured); the latencies, in days, of the
+    requests this cycle released."""
     forget_md5 = file_md5(split_path("forget"))
     facts = {"forget_md5": forget_md5, "dvc_lock_md5": file_md5(Path("dvc.lock"))}
     model_md5 = file_md5(unlearned_dir(release.method) / MODEL_FILE) if release else None
     in_forget_set = set(read_json(split_path("forget")).get("requests", []))
+    latencies = []
     with locked(ledger) as book:
         for request in pending:
-            if request not in in_forget_set or book.state(request) not in PENDING:
+            if request not in in_forget_set or book.state(request) != "applied":
                 continue
-            if book.state(request) != "applied":
-                book.append(request, "applied", **facts)
             if release is None:
                 book.append(request, "gate_failed", **facts)
                 continue
-            latency = (now() - book.states[request].received).total_seconds() / 86400
+            latency = round((now() - book.states[request].received).total_seconds() / 86400, 4)
+            latencies.append(latency)
             book.append(request, "released", model=registered_model, alias="candidate",
                         model_version=release.version, method=release.method, model_md5=model_md5,
-                        forget_md5=forget_md5,
-                        latency_days=round(latency, 4),
+                        **facts, latency_days=latency,
                         **({"compaction": release.compaction} if release.compaction else {}))
+    return latencies
 
 
-def _log_cycle(counts: dict[str, float], ledger: Path) -> None:
-    """A `cycle` run in MLflow; a tracking failure is reported, not fatal: the ledger already holds
-    the outcome, and it is the record of truth."""
-    latencies = [e["detail"]["latency_days"] for e in read_events(ledger) if e["event"] == "released"]
+def _mark_applied(ledger: Path, pending: list[str]) -> None:
+    """`applied` before the pipeline runs, whose gate may register a model honouring the requests: a kill or
+    a failure between that and `_record` leaves them `applied`, which `remi request cancel` refuses (the
+    registry may already serve a model that honours them) until a cycle has recorded the outcome."""
+    with locked(ledger) as book:
+        for request in pending:
+            if book.state(request) in ("validated", "gate_failed"):
+                book.append(request, "applied")
+
+
+def _log_cycle(counts: dict[str, float], ledger: Path, latencies: list[float]) -> None:
+    """A `cycle` run in MLflow, with the largest latency of the requests it released (none: no such metric); a
+    tracking failure is reported, not fatal: the ledger already holds the outcome, and it is the record of truth."""
     tags = {"stage": "cycle", "role": "cycle", "ledger_head_sha256": head_sha256(ledger), **tracking.code_identity()}
     try:
         mlflow = tracking.configured_mlflow()
@@ -130,9 +142,16 @@ def _cycle(ledger: Path) -> Outcome:
     rejected = ingest_inbox(dataset, make_splits(len(dataset), params.splits)["target_train"], ledger)
     for request in rejected:
         print(f"Rejected {request}: its report is in data/rejected/")
+    strays = stray_inbox_entries()
+    if strays:
+        shown = ", ".join(strays[:5]) + (f" and {len(strays) - 5} more" if len(strays) > 5 else "")
+        print(f"WARNING: {INBOX_DIR} holds {len(strays)} entr{'y' if len(strays) == 1 else 'ies'} not named like an "
+              f"envelope, left alone: {shown}. An envelope is <subject_request_id>.json (lower case); rename each "
+              "once it is complete, or remove it.", file=sys.stderr)
     pending = _pending(ledger)
     if not pending:
-        print("Nothing to do: no new or pending erasure request" + (f" ({INBOX_DIR} is empty)." if not rejected
+        inbox = f" ({INBOX_DIR} is empty)." if not strays else f" ({INBOX_DIR} holds no envelope)."
+        print("Nothing to do: no new or pending erasure request" + (inbox if not rejected
                                                                     else " besides the rejected ones."))
         if remote and dvc("push", "--run-cache") != 0:  # completes a push an earlier cycle did not finish
             return Outcome.INFRASTRUCTURE
@@ -143,20 +162,23 @@ def _cycle(ledger: Path) -> Outcome:
     except InfrastructureError as error:
         print(f"{error}; nothing was recorded.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
+    _mark_applied(ledger, pending)
     started = time.time()
     gate = _gate_outcome(run_pipeline([]), started)
     if gate is None:
         print("The pipeline failed before the gate; the requests stay pending.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
+    if "registry_refused" in gate:
+        print(f"The registry refused the model: {gate['registry_refused']}", file=sys.stderr)
     release = Release.from_gate(gate, params.gate.method)
-    _record(ledger, pending, release, params.gate.registered_model)
+    latencies = _record(ledger, pending, release, params.gate.registered_model)
     if remote and dvc("push", "--run-cache") != 0:
         print(f"dvc push to remote {remote!r} failed; run `dvc push --run-cache` when it is back.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
     _log_cycle({"requests_pending": len(pending), "requests_rejected": len(rejected),
                 "released": float(release is not None), "compaction": float(bool(release and release.compaction)),
                 "start_release_version": float(start.registered_version or 0),
-                "releases_since_retrain": float(start.releases_since_retrain)}, ledger)
+                "releases_since_retrain": float(start.releases_since_retrain)}, ledger, latencies)
     if release is None:
         return Outcome.GATE_FAILED
     return Outcome.REJECTED if rejected else Outcome.RELEASED
@@ -171,18 +193,34 @@ def cancel_requests(requests: list[str], ledger: Path = LEDGER_PATH) -> int:
                 cancel_request(request, ledger)
                 print(f"Cancelled {request}.")
     except LockTimeout:
-        print(f"A re-unlearning cycle holds {CYCLE_LOCK}; nothing was cancelled. Cancel after it has finished.",
+        print(f"{LOCK_HOLDERS} holds {CYCLE_LOCK}; nothing was cancelled. Cancel after it has finished.",
               file=sys.stderr)
         return int(Outcome.BUSY)
     return 0
 
 
-def run_cycle(wait_seconds: float = 0, ledger: Path = LEDGER_PATH) -> int:
+def check_shared_state() -> None:
+    """`remi cycle --shared-state`: on a throw-away runner, a local MLflow store and a DVC cache without a
+    remote go with the runner, and the ledger's `released` events would name models nobody can fetch."""
+    problems = []
+    if not tracking.tracking_uri().startswith(("http://", "https://")):
+        problems.append(f"MLflow's store is {tracking.tracking_uri()}, not a server: set MLFLOW_TRACKING_URI "
+                        "(and MLFLOW_TRACKING_USERNAME / _PASSWORD)")
+    if default_remote() is None:
+        problems.append("DVC has no default remote: `dvc remote add -d <name> <url>`, committed in .dvc/config")
+    if problems:
+        raise UserError("--shared-state: " + "; ".join(problems) + ". Nothing was done (docs/operations.md, "
+                        "CI/CD).")
+
+
+def run_cycle(wait_seconds: float = 0, shared_state: bool = False, ledger: Path = LEDGER_PATH) -> int:
     """One cycle under the job lock; its Outcome as the exit code."""
+    if shared_state:
+        check_shared_state()
     try:
         with file_lock(CYCLE_LOCK, wait_seconds, "the re-unlearning job"):
             return int(_cycle(ledger))
     except LockTimeout:
-        print(f"Another re-unlearning cycle holds {CYCLE_LOCK}; this one did nothing. Retry later or pass "
+        print(f"{LOCK_HOLDERS} holds {CYCLE_LOCK}; this cycle did nothing. Retry later or pass "
               "--wait SECONDS.", file=sys.stderr)
         return int(Outcome.BUSY)

@@ -11,6 +11,7 @@ between the two leaves a state the next cycle recognises and completes (no reque
 applied twice: the forget set is a union, and every event is checked against the request's state).
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -23,12 +24,24 @@ from remi.errors import UserError, ValidationFailed
 from remi.operations.envelope import Envelope, read_envelope
 from remi.operations.ledger import LEDGER_PATH, PENDING, LedgerWriter, locked, now
 from remi.pipeline.layout import REQUESTS_DIR
-from remi.runtime.files import atomic_write, file_md5, sweep_stale_temps, write_json
+from remi.runtime.files import atomic_write, file_md5, sweep_stale_temps, temp_writer, write_json
 
 INBOX_DIR = Path("data/inbox")
 REJECTED_DIR = Path("data/rejected")
 SHOWN_REPORT_CHARS = 2000  # of a rejection report, in the ledger (the whole report is in data/rejected/)
 IN_FORGET_SET = (*PENDING, "released")  # states whose file data/requests/ must keep as it was validated
+MAX_NAME_BYTES = 100  # of an inbox entry's name as we reuse it: the files derived from it stay under 255 bytes
+
+
+def entry_name(path: Path) -> str:
+    """The name an inbox entry is rejected or set aside under (and, when unreadable, recorded under): its stem,
+    or for a long one its first bytes and a digest of the whole, since the rejected files, their reports and
+    their temp files add up to ~60 bytes to it and a file name has at most 255."""
+    stem = path.stem
+    if len(stem.encode()) <= MAX_NAME_BYTES:
+        return stem
+    head = stem.encode()[:MAX_NAME_BYTES - 17].decode(errors="ignore")
+    return f"{head}-{hashlib.sha256(stem.encode(errors='surrogateescape')).hexdigest()[:16]}"
 
 
 def _write_durably(path: Path, body: dict[str, object]) -> None:
@@ -68,9 +81,10 @@ def cancel_request(request: str, ledger: Path = LEDGER_PATH) -> None:
         if state in (None, "rejected", "released", "cancelled"):
             raise UserError(f"Request {request} is {state or 'not in the ledger'}: only a pending request can be "
                             "cancelled (a released model already honours it).")
-        if state == "applied":  # between cycles only after a kill: the model that cycle registered may honour it
-            raise UserError(f"Request {request} was applied by a cycle that did not finish: run `remi cycle` to "
-                            "finish it, then cancel the request if it is still pending (gate_failed).")
+        if state == "applied":  # between cycles only after a kill or a failure: its gate may have registered a model
+            raise UserError(f"Request {request} was applied by a cycle that did not finish (a model honouring it may "
+                            "already be registered): run `remi cycle` to finish it, then cancel the request if it is "
+                            "still pending (gate_failed).")
         book.append(request, "cancelled")  # first: a kill before the files go is finished by the next cycle
         for directory in (INBOX_DIR, REQUESTS_DIR):
             (directory / f"{request}.json").unlink(missing_ok=True)
@@ -87,7 +101,7 @@ def _move_to_rejected(path: Path, name: str) -> None:
 def _set_aside(path: Path, report: str) -> None:
     """Move an inbox file to data/rejected/ with its report, without a ledger event (the request id
     is unknown, or already has its own history)."""
-    name = f"{path.stem}.{now().strftime('%Y%m%dT%H%M%SZ')}"
+    name = f"{entry_name(path)}.{now().strftime('%Y%m%dT%H%M%SZ')}"
     atomic_write(REJECTED_DIR / f"{name}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
     _move_to_rejected(path, name)
 
@@ -112,12 +126,13 @@ def _ingest_one(book: LedgerWriter, path: Path, dataset: Dataset, target_train: 
     try:
         envelope = read_envelope(path)
     except UserError as error:  # unreadable as a request, or not a regular file of a bounded size at all
-        if book.state(path.stem) in (None, "received", "rejected"):
-            if book.state(path.stem) is None:
-                book.append(path.stem, "received", submitted_time=now().isoformat(), unreadable=True)
-            _reject(book, path, path.stem, str(error))
+        name = entry_name(path)
+        if book.state(name) in (None, "received", "rejected"):
+            if book.state(name) is None:
+                book.append(name, "received", submitted_time=now().isoformat(), unreadable=True)
+            _reject(book, path, name, str(error))
         else:
-            _set_aside(path, f"{error}\n(and {path.stem} is already a {book.state(path.stem)} request)")
+            _set_aside(path, f"{error}\n(and {name} is already a {book.state(name)} request)")
         return False
     request, state = envelope.request_id, book.state(envelope.request_id)
     if path.stem != request:
@@ -231,6 +246,15 @@ def ingest_inbox(dataset: Dataset, target_train: torch.Tensor, ledger: Path = LE
         sweep_stale_temps((INBOX_DIR, REQUESTS_DIR, REJECTED_DIR))  # a killed intake's half-written files
         for path in sorted(INBOX_DIR.glob("*.json")) if INBOX_DIR.is_dir() else []:
             if not _ingest_one(book, path, dataset, target_train):
-                rejected.append(path.stem)
+                rejected.append(entry_name(path))
         rejected += _reconcile_accepted(book, dataset, target_train)
     return rejected
+
+
+def stray_inbox_entries() -> list[str]:
+    """Inbox entries the intake leaves alone, not being named like an envelope (`<id>.json`): a misnamed file
+    (`X.JSON`), or one a sender is still writing under a temporary name, which moving would break."""
+    if not INBOX_DIR.is_dir():
+        return []
+    return sorted(path.name for path in INBOX_DIR.iterdir()
+                  if path.suffix != ".json" and path.name != ".gitkeep" and temp_writer(path.name) is None)
