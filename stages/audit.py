@@ -75,7 +75,9 @@ def main() -> None:
                                   f"{quality['stage_seconds']:.0f} s (stage forgetting_quality)",
             "audit run time (scoring, before reports)": f"{time.perf_counter() - started:.1f} s"}
         evidence = AuditEvidence(per_model, checks, scores, models, audit.attacks, audit.low_fprs, context)
-        write_reports(AUDIT_REPORT_DIR, MEMBERSHIP_SCORES, evidence, dataset, sets)
+        # A forget set of erasure requests is shown by ID only: the report must not keep a copy of what was erased.
+        write_reports(AUDIT_REPORT_DIR, MEMBERSHIP_SCORES, evidence, dataset, sets,
+                      forget_images=not read_json(split_path("forget")).get("requests"))
         flat["audit/seconds"] = time.perf_counter() - started
         write_json(metrics_path("audit"), flat)
         tracking.log_metrics(flat)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from remi.audit.report import EXPOSED_SAMPLES
 from tests.conftest import FIRST_RUN_LOG, clone_run
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,8 @@ def test_full_run_outputs_metrics_and_the_attack_sees_forgetting(pipeline, tiny_
     assert abs(audit["remi/shadow_attack_auc"] - audit["retrain/shadow_attack_auc"]) < 0.1
     assert audit["target/forget_accuracy"] > audit["remi/forget_accuracy"]
     assert "| test accuracy |" in (work / "reports/audit/audit.md").read_text()
+    # A random forget set (an experiment, not erasure requests) is shown as images too.
+    assert (work / "reports/audit/audit.html").read_text().count('alt="sample ') == EXPOSED_SAMPLES
     quality = json.loads((work / "metrics/forgetting_quality.json").read_text())
     assert 0 < quality["remi/forgetting_quality"] <= 1 and 0 < quality["retrain_vs_retrain/forgetting_quality"] <= 1
     assert "remi/forgetting_quality" in audit and "retrain/forgetting_quality" in audit
@@ -188,7 +191,8 @@ def test_html_report_renders_in_a_headless_browser(pipeline, tmp_path):
     for attack in ("shadow_attack", "lira", "rmia", "mia_efficacy"):
         assert f"{attack} AUC" in dom
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', dom)
-    assert len(images) >= 2 + 12  # ROC + histograms + one thumbnail per exposed sample
+    # The forget set holds erasure requests by now: the exposed samples are listed by ID, not shown.
+    assert len(images) == 2 and "By ID only" in dom  # ROC + histograms
     sizes = [Image.open(io.BytesIO(base64.b64decode(data))).size for data in images]
     assert max(sizes)[0] > 800  # the ROC grid
     shot = tmp_path / "page.png"
@@ -196,6 +200,37 @@ def test_html_report_renders_in_a_headless_browser(pipeline, tmp_path):
                    capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert (pixels < 200).mean() > 0.02  # text, tables and plots drawn, not a blank page
+
+
+def test_the_gate_says_when_the_registry_refuses_a_model_that_drops_a_request(pipeline):
+    """The candidate honours a request this run's forget set lacks (as when another pipeline shares the store):
+    the gate exits non-zero, the alias stays, and gate.json says why, which `remi cycle` reports (exit 5)."""
+    import mlflow
+
+    from remi.pipeline.release import request_tags
+
+    work, run = pipeline
+    uri, previous = f"sqlite:///{work / 'mlflow.db'}", mlflow.get_tracking_uri()
+    client = mlflow.MlflowClient(uri)
+    name = yaml.safe_load((work / "params.yaml").read_text())["gate"]["registered_model"]
+    before = client.get_model_version_by_alias(name, "candidate")
+    mlflow.set_tracking_uri(uri)  # where MLflow looks up the logged model a `models:/` source names
+    try:
+        other = client.create_model_version(name, before.source, run_id=before.run_id,
+                                            tags={"model_md5": "other", "forget_set_md5": "other"}
+                                            | request_tags(["ghost-request"]))
+    finally:
+        mlflow.set_tracking_uri(previous)
+    client.set_registered_model_alias(name, "candidate", other.version)
+    try:
+        result = run(sys.executable, "-m", "remi", "run", "--force", "--single-item", "gate")
+        assert result.returncode != 0 and "leaves out 1 of them: ghost-request" in result.stderr, result.stderr
+        gate = json.loads((work / "metrics/gate.json").read_text())
+        assert "ghost-request" in gate["registry_refused"] and "registered_version" not in gate
+        assert "Gate: the registry refused the model" in result.stdout and "Traceback" not in result.stderr
+        assert client.get_model_version_by_alias(name, "candidate").version == other.version
+    finally:
+        client.set_registered_model_alias(name, "candidate", before.version)
 
 
 def test_failed_gate_exits_non_zero_and_keeps_the_candidate(pipeline):

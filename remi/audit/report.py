@@ -42,9 +42,10 @@ class AuditEvidence:
 
 
 def write_reports(report_dir: Path, scores_csv_path: Path, evidence: AuditEvidence, dataset: Dataset,
-                  sets: AuditSets) -> None:
+                  sets: AuditSets, forget_images: bool = True) -> None:
     """`report_dir` as one set (audit.md, audit.html (self-contained), roc.png, histograms.png,
-    roc_<attack>.csv), swapped in whole; and the per-example scores CSV beside it."""
+    roc_<attack>.csv), swapped in whole; and the per-example scores CSV beside it. `forget_images`: whether
+    the most exposed forget samples are shown as images or by ID only."""
     started = time.perf_counter()
     ids = {p: getattr(sets, p).numpy() for p in ("forget", "retain", "audit_holdout")}
     write_bytes(scores_csv_path, scores_csv(evidence.scores, ids).encode())
@@ -53,7 +54,7 @@ def write_reports(report_dir: Path, scores_csv_path: Path, evidence: AuditEviden
     histogram_png = histogram_figure(evidence.scores, _histogram_attack(evidence.attacks))
     files = {"audit.md": markdown(evidence.per_model, rows, evidence.checks, evidence.context).encode(),
              "roc.png": roc_png, "histograms.png": histogram_png,
-             "audit.html": _html(evidence, rows, roc_png, histogram_png, dataset, sets).encode()}
+             "audit.html": _html(evidence, rows, roc_png, histogram_png, dataset, sets, forget_images).encode()}
     files |= {f"roc_{attack}.csv": table.encode()
               for attack, table in roc_tables(evidence.scores, evidence.attacks).items()}
 
@@ -70,7 +71,7 @@ def _histogram_attack(attacks: list[str]) -> str:
 
 
 def _html(evidence: AuditEvidence, rows: list[tuple[str, str]], roc_png: bytes, histogram_png: bytes,
-          dataset: Dataset, sets: AuditSets) -> str:
+          dataset: Dataset, sets: AuditSets, forget_images: bool) -> str:
     models = list(evidence.per_model)
     metric_rows = [[html.escape(label)] + [_number(evidence.per_model[m].get(key)) for m in models]
                    for key, label in rows]
@@ -88,7 +89,8 @@ def _html(evidence: AuditEvidence, rows: list[tuple[str, str]], roc_png: bytes, 
         ("Membership-score histograms",
          image_tag(histogram_png, "score histograms")),
         ("Per-class accuracy (test / forget)", _per_class(evidence.models, dataset, sets)),
-        ("Most exposed forget samples", _exposed(evidence, dataset, sets, _histogram_attack(evidence.attacks))),
+        ("Most exposed forget samples",
+         _exposed(evidence, dataset, sets, _histogram_attack(evidence.attacks), forget_images)),
     ]
     return html_report("Unlearning audit", sections)
 
@@ -113,20 +115,24 @@ def _per_class(models: dict[str, nn.Module], dataset: Dataset, sets: AuditSets) 
     return html_table(header, rows)
 
 
-def _exposed(evidence: AuditEvidence, dataset: Dataset, sets: AuditSets, attack: str) -> str:
-    """The forget samples the attack still finds most member-like after unlearning."""
+def _exposed(evidence: AuditEvidence, dataset: Dataset, sets: AuditSets, attack: str, images: bool) -> str:
+    """The forget samples the attack still finds most member-like after unlearning; with `images`, as
+    thumbnails too."""
     methods = [m for m in evidence.per_model if m not in ("target", REFERENCE)] or [REFERENCE]
     method = methods[0]
     order = np.argsort(-evidence.scores[method][attack]["forget"])[:EXPOSED_SAMPLES]
-    header = ["sample", "sample ID", "label"] + [f"{attack} score: {m}" for m in evidence.scores]
+    header = (["sample"] if images else []) + ["sample ID", "label"] + [f"{attack} score: {m}" for m in evidence.scores]
     rows = []
     for index in order:
         sample = int(sets.forget[index])
-        thumbnail = sample_png(dataset.inputs[sample].numpy())
-        rows.append([image_tag(thumbnail, f"sample {sample}", width=42), str(sample),
-                     str(int(dataset.labels[sample]))]
+        thumbnail = ([image_tag(sample_png(dataset.inputs[sample].numpy()), f"sample {sample}", width=42)]
+                     if images else [])
+        rows.append(thumbnail + [str(sample), str(int(dataset.labels[sample]))]
                     + [f"{evidence.scores[m][attack]['forget'][index]:.3f}" for m in evidence.scores])
     note = (f"<p>Ranked by the {html.escape(attack)} score under <b>{html.escape(method)}</b>; "
             "higher = more member-like. Scores of the same samples under the other models beside.</p>")
+    if not images:
+        note += ("<p>By ID only: these samples are erasure requests' subjects, and this report is kept in git, "
+                 "where a copy of their content would outlive the erasure.</p>")
     return note + html_table(header, rows)
 
