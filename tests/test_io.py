@@ -1,11 +1,13 @@
 """Atomic, byte-stable, bounded file I/O and the artifacts built on it."""
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
+import yaml
 
 from remi.errors import UserError
 from remi.networks.checkpoints import (
@@ -17,6 +19,7 @@ from remi.networks.checkpoints import (
     torch_bytes,
 )
 from remi.runtime.files import atomic_write, read_user_file, replace_dir, sweep_stale_temps, write_json
+from tests.conftest import REPO
 
 
 def test_equal_tensors_give_equal_bytes_whatever_the_file_name(tmp_path):
@@ -96,18 +99,31 @@ def test_a_corrupt_model_file_says_how_to_restore_it(tmp_path):
 
 
 def test_a_dvc_lock_cut_short_by_a_kill_is_replaced_by_the_last_complete_one(tmp_path, monkeypatch, capsys):
+    """The project's own dvc.lock, cut at 200 places as a kill during DVC's in-place rewrite would: each cut
+    is restored from the last complete copy, except one between two stages, which is a complete lock of
+    fewer stages (DVC re-runs the ones it lacks)."""
     from remi.pipeline import runner
 
+    complete = (REPO / "dvc.lock").read_text()
+    full_stages = yaml.safe_load(complete)["stages"]
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     monkeypatch.chdir(tmp_path)
-    complete = ("schema: '2.0'\nstages:\n  prepare:\n    cmd: bin/python -m stages.prepare\n    deps:\n"
-                "    - path: data/requests\n      hash: md5\n      md5: 0123.dir\n")
     lock = tmp_path / "dvc.lock"
     lock.write_text(complete)
     runner._keep_or_restore_lock()  # complete: kept aside
-    for cut_short in (complete[:complete.index("data/requests")], complete[:-25], "stages: [\n"):
-        lock.write_text(cut_short)  # DVC killed while rewriting it in place
+    restored = 0
+    for cut in sorted({len(complete) * k // 200 for k in range(1, 200)}):
+        lock.write_text(complete[:cut])  # DVC killed while rewriting it in place
         runner._keep_or_restore_lock()
-        assert lock.read_text() == complete and "was cut short" in capsys.readouterr().err
+        if lock.read_text() == complete:
+            assert "was cut short" in capsys.readouterr().err
+            restored += 1
+            continue
+        stages = (yaml.safe_load(complete[:cut]) or {}).get("stages") or {}
+        assert all(stage == full_stages[name] for name, stage in stages.items()), f"cut at {cut} kept"
+        lock.write_text(complete)
+        runner._keep_or_restore_lock()  # the complete lock kept aside again
+    assert restored > 190
 
 
 def test_dvcs_lock_table_cut_short_by_a_kill_is_cleared_and_dvc_runs_again(tmp_path, monkeypatch, capsys):

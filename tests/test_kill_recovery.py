@@ -11,7 +11,9 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 import yaml
 
@@ -93,6 +95,38 @@ def test_kill_anywhere_in_a_stage_then_repro_gives_the_clean_state(clean, stage)
         assert stable_lock(work) == lock, what
         assert running_runs(work) == [], what
         assert registry_state(work) == registry, what
+
+
+def _stage_processes(work, stage: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        if process.info["cwd"] == str(work) and f"stages.{stage}" in " ".join(process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_a_terminated_run_stops_its_stage_processes_too(clean):
+    """SIGTERM to `remi run` alone (a scheduler's timeout, `kill <pid>`): DVC and the stage it runs stop too,
+    the stage's MLflow run ends, and the next run gives the clean state. A stage left running would go on
+    writing outputs that DVC never records, beside the next run's."""
+    work, run, hashes, lock, registry, _ = clean
+    with (work / "terminated.log").open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "remi", "run", "--force", "--single-item",
+                                    "forgetting_quality"], cwd=work, env=run.env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not _stage_processes(work, "forgetting_quality"):
+        assert process.poll() is None and time.monotonic() < deadline, (work / "terminated.log").read_text()[-3000:]
+        time.sleep(0.2)
+    time.sleep(STARTUP_SECONDS)  # into its MLflow run
+    os.kill(process.pid, signal.SIGTERM)  # this process only, not its group
+    assert process.wait(timeout=90) == 128 + signal.SIGTERM
+    assert _stage_processes(work, "forgetting_quality") == []
+    assert running_runs(work) == []
+    result = run(sys.executable, "-m", "remi", "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert output_hashes(work, stable_only=True) == hashes
+    assert stable_lock(work) == lock and registry_state(work) == registry
 
 
 def test_two_clean_runs_give_the_same_bytes(tiny_run, tmp_path):

@@ -7,9 +7,11 @@ bomb, would hang DVC's own parser) and before any stage deletes its outputs. Sta
 the project's interpreter through bin/python, whatever PATH holds.
 """
 
+import contextlib
 import json
 import os
-import shutil
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -21,9 +23,12 @@ from remi.pipeline import tracking
 from remi.pipeline.layout import OUTPUT_ROOTS, TARGET_PURGE_RECORD, metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.summary import summary_text
-from remi.runtime.files import sweep_stale_temps
+from remi.runtime.device import compute_device, threads_override
+from remi.runtime.executors import executor_name
+from remi.runtime.files import sweep_stale_temps, write_bytes
 from remi.runtime.locks import file_lock
 from remi.runtime.process_identity import process_tags
+from remi.runtime.progress import mode_override
 
 
 def run_under_parent_run(command: list[str], run_name: str) -> int:
@@ -36,7 +41,7 @@ def run_under_parent_run(command: list[str], run_name: str) -> int:
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         started = time.perf_counter()
         env = os.environ | {tracking.PARENT_RUN_ENV: run.info.run_id}
-        code = subprocess.call(command, env=env)
+        code = _run_to_the_end(command, env)
         seconds = time.perf_counter() - started
         mlflow.log_metric("pipeline_seconds", seconds)
         # Tagged after the run: dvc.lock now holds the hashes of what this run produced.
@@ -47,35 +52,111 @@ def run_under_parent_run(command: list[str], run_name: str) -> int:
     return code
 
 
+STOP_GRACE_SECONDS = 30  # for DVC's stage processes to end their MLflow runs and remove their temp files
+
+
+def _run_to_the_end(command: list[str], env: dict[str, str]) -> int:
+    """`command`'s exit code. If this process is stopped first (SIGTERM from a scheduler or `kill`, Ctrl-C), the
+    command and every process it started are stopped too (`_stop_tree`): a stage left running would go on
+    writing outputs that DVC never records, beside the next run's."""
+    process = subprocess.Popen(command, env=env)
+    try:
+        return process.wait()
+    except BaseException:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the stopping short
+        _stop_tree(process.pid)
+        raise
+
+
+def _stop_tree(pid: int) -> None:
+    """SIGTERM to `pid` and its descendants, which a stage turns into a clean exit (its MLflow run FAILED, its
+    temp files removed); SIGKILL to whatever is left after STOP_GRACE_SECONDS."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=STOP_GRACE_SECONDS)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
 LOCK_FILE = Path("dvc.lock")
 LAST_COMPLETE_LOCK = Path(".dvc/tmp/remi-dvc.lock.complete")  # .dvc/tmp is DVC's own, git-ignored
 
 
-def _lock_is_complete() -> bool:
+PIPELINE_FILE = Path("dvc.yaml")
+HASH = re.compile(r"[0-9a-f]{32}(\.dir)?")  # DVC's md5 of a file, or of a directory's listing
+
+
+def _entry_is_complete(entry: object) -> bool:
+    """A dependency or output as DVC writes it last: path, md5, size (and for a directory, its file count)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return False
+    md5 = entry.get("md5")
+    return (isinstance(md5, str) and HASH.fullmatch(md5) is not None and isinstance(entry.get("size"), int)
+            and (not md5.endswith(".dir") or isinstance(entry.get("nfiles"), int)))
+
+
+def _declared_outputs(pipeline: dict, stage: str) -> int | None:
+    """How many outputs dvc.yaml declares for a lock's stage (`name` or `name@item`); None if it does not say."""
+    spec = pipeline.get("stages", {}).get(stage.split("@")[0])
+    spec = spec.get("do", spec) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        return None
+    return sum(len(spec.get(kind) or []) for kind in ("outs", "metrics", "plots"))
+
+
+def _lock_is_complete(text: str) -> bool:
+    """Whether `text` is a dvc.lock that DVC finished writing. A kill cuts its in-place rewrite anywhere: in an
+    entry (its md5 or size missing or short), or between entries (a stage with fewer outputs than dvc.yaml
+    declares). A cut between two stages leaves a complete lock of fewer stages, which DVC reads as such and
+    completes by re-running (or restoring from its run cache) the stages it lacks."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: the lock runs to thousands of lines
     try:
-        lock = yaml.safe_load(LOCK_FILE.read_text())
-    except yaml.YAMLError:
+        lock, pipeline = yaml.load(text, Loader=loader), yaml.load(PIPELINE_FILE.read_text(), Loader=loader)
+    except (yaml.YAMLError, OSError):
         return False
     stages = lock.get("stages") if isinstance(lock, dict) else None
-    return isinstance(stages, dict) and all(
-        isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("md5"), str)
-        for stage in stages.values() if isinstance(stage, dict)
-        for entry in (*stage.get("deps", []), *stage.get("outs", [])))
+    if not isinstance(stages, dict) or not isinstance(pipeline, dict):
+        return False
+    for name, stage in stages.items():
+        if not isinstance(stage, dict) or not isinstance(stage.get("outs"), list):
+            return False  # every stage of this pipeline writes outputs
+        if not all(_entry_is_complete(entry) for entry in (*(stage.get("deps") or []), *stage["outs"])):
+            return False
+        declared = _declared_outputs(pipeline, name)
+        if declared is not None and len(stage["outs"]) < declared:
+            return False
+    return True
 
 
 def _keep_or_restore_lock() -> None:
     """DVC rewrites dvc.lock in place after each stage, so a kill during that write leaves it cut short
     and every later DVC command fails on it. Keep a copy of the last complete lock; put it back when
-    the current one is cut short: DVC then re-runs (or restores from its run cache) what changed since."""
+    the current one is cut short: DVC then re-runs (or restores from its run cache) what changed since.
+    (A lock written before dvc.yaml declared more outputs reads as cut short too; its copy is the same
+    file, and nothing changes.)"""
     if not LOCK_FILE.exists():
         return
-    if _lock_is_complete():
-        LAST_COMPLETE_LOCK.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(LOCK_FILE, LAST_COMPLETE_LOCK)
-    elif LAST_COMPLETE_LOCK.exists():
+    current = LOCK_FILE.read_bytes()
+    if _lock_is_complete(current.decode(errors="replace")):
+        write_bytes(LAST_COMPLETE_LOCK, current)
+        return
+    kept = LAST_COMPLETE_LOCK.read_bytes() if LAST_COMPLETE_LOCK.exists() else None
+    if kept == current:
+        return
+    if kept is not None and _lock_is_complete(kept.decode(errors="replace")):
         print(f"{LOCK_FILE} was cut short (a kill while DVC wrote it); restoring the last complete one.",
               file=sys.stderr)
-        shutil.copyfile(LAST_COMPLETE_LOCK, LOCK_FILE)
+        write_bytes(LOCK_FILE, kept)
     else:
         print(f"{LOCK_FILE} is cut short or malformed; restore it with `git checkout {LOCK_FILE}`.", file=sys.stderr)
 
@@ -107,10 +188,20 @@ def _clear_cut_short_rwlock() -> None:
             RWLOCK.unlink()
 
 
+def check_environment() -> None:
+    """The REMI_* variables the stages read, checked before DVC deletes any stage's outputs (a stage would
+    only stop on them once its outputs were gone)."""
+    threads_override()
+    mode_override()
+    compute_device()
+    executor_name()
+
+
 def run_pipeline(dvc_arguments: list[str]) -> int:
-    """Validate params, clear a killed run's temp files, `dvc repro` under one parent run, and end
-    with the summary when the audit finished (including when the gate then refused the model)."""
+    """Validate params and the environment, clear a killed run's temp files, `dvc repro` under one parent
+    run, and end with the summary when the audit finished (including when the gate then refused the model)."""
     load_params()
+    check_environment()
     sweep_stale_temps(OUTPUT_ROOTS)
     _keep_or_restore_lock()
     _clear_cut_short_rwlock()
