@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from remi.runtime.process_identity import process_tags
 from tests.conftest import REMI, REPO
 
@@ -25,3 +27,33 @@ def test_cleanup_marks_the_runs_of_dead_processes_killed_and_keeps_live_ones(tmp
     assert "Marked 1 run(s) KILLED" in result.stdout
     status = {run_id: client.get_run(run_id).info.status for run_id in (dead, alive, foreign)}
     assert status == {dead: "KILLED", alive: "RUNNING", foreign: "RUNNING"}
+
+
+def test_a_bad_mlflow_environment_is_one_clear_error(tmp_path, monkeypatch):
+    """Each stage reads these from the environment: a typo is named, not a traceback from MLflow's depths."""
+    from remi.errors import UserError
+    from remi.pipeline import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", " ")
+    assert tracking.configured_mlflow().get_experiment_by_name(tracking.EXPERIMENT)  # blank: the default
+    monkeypatch.setenv(tracking.PARENT_RUN_ENV, "0" * 32)  # left over from another store
+    with pytest.raises(UserError, match=r"REMI_PIPELINE_RUN_ID='0000.* names no run in sqlite:"), \
+            tracking.stage_run("prepare", "prepare", {}):
+        pass
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://bar")
+    with pytest.raises(UserError, match="MLflow cannot use experiment 'remi-unlearning' on foo://bar"):
+        tracking.configured_mlflow()
+
+
+def test_remi_run_checks_the_environment_before_dvc_touches_anything(tmp_path):
+    """A stage would stop on a bad REMI_* variable only after DVC had deleted its outputs."""
+    for name, value, message in (("REMI_THREADS", "²", "is not a whole number of threads"),
+                                 ("REMI_PROGRESS", "of", "is not one of live, items, off"),
+                                 ("REMI_DEVICE", "tpu", "REMI_DEVICE"),
+                                 ("REMI_EXECUTOR", "slurm", "is not an executor")):
+        env = os.environ | {name: value, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'never.db'}"}
+        result = subprocess.run([REMI, "run", "--dry"], cwd=REPO, capture_output=True, text=True, env=env,
+                                timeout=120)
+        assert result.returncode == 2 and message in result.stderr, (name, result.stderr[-2000:])
+        assert "Running stage" not in result.stdout and not (tmp_path / "never.db").exists()

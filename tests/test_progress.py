@@ -42,3 +42,11 @@ def test_a_terminal_redraws_one_line_and_shows_the_detail(monkeypatch):
 def test_the_environment_overrides_the_choice(monkeypatch, mode, expected_lines):
     monkeypatch.setenv(PROGRESS_ENV, mode)
     assert _run(Terminal()).count("\n") == expected_lines
+
+
+def test_an_unknown_progress_mode_is_refused_not_ignored(monkeypatch):
+    from remi.errors import UserError
+
+    monkeypatch.setenv("REMI_PROGRESS", "of")
+    with pytest.raises(UserError, match="REMI_PROGRESS='of' is not one of live, items, off"):
+        Progress("shadows", 8)

@@ -27,7 +27,7 @@ def test_remi_threads_decides_when_set(monkeypatch):
     assert configure_threads() == 1 == torch.get_num_threads()
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5", "²", "٣", "99999999999999999999", "01"])
 def test_a_thread_count_that_is_not_a_positive_whole_number_is_refused(monkeypatch, value):
     monkeypatch.setenv(THREADS_ENV, value)
     with pytest.raises(UserError, match="REMI_THREADS"):

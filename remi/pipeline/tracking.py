@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from remi.errors import UserError
 from remi.pipeline.layout import MLFLOW_STORE, project_root, run_record_path
 from remi.runtime.device import compute_device, describe
 from remi.runtime.files import file_md5, read_json, write_json
@@ -46,16 +47,21 @@ def tracking_uri() -> str:
 
 
 def experiment_name() -> str:
-    return os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip() or EXPERIMENT
 
 
 def configured_mlflow() -> Any:
     """The mlflow module, pointed at this project's store and experiment (created with its kind if new)."""
     quiet_telemetry()
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.set_experiment(experiment_name())
+    try:
+        experiment = mlflow.set_experiment(experiment_name())
+    except MlflowException as error:  # an unknown URI scheme, an invalid name, a refused login
+        raise UserError(f"MLflow cannot use experiment {experiment_name()!r} on {tracking_uri()} "
+                        f"(MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME): {str(error)[:300]}") from error
     if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
         mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return mlflow
@@ -100,6 +106,21 @@ def upstream_tags(upstream: list[str]) -> dict[str, str]:
     return tags
 
 
+def _pipeline_run(mlflow: Any) -> str | None:
+    """The `remi run` parent run a stage nests under (REMI_PIPELINE_RUN_ID, which `remi run` sets), if any."""
+    from mlflow.exceptions import MlflowException
+
+    run_id = os.environ.get(PARENT_RUN_ENV, "").strip()
+    if not run_id:
+        return None
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except MlflowException as error:
+        raise UserError(f"{PARENT_RUN_ENV}={run_id[:40]!r} names no run in {tracking_uri()}: `remi run` sets it for "
+                        "its stages; unset it to run a stage on its own.") from error
+    return run_id
+
+
 @contextmanager
 def stage_run(stage: str, role: str, params: dict[str, Any],
               upstream: list[str] | None = None, parent_run_id: str | None = None) -> Iterator[Any]:
@@ -115,7 +136,7 @@ def stage_run(stage: str, role: str, params: dict[str, Any],
     tags = {"stage": stage, "role": role, "device": describe(compute_device()), "threads": str(torch.get_num_threads()),
             **code_identity(), **process_tags(), **upstream_tags(upstream or [])}
     with mlflow.start_run(run_name=f"{stage}:{role}" if role != stage else stage,
-                          parent_run_id=parent_run_id or os.environ.get(PARENT_RUN_ENV),
+                          parent_run_id=parent_run_id or _pipeline_run(mlflow),
                           nested=parent_run_id is not None, tags=tags) as run:
         mlflow.log_params(flatten(params))
         yield run

@@ -8,6 +8,7 @@ Training data sits on the device for the whole fit; inference results come back 
 
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -63,17 +64,22 @@ def configure_threads() -> int:
     changes how sums are split, so a run on a busy machine gives other model bytes than on an idle one
     (within float noise); set REMI_THREADS to get identical bytes whatever the load.
     """
-    override = os.environ.get(THREADS_ENV, "").strip()
-    if override:
-        if not override.isdigit() or int(override) < 1:
-            raise UserError(f"{THREADS_ENV}={override!r} is not a positive whole number of threads; "
-                            f"unset it to choose from the free CPUs.")
-        threads = int(override)
-    else:
-        threads = max(1, available_cpus() - cpus_busy_elsewhere())
+    threads = threads_override() or max(1, available_cpus() - cpus_busy_elsewhere())
     torch.set_num_threads(threads)
     _rebalance_schedule["next"] = time.monotonic() + REBALANCE_EVERY_SECONDS
     return threads
+
+
+def threads_override() -> int | None:
+    """REMI_THREADS as a number of threads, None when unset; a UserError when it is not 1 to 9999 in ASCII
+    digits (`str.isdigit` would let '²' through to a ValueError, and a 20-digit number to an overflow)."""
+    override = os.environ.get(THREADS_ENV, "").strip()
+    if not override:
+        return None
+    if not re.fullmatch(r"[1-9][0-9]{0,3}", override):
+        raise UserError(f"{THREADS_ENV}={override[:40]!r} is not a whole number of threads from 1 to 9999; "
+                        "unset it to choose from the free CPUs.")
+    return int(override)
 
 
 REBALANCE_EVERY_SECONDS = 2.0

@@ -9,15 +9,24 @@ import sys
 import time
 from typing import TextIO
 
+from remi.errors import UserError
+
 PROGRESS_ENV = "REMI_PROGRESS"
 MODES = ("live", "items", "off")
 
 
-def _mode(stream: TextIO) -> str:
+def mode_override() -> str | None:
+    """REMI_PROGRESS, None when unset; a UserError for a value it does not know (a typo would otherwise
+    silently give the default)."""
     chosen = os.environ.get(PROGRESS_ENV, "").strip().lower()
-    if chosen in MODES:
-        return chosen
-    return "live" if stream.isatty() else "items"
+    if chosen and chosen not in MODES:
+        raise UserError(f"{PROGRESS_ENV}={chosen[:40]!r} is not one of {', '.join(MODES)}; unset it for the default "
+                        "(live on a terminal, items elsewhere).")
+    return chosen or None
+
+
+def _mode(stream: TextIO) -> str:
+    return mode_override() or ("live" if stream.isatty() else "items")
 
 
 def _duration(seconds: float) -> str:
