@@ -6,7 +6,9 @@ registry checks at import time that it implements exactly these names.
 """
 
 DATASETS = ("fashion_mnist", "mnist_5k", "letter", "cifar10")
+IMAGE_DATASETS = ("fashion_mnist", "mnist_5k", "cifar10")  # samples of shape (C, H, W); letter's are vectors
 NETWORKS = ("small_cnn", "mlp", "resnet18", "resnet9")
+CONVOLUTIONAL_NETWORKS = ("small_cnn", "resnet18", "resnet9")  # they need images; mlp takes any input
 REFERENCE = "retrain"  # the method every audit gap and forgetting-quality score is measured to
 UNLEARNING_METHODS = ("retrain", "remi", "finetune", "neggrad_plus", "random_label", "salun", "scrub", "fisher",
                       "ssd")

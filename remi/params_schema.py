@@ -15,7 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from remi.catalog import (
     AUDIT_ATTACKS,
+    CONVOLUTIONAL_NETWORKS,
     DATASETS,
+    IMAGE_DATASETS,
     LEAKAGE_ESTIMATORS,
     NETWORKS,
     PRECISIONS,
@@ -315,11 +317,19 @@ def cross_check_problems(params: Params) -> list[str]:
     problems = []
     if REFERENCE not in params.unlearn.methods:
         problems.append("unlearn.methods must include retrain: every audit gap is measured to it")
+    if params.model.arch in CONVOLUTIONAL_NETWORKS and params.data.dataset not in IMAGE_DATASETS:
+        problems.append(f"model.arch {params.model.arch} convolves images, but data.dataset {params.data.dataset} "
+                        "holds feature vectors: use mlp (as profiles/letter.yaml does)")
     if params.gate.method not in params.unlearn.methods or params.gate.method == REFERENCE:
         problems.append("gate.method must be one of unlearn.methods other than retrain")
     ungated = [a for a in params.acceptance.max_auc_gap if a not in params.audit.attacks]
     if ungated:
         problems.append(f"acceptance.max_auc_gap names attacks the audit does not run: {ungated}")
+    retain = params.splits.target_train - max(1, round(params.forget.fraction * params.splits.target_train))
+    audited = params.audit.retain_samples + params.audit.fit_samples
+    if params.forget.mode == "random" and audited >= retain:  # other modes: checked when the audit draws them
+        problems.append(f"audit.retain_samples + audit.fit_samples = {audited}, but the retain set holds {retain} "
+                        "(splits.target_train less forget.fraction of it)")
     test_samples = params.audit.fit_samples + params.audit.population_samples
     if test_samples > params.splits.test:
         problems.append(f"audit.fit_samples + audit.population_samples = {test_samples} test samples, "

@@ -67,7 +67,7 @@ def main() -> None:
                           stage.info.run_id)
                     trained += 1
                     progress.advance(f"trained ({executor})")
-        for stale in sorted(shadow_set.directory.glob("shadow_*"))[count:]:
+        for stale in sorted(shadow_set.directory.glob("shadow_*"), key=_shadow_number)[count:]:
             shutil.rmtree(stale)
         metrics = _summary(shadow_set, count) | {"shadows_trained": trained, "shadows_reused": count - trained,
                                                  "train_seconds": time.perf_counter() - started}
@@ -82,9 +82,19 @@ def _chosen_set(arguments: list[str]) -> ShadowSet:
     return SHADOW_SETS[arguments[0]]
 
 
+def _shadow_number(directory: Path) -> int:
+    """shadow_1000 comes after shadow_999 (by name it would sort before shadow_101)."""
+    suffix = directory.name.removeprefix("shadow_")
+    return int(suffix) if suffix.isdecimal() else -1
+
+
 def _is_saved(directory: Path, fingerprint: str) -> bool:
-    record = directory / FINGERPRINT
-    return record.exists() and read_json(record)["fingerprint"] == fingerprint
+    """Whether `directory` holds the shadow `fingerprint` describes; an unreadable record (edited by hand)
+    means it does not, and the shadow trains again."""
+    try:
+        return read_json(directory / FINGERPRINT)["fingerprint"] == fingerprint
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
 
 
 def _save(shadow_set, params, dataset, shadow_id, model, outputs, fingerprint, stage_run_id) -> None:

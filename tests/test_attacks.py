@@ -133,3 +133,36 @@ def test_online_shadows_are_looked_up_by_sample_id_and_refuse_foreign_samples():
     assert online.is_member["forget"].tolist() == [[False, True], [False, True]]
     with pytest.raises(ArtifactError, match="audit_holdout samples are not in the online shadows' pool"):
         OnlineShadows.from_outputs(outputs, ids | {"audit_holdout": torch.tensor([12])}, labels, population_logits)
+
+
+def test_audit_sets_that_leave_mia_efficacy_no_member_to_fit_on_are_refused():
+    """In `class` or `requests` mode only the audit knows the retain set's size: it says what to lower."""
+    from remi.audit.scoring import AuditSets
+    from remi.errors import ParamsError
+    from remi.pipeline.params import load_params
+    from tests.conftest import REPO
+
+    audit = load_params(REPO / "params.yaml").audit.model_copy(update={"retain_samples": 30, "fit_samples": 20})
+    ids = torch.arange(200)
+    with pytest.raises(ParamsError, match=r"= 50, but the retain set .* holds 50: lower them"):
+        AuditSets.draw(ids[:10], ids[10:60], ids[60:100], ids[100:], audit)
+    sets = AuditSets.draw(ids[:10], ids[10:61], ids[61:100], ids[100:], audit)
+    assert len(sets.retain) == 30 and len(sets.fit_members) == 20
+
+
+def test_a_saved_shadow_is_reused_only_while_its_loader_and_torch_are_the_same(monkeypatch):
+    """The raw files' digest does not change when the loader normalises them differently."""
+    from remi.attacks import shadow_models
+    from remi.pipeline.params import load_params
+    from tests.conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+
+    def fingerprint(p):
+        return shadow_models.shadow_fingerprint(0, p.shadows, p, pool_md5="pool", data_digest="raw")
+
+    same_raw_other_loader = params.model_copy(update={"data": params.data.model_copy(update={"dataset": "mnist_5k"})})
+    assert fingerprint(params) == fingerprint(params) != fingerprint(same_raw_other_loader)
+    before = fingerprint(params)
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert fingerprint(params) != before

@@ -28,6 +28,12 @@ def test_corrupt_raw_file_is_named(tmp_path):
     (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 8))
     with pytest.raises(DataMissingError, match="truncated"):
         load_dataset("fashion_mnist", tmp_path)
+    # Whole and well-formed, but the test images flattened (N, 784) beside the training ones (N, 28, 28).
+    shutil.copy(RAW_DIR / "train-labels-idx1-ubyte.gz", tmp_path)
+    flat = b"\x00\x00\x08\x02" + (10).to_bytes(4, "big") + (784).to_bytes(4, "big") + bytes(7840)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(flat))
+    with pytest.raises(DataMissingError, match=r"t10k-images-idx3-ubyte.gz: shape \(10, 784\); expected \(N, 28, 28\)"):
+        load_dataset("fashion_mnist", tmp_path)
 
 
 def test_unknown_dataset_names_the_known_ones():

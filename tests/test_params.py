@@ -16,6 +16,10 @@ from remi.pipeline.params import load_params, overlay, validate
     ("forget", "mode", "some", "forget.mode = 'some'"),
     ("train", "epochs", -3, "train.epochs = -3"),
     ("model", "arch", "resnet999", "model.arch = 'resnet999': unknown network 'resnet999'; known: small_cnn"),
+    ("data", "dataset", "letter", "model.arch small_cnn convolves images, but data.dataset letter holds feature "
+                                  "vectors: use mlp"),
+    ("audit", "retain_samples", 20_000,
+     "audit.retain_samples + audit.fit_samples = 22000, but the retain set holds 9000"),
 ])
 def test_invalid_params_are_rejected_with_the_key_named(params, section, key, value, message):
     bad = copy.deepcopy(params)

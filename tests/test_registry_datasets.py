@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from remi.catalog import IMAGE_DATASETS
 from remi.data.datasets import load_dataset
 from remi.errors import DataMissingError
 from tests.conftest import REPO
@@ -24,14 +25,16 @@ def test_mnist_5k_is_the_5000_real_digits():
 def test_letter_is_20000_rows_of_16_standardised_features_and_26_classes():
     letter = load_dataset("letter", RAW / "letter")
     assert letter.inputs.shape == (20_000, 16) and letter.num_classes == 26
+    assert "letter" not in IMAGE_DATASETS and "mnist_5k" in IMAGE_DATASETS  # what params validation relies on
     assert set(letter.labels.unique().tolist()) == set(range(26))
     assert torch.allclose(letter.inputs.mean(0), torch.zeros(16), atol=1e-4)
 
 
 def test_corrupt_tabular_and_csv_files_are_named(tmp_path):
-    (tmp_path / "letter.dat").write_text("1,2,3,Z\n")
-    with pytest.raises(DataMissingError, match=r"letter\.dat, line 1: expected 16 integers"):
-        load_dataset("letter", tmp_path)
+    for row in ("1,2,3,Z", ",".join(["--5"] + ["1"] * 15) + ",A", ",".join(["²"] + ["1"] * 15) + ",A"):
+        (tmp_path / "letter.dat").write_text(row + "\n")
+        with pytest.raises(DataMissingError, match=r"letter\.dat, line 1: expected 16 integers"):
+            load_dataset("letter", tmp_path)
     (tmp_path / "mnist_5k.csv.gz").write_bytes(gzip.compress(b"1,2,3\n"))
     with pytest.raises(DataMissingError, match="columns; expected 784 pixels"):
         load_dataset("mnist_5k", tmp_path)

@@ -2,6 +2,7 @@
 last release, the forget set a method receives, and the compaction policy (the job that uses them:
 test_cycle.py)."""
 
+import json
 import subprocess
 import sys
 
@@ -74,12 +75,26 @@ def test_a_release_round_trips_and_its_weights_are_checked_before_loading(projec
         load_starting_model(start, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("content", ['{"registered_version": 2}', "<<<<<<< HEAD\n{}\n>>>>>>> cycle\n"])
+GOOD_MANIFEST = {"registered_version": 2, "method": "remi", "model_md5": "0" * 32, "honoured_ids": [4, 8],
+                 "releases_since_retrain": 1, "original_test_accuracy": 0.875,
+                 "starting_model_dir": "models/base/weights"}
+
+
+@pytest.mark.parametrize("content", ['{"registered_version": 2}', "<<<<<<< HEAD\n{}\n>>>>>>> cycle\n",
+                                     json.dumps(GOOD_MANIFEST | {"releases_since_retrain": "1"}),
+                                     json.dumps(GOOD_MANIFEST | {"honoured_ids": ["17"]}),
+                                     json.dumps(GOOD_MANIFEST | {"registered_version": True})])
 def test_a_broken_manifest_is_a_clear_error(project, content):
     BASE_MANIFEST.parent.mkdir(parents=True)
     BASE_MANIFEST.write_text(content)
     with pytest.raises(UserError, match=r"is not a starting-model manifest.*git checkout models/base/release.json"):
         read_starting_model()
+
+
+def test_a_manifest_as_written_reads_back(project):
+    BASE_MANIFEST.parent.mkdir(parents=True)
+    BASE_MANIFEST.write_text(json.dumps(GOOD_MANIFEST))
+    assert read_starting_model() == StartingModel(2, "remi", "0" * 32, (4, 8), 1, 0.875)
 
 
 def test_nothing_left_to_forget_gives_the_starting_model_unchanged():

@@ -135,6 +135,22 @@ def test_settings_that_need_reference_models_are_refused_without_them():
     check_references(without, settings("population", 0.0))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("update", [{"signal_reference": "shadows"}, {"lambda_unseen": 1.0},
+                                    {"stop_target": "shadows"}, {}])
+def test_the_stage_loads_the_shadows_for_every_setting_that_needs_them(monkeypatch, update):
+    """What check_references refuses without reference models, the stage's task must have loaded."""
+    from remi.pipeline import tasks
+
+    params = load_params(REPO / "params.yaml")
+    remi = params.remi.model_copy(update={"signal_reference": "population", "lambda_unseen": 0.0,
+                                          "stop_target": "fixed"} | update)
+    monkeypatch.setattr(tasks, "load_model", lambda directory, device: directory)
+    references = tasks._references(params.model_copy(update={"remi": remi}), "remi", torch.device("cpu"), None)
+    assert len(references) == (params.shadows.count if update else 0)
+    task = SimpleNamespace(references=references)
+    check_references(task, remi)  # type: ignore[arg-type]
+
+
 def _small_head_and_batch():
     """A small CNN trained as a whole (its head is the model), 40 samples, its own outputs as the
     retain teacher, and the loss-threshold estimator calibrated on them."""

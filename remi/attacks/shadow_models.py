@@ -23,9 +23,10 @@ from remi.networks.vectorised import in_blocks, train_each
 from remi.params_schema import Params, Shadows
 from remi.runtime.device import compute_device
 
-# Library files whose code shapes a shadow; editing one invalidates every saved shadow.
+# Library files whose code shapes a shadow; editing one invalidates every saved shadow (as does the dataset's
+# loader, which turns the raw files into the tensors the shadows train on, and torch's version).
 _RECIPE_SOURCES = ("networks/architectures.py", "networks/training.py", "networks/vectorised.py",
-                   "runtime/precision.py", "attacks/shadow_models.py")
+                   "runtime/precision.py", "attacks/shadow_models.py", "data/datasets/base.py")
 
 
 def shadow_seed(base_seed: int, shadow_id: int) -> int:
@@ -53,8 +54,9 @@ def shadow_fingerprint(shadow_id: int, shadows: Shadows, params: Params, pool_md
         # train.seed seeds the target only (a shadow's comes from shadows.seed): a seed sweep over
         # train.seed keeps the shadows.
         "train": params.train.model_dump(exclude={"seed"}),
-        "pool_md5": pool_md5, "data_digest": data_digest,
-        "code": [hashlib.md5((library / name).read_bytes()).hexdigest() for name in _RECIPE_SOURCES],
+        "pool_md5": pool_md5, "data_digest": data_digest, "torch": torch.__version__,
+        "code": [hashlib.md5((library / name).read_bytes()).hexdigest()
+                 for name in (*_RECIPE_SOURCES, f"data/datasets/{params.data.dataset}.py")],
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 

@@ -12,6 +12,7 @@ from remi.attacks.roc import fpr_label, membership_metrics
 from remi.attacks.shadow_attack_model import AttackModel
 from remi.catalog import REFERENCE
 from remi.data.datasets import Dataset
+from remi.errors import ParamsError
 from remi.networks.training import accuracy, predict_logits
 from remi.params_schema import Audit
 
@@ -39,6 +40,9 @@ class AuditSets:
         retain_order = retain_all[torch.randperm(len(retain_all), generator=generator)]
         test_order = test[torch.randperm(len(test), generator=generator)]
         scored, fitted = audit_params.retain_samples, audit_params.fit_samples
+        if scored + fitted >= len(retain_all):  # MIA-efficacy's classifier would fit on no member at all
+            raise ParamsError(f"audit.retain_samples + audit.fit_samples = {scored + fitted}, but the retain set "
+                              f"(target_train less the forget set) holds {len(retain_all)}: lower them.")
         return cls(forget=forget, retain=retain_order[:scored], audit_holdout=audit_holdout,
                    retain_all=retain_all, test=test,
                    fit_members=retain_order[scored : scored + fitted],

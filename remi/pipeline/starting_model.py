@@ -16,6 +16,8 @@ no stage reads the original target any more, so `remi purge --target` can delete
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from remi.catalog import REFERENCE
 from remi.errors import UserError
 from remi.pipeline.layout import MODELS_DIR, TARGET_DIR
@@ -56,17 +58,33 @@ class StartingModel:
 FROM_TARGET = StartingModel()
 
 
+class _Manifest(BaseModel):
+    """release.json as `write_starting_model` writes it: a hand edit or a bad merge that changes a type (`"1"` for
+    1) is refused here, not deep in a stage."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    registered_version: int | None
+    method: str | None
+    model_md5: str | None
+    honoured_ids: list[int]
+    releases_since_retrain: int
+    original_test_accuracy: float | None
+    starting_model_dir: str
+
+
 def read_starting_model() -> StartingModel:
     """The manifest's starting model; the target when there is none."""
     if not BASE_MANIFEST.exists():
         return FROM_TARGET
     try:
-        record = read_json(BASE_MANIFEST)
-        record.pop(DIRECTORY_KEY)
+        record = _Manifest.model_validate(read_json(BASE_MANIFEST)).model_dump(exclude={DIRECTORY_KEY})
         return StartingModel(**{**record, "honoured_ids": tuple(record["honoured_ids"])})
-    except (UserError, ValueError, TypeError, KeyError) as error:  # ValueError: e.g. a merge conflict's markers
-        raise UserError(f"{BASE_MANIFEST} is not a starting-model manifest ({error}); restore it with "
-                        f"`git checkout {BASE_MANIFEST}`.") from error
+    except ValidationError as error:
+        problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
+    except (UserError, ValueError) as error:  # ValueError: e.g. a merge conflict's markers
+        problem = str(error)
+    raise UserError(f"{BASE_MANIFEST} is not a starting-model manifest ({problem}); restore it with "
+                    f"`git checkout {BASE_MANIFEST}`.")
 
 
 def starting_model_for(method: str) -> StartingModel:

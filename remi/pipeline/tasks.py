@@ -51,10 +51,11 @@ def samples_on(dataset: Dataset, ids: torch.Tensor, device: torch.device) -> Sam
 
 
 def _references(params: Params, method: str, device: torch.device, chosen: range | None) -> list[nn.Module]:
-    """The shadows (all, unless `chosen` names some), for a ReMI that measures each sample from them or
-    matches their predictions; loaded only then, so no other method's stage reads models/shadows."""
-    method_params = params.method(method)
-    if isinstance(method_params, Remi) and (method_params.signal_reference == "shadows"
-                                            or method_params.lambda_unseen > 0):
+    """The shadows (all, unless `chosen` names some), for a ReMI that measures each sample from them, matches
+    their predictions or aims its stop rule at them; loaded only then, so no other method's stage reads
+    models/shadows."""
+    remi = params.method(method)
+    if isinstance(remi, Remi) and (remi.signal_reference == "shadows" or remi.lambda_unseen > 0
+                                   or remi.stop_target == "shadows"):
         return [load_model(shadow_dir(i), device) for i in (range(params.shadows.count) if chosen is None else chosen)]
     return []

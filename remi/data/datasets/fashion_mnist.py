@@ -35,11 +35,14 @@ def read_idx(path: Path) -> np.ndarray:
 def load(raw_dir: Path) -> Dataset:
     """All 70,000 samples: the 60k training images get IDs 0..59999, the 10k test images follow."""
     require_files("fashion_mnist", raw_dir, FILES)
-    images = np.concatenate([read_idx(raw_dir / FILES[0]), read_idx(raw_dir / FILES[2])])
-    labels = np.concatenate([read_idx(raw_dir / FILES[1]), read_idx(raw_dir / FILES[3])])
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
-        raise DataMissingError(f"{raw_dir}: images have shape {images.shape} and labels {labels.shape}; "
-                               "expected (N, 28, 28) and (N,).")
+    parts = {name: read_idx(raw_dir / name) for name in FILES}
+    for name, array in parts.items():  # checked one by one: concatenating mismatched shapes would fail unnamed
+        sample_shape = (28, 28) if "images" in name else ()
+        if array.ndim != 1 + len(sample_shape) or array.shape[1:] != sample_shape:
+            raise DataMissingError(f"{raw_dir / name}: shape {array.shape}; expected "
+                                   f"{'(N, 28, 28)' if sample_shape else '(N,)'}.")
+    images = np.concatenate([parts[FILES[0]], parts[FILES[2]]])
+    labels = np.concatenate([parts[FILES[1]], parts[FILES[3]]])
     if len(labels) and labels.max() > 9:
         raise DataMissingError(f"{raw_dir}: labels must be in 0..9.")
     if len(images) != len(labels):

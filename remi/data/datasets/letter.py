@@ -2,6 +2,7 @@
 26 classes (A-Z). The tabular benchmark of the membership-inference literature's Purchase/Texas kind.
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from remi.errors import DataMissingError
 FILES = ("letter.dat",)
 FEATURES = 16
 CLASSES = [chr(code) for code in range(ord("A"), ord("Z") + 1)]
+INTEGER = re.compile(r"-?[0-9]{1,9}")  # ASCII digits only: `isdigit` lets '--5' (after lstrip) and '²' through
 
 
 def load(raw_dir: Path) -> Dataset:
@@ -24,7 +26,7 @@ def load(raw_dir: Path) -> Dataset:
         if not line.strip() or line.startswith("@"):  # KEEL headers, if a copy carries them
             continue
         *values, letter = (field.strip() for field in line.split(","))
-        if len(values) != FEATURES or letter not in CLASSES or not all(v.lstrip("-").isdigit() for v in values):
+        if len(values) != FEATURES or letter not in CLASSES or not all(INTEGER.fullmatch(v) for v in values):
             raise DataMissingError(f"{path}, line {number}: expected {FEATURES} integers and a letter A-Z, "
                                    f"got {line[:80]!r}.")
         features.append([int(v) for v in values])
