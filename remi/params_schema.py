@@ -205,7 +205,7 @@ class Remi(Section):
     lr: Positive
     trainable_layers: NonNegativeCount
     max_steps: Count
-    batch_size: Count
+    batch_size: Annotated[int, Field(ge=2, le=MAX_INT)]  # the signal term takes a batch's variance
     lambda_ce: NonNegative
     lambda_distill: NonNegative
     lambda_mi: NonNegative

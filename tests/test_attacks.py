@@ -64,6 +64,15 @@ def test_rank_auc_agrees_with_sklearn():
     assert rank_auc(torch.tensor(members), torch.tensor(nonmembers)) == pytest.approx(expected, abs=1e-9)
 
 
+def test_rank_auc_counts_a_tie_as_one_half():
+    """MIA-efficacy's scores tie in thousands: arbitrary ranks moved an AUC by up to 0.05."""
+    assert rank_auc(torch.tensor([1.0, 1, 1, 0]), torch.tensor([1.0, 1, 0, 0])) == 0.625
+    rng = np.random.default_rng(2)
+    members, nonmembers = rng.integers(0, 5, 300).astype(float), rng.integers(0, 4, 400).astype(float)
+    expected = membership_metrics(members, nonmembers, [0.01])["auc"]
+    assert rank_auc(torch.tensor(members), torch.tensor(nonmembers)) == pytest.approx(expected, abs=1e-12)
+
+
 def _online_world(shadows=8, samples=600, seed=0):
     """Per-sample in/out Gaussians of logit-scaled confidence (in = out + a per-sample gap), K online
     shadows on random halves, and an audited model's confidences drawn for members, non-members and

@@ -14,7 +14,7 @@ import torch
 
 from remi.attacks.shadow_attack_model import AttackModel, fit_class_gaussians
 from remi.attacks.signals import attack_features
-from remi.catalog import LEAKAGE_ESTIMATORS, SIGNAL_REFERENCES, STOP_TARGETS
+from remi.catalog import LEAKAGE_ESTIMATORS, SIGNAL_MATCHES, SIGNAL_REFERENCES, STOP_TARGETS
 from remi.networks.architectures import resnet9
 from remi.networks.training import predict_logits, seeded_network, train_classifier
 from remi.params_schema import Train
@@ -165,6 +165,15 @@ def test_remi_raises_its_unseen_teacher_by_the_fraction_of_the_targets_lead_on_t
     unraised, _ = run({"unseen_raise": 0.0, "lambda_unseen": 0.0})
     assert "unseen_teacher_raise" not in silent_log
     assert all(torch.equal(a, b) for a, b in zip(silent.parameters(), unraised.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("signal_match", SIGNAL_MATCHES)
+def test_remi_forgets_a_single_sample_request_with_finite_weights(colour_task, signal_match):
+    """A sequential cycle with one new request of one sample: every forget batch is that one value, whose
+    variance is 0 (a Gaussian KL without a floor: infinite, its gradient huge)."""
+    one = replace(colour_task, forget=(colour_task.forget[0][:1], colour_task.forget[1][:1]))
+    model, _ = run_method("remi", _never_stopping(one, signal_match=signal_match))
+    assert all(torch.isfinite(weight).all() for weight in model.parameters())
 
 
 def _never_stopping(task: UnlearningTask, **overrides: object) -> UnlearningTask:

@@ -36,3 +36,14 @@ def test_largest_certifiable_epsilon_grows_with_the_models():
     assert np.isclose(largest_certifiable_epsilon(2, 0.0), np.log(3))  # the hand-computed case above
     assert np.isclose(largest_certifiable_epsilon(3, 0.01), np.log(2 * 3 * 0.99 - 1))
     assert largest_certifiable_epsilon(3, 0.01) < largest_certifiable_epsilon(32, 0.01)
+
+
+def test_the_three_populations_take_disjoint_seeds():
+    """A method's runs must not share the reference retrainings' seeds: a fine-tuning baseline would re-draw
+    retraining's batch order, and populations that correlate look alike."""
+    from remi.audit.forgetting_quality import unlearned_seeds
+    from remi.params_schema import ForgettingQuality
+
+    settings = ForgettingQuality(models=3, seed=7, delta=0.01, bin_width=0.5, train_together=3)
+    retrained = {settings.seed + i for i in range(2 * settings.models)}  # the reference, then the second
+    assert len(set(unlearned_seeds(settings))) == 3 and not set(unlearned_seeds(settings)) & retrained

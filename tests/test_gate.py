@@ -28,8 +28,12 @@ def test_a_trace_only_unlearned_references_see_fails_the_gate():
     """U-LiRA's AUC against the retrained model is a gated limit of its own, on the method only:
     retraining against itself (the compaction's check) has no such row."""
     rows = gate_checks(per_model_from_flat(_audit(0.54, remi_ulira_auc=0.61)), ACCEPTANCE, "remi")
-    assert [r["key"] for r in rows if not r["passed"]] == ["U_LiRA_AUC_of_remi_against_retrain"]
-    assert "U-LiRA AUC of remi against retrain <= 0.6000: measured 0.6100" in failure_message(rows)
+    key = "U_LiRA_AUC_of_remi_against_retrain_or_1_AUC_below_0_5"
+    assert [r["key"] for r in rows if not r["passed"]] == [key]
+    assert "against retrain, or 1 - AUC below 0.5 <= 0.6000: measured 0.6100" in failure_message(rows)
+    # Below 0.5 the test tells the two apart just as well, flipped: 0.39 is 0.61.
+    rows = gate_checks(per_model_from_flat(_audit(0.54, remi_ulira_auc=0.39)), ACCEPTANCE, "remi")
+    assert [r["key"] for r in rows if not r["passed"]] == [key]
     assert not any("U-LiRA" in r["check"] for r in gate_checks(per_model_from_flat(_audit(0.54)), ACCEPTANCE,
                                                                    "retrain"))
 

@@ -76,7 +76,8 @@ def test_ulira_stage_scores_remi_with_unlearned_references_and_the_audit_gates_i
     assert audit["remi/ulira_auc"] == remi["model"]["auc"] and "retrain/ulira_auc" not in audit
     report = (work / "reports/audit/audit.md").read_text()
     limit = yaml.safe_load((work / "params.yaml").read_text())["acceptance"]["max_ulira_auc"]
-    row = f"| U-LiRA AUC of remi against retrain <= | {remi['model']['auc']:.4f} | {limit:.4f} | pass | yes |"
+    auc = max(remi["model"]["auc"], 1 - remi["model"]["auc"])
+    row = f"| U-LiRA AUC of remi against retrain, or 1 - AUC below 0.5 <= | {auc:.4f} | {limit:.4f} | pass | yes |"
     assert row in report
 
 

@@ -410,3 +410,12 @@ def test_the_signal_match_picks_the_term_and_its_gradient_reaches_the_head():
     model.zero_grad()
     terms["quantiles"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_the_gaussian_kl_stays_finite_for_a_forget_batch_of_one_value():
+    out_mean, out_var = torch.tensor(0.5), torch.tensor(2.0)
+    signal = torch.full((128,), 3.0, requires_grad=True)  # one forget sample drawn into the whole batch
+    kl = gaussian_kl(signal.mean(), signal.var(), out_mean, out_var)
+    kl.backward()
+    assert torch.isfinite(kl) and torch.isfinite(signal.grad).all()
+    assert gaussian_kl(torch.tensor(0.0), torch.tensor(1.0), torch.tensor(0.0), torch.tensor(1.0)) == 0

@@ -36,9 +36,16 @@ def membership_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray,
 def rank_auc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor) -> float:
     """AUC as the Mann-Whitney statistic, in torch: fast enough to call inside a training loop.
 
-    Ties get arbitrary ranks (fine for continuous scores); use `membership_metrics` for reports.
+    Tied scores share their average rank, so a tie counts one half, as in scikit-learn's `roc_auc_score`
+    (arbitrary ranks moved `remi exposure`'s per-group AUC of MIA-efficacy, whose scores tie in thousands,
+    by up to 0.05).
     """
-    ranks = torch.cat([member_scores, nonmember_scores]).argsort().argsort().double() + 1
+    scores = torch.cat([member_scores, nonmember_scores])
+    ordered, order = scores.sort()
+    _, tie_group, tie_sizes = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    average_rank = tie_sizes.cumsum(0).double() - (tie_sizes.double() - 1) / 2  # 1-based
+    ranks = torch.empty(len(scores), dtype=torch.float64, device=scores.device)
+    ranks[order] = average_rank[tie_group]
     count_member, count_nonmember = len(member_scores), len(nonmember_scores)
     rank_sum = ranks[:count_member].sum().item()
     return (rank_sum - count_member * (count_member + 1) / 2) / (count_member * count_nonmember)

@@ -28,9 +28,15 @@ def attack_features(logits: torch.Tensor, labels: torch.Tensor, top_k: int = 3) 
     return torch.cat([top, confidence, loss, entropy, one_hot], dim=1)
 
 
+MIN_VARIANCE = 1e-4  # of a signal's Gaussian: one forget sample drawn into a whole batch has none
+
+
 def gaussian_kl(mean_p: torch.Tensor, var_p: torch.Tensor,
                 mean_q: torch.Tensor, var_q: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean_p, var_p) || N(mean_q, var_q)) in closed form."""
+    """KL(N(mean_p, var_p) || N(mean_q, var_q)) in closed form. The variances are floored: an erasure request
+    of one sample gives ReMI forget batches of one value repeated (variance 0), whose KL would be infinite
+    and its gradient huge."""
+    var_p, var_q = var_p.clamp_min(MIN_VARIANCE), var_q.clamp_min(MIN_VARIANCE)
     return 0.5 * (torch.log(var_q / var_p) + (var_p + (mean_p - mean_q) ** 2) / var_q - 1)
 
 

@@ -43,7 +43,9 @@ def acceptance_checks(per_model: dict[str, dict[str, float]], acceptance: Accept
     if method != REFERENCE:  # the compaction gates retraining itself, which has no U-LiRA row
         # Gated in a one-shot run only: in a sequential cycle the method unlearned the newest requests from
         # a release, while U-LiRA's references unlearn the whole forget set at once (remi/audit/ulira.py).
-        rows.append(check(f"U-LiRA AUC of {method} against retrain", unlearned["ulira_auc"],
+        # Either side of 0.5: an AUC of 0.3 tells the method from retraining as well as 0.7 does (flip the test).
+        auc = unlearned["ulira_auc"]
+        rows.append(check(f"U-LiRA AUC of {method} against retrain, or 1 - AUC below 0.5", max(auc, 1 - auc),
                           acceptance.max_ulira_auc, "<=", gated=ORIGINAL_TEST_ACCURACY not in target))
     rows += [
         check(f"abs(forget accuracy of {method} - retrain's)", abs(unlearned["forget_accuracy"] -

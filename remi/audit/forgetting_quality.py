@@ -75,8 +75,11 @@ def forgetting_quality(epsilons: np.ndarray, bin_width: float) -> float:
 
 
 def unlearned_seeds(settings: ForgettingQuality) -> list[int]:
-    """Seeds of the M runs of each method (and of the first M retrainings): seed..seed+M-1."""
-    return [settings.seed + i for i in range(settings.models)]
+    """Seeds of the M runs of each method: seed+2M..seed+3M-1, after the 2M retrainings' seeds. Sharing the
+    reference population's seeds would correlate the two (a fine-tuning baseline re-draws retraining's batch
+    order), and correlated populations look alike: the score would flatter the method."""
+    count = settings.models
+    return [settings.seed + 2 * count + i for i in range(count)]
 
 
 def retrained_populations(task: UnlearningTask, settings: ForgettingQuality, forget: Samples,
