@@ -37,11 +37,10 @@ def entry_name(path: Path) -> str:
     """The name an inbox entry is rejected or set aside under (and, when unreadable, recorded under): its stem,
     or for a long one its first bytes and a digest of the whole, since the rejected files, their reports and
     their temp files add up to ~60 bytes to it and a file name has at most 255."""
-    stem = path.stem
-    if len(stem.encode()) <= MAX_NAME_BYTES:
-        return stem
-    head = stem.encode()[:MAX_NAME_BYTES - 17].decode(errors="ignore")
-    return f"{head}-{hashlib.sha256(stem.encode(errors='surrogateescape')).hexdigest()[:16]}"
+    raw = os.fsencode(path.stem)  # a name need not be UTF-8
+    if len(raw) <= MAX_NAME_BYTES:
+        return path.stem
+    return f"{raw[:MAX_NAME_BYTES - 17].decode(errors='ignore')}-{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def _write_durably(path: Path, body: dict[str, object]) -> None:
