@@ -245,10 +245,16 @@ def test_the_pull_request_script_commits_what_the_cycle_changed(job, tmp_path):
     result = subprocess.run(["scripts/cycle_pr.sh", "0"], cwd=work, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     branch = subprocess.run(["git", "branch", "--show-current"], cwd=work, capture_output=True, text=True).stdout
-    pushed = subprocess.run(["git", "--git-dir", origin, "show", "--stat", branch.strip()], capture_output=True,
+    pushed = subprocess.run(["git", "--git-dir", origin, "show", "--name-only", branch.strip()], capture_output=True,
                             text=True).stdout
     assert "data/ledger.jsonl" in pushed and "dvc.lock" in pushed and "reports/audit/audit.md" in pushed
     assert "models/base/release.json" in pushed and "models/base/weights.dvc" in pushed
+    assert "reports/audit/audit.html" in pushed and "reports/audit/roc_lira.csv" in pushed
+    # Every tracked file the cycles changed went into the branch; what is left is this test's own set-up.
+    left = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=work, capture_output=True,
+                          text=True).stdout.split("\n")
+    assert {line[3:] for line in left if line} <= {"params.yaml", ".dvc/config", *(
+        str(p.relative_to(work)) for p in (work / "data/raw").glob("*.dvc"))}, left
     calls = (tmp_path / "gh.calls").read_text()
     assert "auth setup-git" in calls and f"pr create --head {branch.strip()}" in calls
 
@@ -376,6 +382,35 @@ def test_purge_target_deletes_the_original_target_and_the_next_cycle_runs_withou
     assert _unlearn_metrics(work)["start_release_version"] == 3 and not (work / "models/target").exists()
     assert "released version 3 (retrain)" in (work / "reports/audit/audit.md").read_text()
     assert _states(work)[request] in ("released", "gate_failed") and run(REMI, "request", "verify").returncode == 0
+
+
+def test_a_push_that_fails_records_no_outcome_and_the_next_cycle_records_it_once(job):
+    """On a throw-away runner the DVC cache goes with the runner: a `released` event whose outputs never reached
+    the remote would name a model no later cycle can pull."""
+    work, run, digest, members, *_ = job
+    request, path = _envelope(work, digest, members[85:90])
+    assert run(REMI, "request", "add", path).returncode == 0
+    log = work / "push_fails.log"
+    with log.open("w") as out:
+        cycle = subprocess.Popen([REMI, "cycle"], cwd=work, env=run.env, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    deadline = time.monotonic() + 600
+    while "Running stage" not in log.read_text() and time.monotonic() < deadline:  # past its pull
+        assert cycle.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.5)
+    # The remote goes away (an S3 outage): nothing listens on port 9 of loopback.
+    moved = run(sys.executable, "-m", "dvc", "remote", "modify", "--local", "shared", "endpointurl", "http://127.0.0.1:9")
+    assert moved.returncode == 0, moved.stderr
+    try:
+        assert cycle.wait(timeout=900) == Outcome.INFRASTRUCTURE, log.read_text()[-3000:]
+    finally:
+        (work / ".dvc/config.local").unlink()
+    assert "the requests stay applied" in log.read_text() and _states(work)[request] == "applied"
+    again = run(REMI, "cycle")
+    assert again.returncode in (Outcome.RELEASED, Outcome.GATE_FAILED), again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Running stage" not in again.stdout  # the first cycle's outputs, pushed now, then recorded
+    assert _events(work, request)[:3] == ["received", "validated", "applied"] and len(_events(work, request)) == 4
+    assert run(REMI, "request", "verify").returncode == 0
 
 
 def _cache_file(work, oid):

@@ -18,6 +18,9 @@ from remi.networks.checkpoints import (
     save_model,
     torch_bytes,
 )
+from remi.pipeline.layout import run_record_path
+from remi.pipeline.release import release_method
+from remi.pipeline.tracking import upstream_tags
 from remi.runtime.files import atomic_write, read_user_file, replace_dir, sweep_stale_temps, write_json
 from tests.conftest import REPO
 
@@ -102,7 +105,7 @@ def test_a_dvc_lock_cut_short_by_a_kill_is_replaced_by_the_last_complete_one(tmp
     """The project's own dvc.lock, cut at 200 places as a kill during DVC's in-place rewrite would: each cut
     is restored from the last complete copy, except one between two stages, which is a complete lock of
     fewer stages (DVC re-runs the ones it lacks)."""
-    from remi.pipeline import runner
+    from remi.pipeline import dvc_locks
 
     complete = (REPO / "dvc.lock").read_text()
     full_stages = yaml.safe_load(complete)["stages"]
@@ -110,11 +113,18 @@ def test_a_dvc_lock_cut_short_by_a_kill_is_replaced_by_the_last_complete_one(tmp
     monkeypatch.chdir(tmp_path)
     lock = tmp_path / "dvc.lock"
     lock.write_text(complete)
-    runner._keep_or_restore_lock()  # complete: kept aside
+
+    def checked() -> int:  # what scripts/cycle_pr.sh asks before it commits the lock
+        return subprocess.run([sys.executable, "-m", "remi.pipeline.dvc_locks"], capture_output=True).returncode
+
+    assert checked() == 0
+    dvc_locks.keep_or_restore_lock()  # complete: kept aside
+    lock.write_text(complete[:len(complete) // 2])
+    assert checked() == 1
     restored = 0
     for cut in sorted({len(complete) * k // 200 for k in range(1, 200)}):
         lock.write_text(complete[:cut])  # DVC killed while rewriting it in place
-        runner._keep_or_restore_lock()
+        dvc_locks.keep_or_restore_lock()
         if lock.read_text() == complete:
             assert "was cut short" in capsys.readouterr().err
             restored += 1
@@ -122,29 +132,72 @@ def test_a_dvc_lock_cut_short_by_a_kill_is_replaced_by_the_last_complete_one(tmp
         stages = (yaml.safe_load(complete[:cut]) or {}).get("stages") or {}
         assert all(stage == full_stages[name] for name, stage in stages.items()), f"cut at {cut} kept"
         lock.write_text(complete)
-        runner._keep_or_restore_lock()  # the complete lock kept aside again
+        dvc_locks.keep_or_restore_lock()  # the complete lock kept aside again
     assert restored > 190
 
 
 def test_dvcs_lock_table_cut_short_by_a_kill_is_cleared_and_dvc_runs_again(tmp_path, monkeypatch, capsys):
     """A SIGKILL between DVC's truncate and write of .dvc/tmp/rwlock left it empty in a CI run, and
     every later DVC command refused to start."""
-    from remi.pipeline import runner
+    from remi.pipeline import dvc_locks
 
     monkeypatch.chdir(tmp_path)
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(command, check=True, capture_output=True)
     (tmp_path / "dvc.yaml").write_text("stages:\n  touch:\n    cmd: echo done > out.txt\n    outs: [out.txt]\n")
-    runner.RWLOCK.write_text("")  # DVC killed while rewriting it in place
+    dvc_locks.RWLOCK.write_text("")  # DVC killed while rewriting it in place
 
     def repro():
         return subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True)
 
     refused = repro()
     assert refused.returncode != 0 and "corrupted" in refused.stderr
-    runner._clear_cut_short_rwlock()
-    assert "was cut short" in capsys.readouterr().err and not runner.RWLOCK.exists()
+    dvc_locks.clear_cut_short_rwlock()
+    assert "was cut short" in capsys.readouterr().err and not dvc_locks.RWLOCK.exists()
     assert repro().returncode == 0 and (tmp_path / "out.txt").read_text() == "done\n"
-    table = runner.RWLOCK.read_text()  # DVC wrote a complete one: kept as it is
-    runner._clear_cut_short_rwlock()
-    assert runner.RWLOCK.read_text() == table and capsys.readouterr().err == ""
+    table = dvc_locks.RWLOCK.read_text()  # DVC wrote a complete one: kept as it is
+    dvc_locks.clear_cut_short_rwlock()
+    assert dvc_locks.RWLOCK.read_text() == table and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("text", ['{"run_id": "abc', '[]', '{"experiment_id": "1"}', '{"run_id": 7}', "\udcff"])
+def test_a_damaged_lineage_record_says_how_to_restore_it(tmp_path, monkeypatch, text):
+    monkeypatch.chdir(tmp_path)
+    path = run_record_path("unlearn/remi")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(text.encode(errors="surrogateescape"))
+    damaged = r"lineage/unlearn/remi\.json is not (a lineage record|the JSON file)"
+    with pytest.raises(UserError, match=damaged + ".*`remi run`"):
+        upstream_tags(["unlearn/remi"])
+    with pytest.raises(UserError, match=damaged):
+        release_method("remi", "unused")
+
+
+def test_a_lineage_record_gives_its_run_id_and_a_missing_one_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_json(run_record_path("target"), {"run_id": "r1", "experiment_id": "0", "tracking_uri": "sqlite:///x"})
+    assert upstream_tags(["target", "shadows"]) == {"upstream.target": "r1"}
+    with pytest.raises(UserError, match=r"does not name the model.*`remi run`"):
+        release_method("target", "unused")
+
+
+def test_a_run_stopped_while_dvc_rewrote_the_lock_leaves_the_last_complete_one(tmp_path, monkeypatch):
+    """SIGTERM (a CI job's timeout) stops DVC wherever it is; `remi run` must not exit on a cut lock, which the
+    cycle's pull request would commit."""
+    from remi.pipeline import runner
+    from remi.pipeline.entry_point import Terminated
+
+    complete = (REPO / "dvc.lock").read_text()
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.lock").write_text(complete)
+
+    def stopped_mid_write(command, run_name):
+        (tmp_path / "dvc.lock").write_text(complete[:len(complete) // 3])
+        raise Terminated(143)
+
+    monkeypatch.setattr(runner, "run_under_parent_run", stopped_mid_write)
+    with pytest.raises(Terminated):
+        runner.run_pipeline([])
+    assert (tmp_path / "dvc.lock").read_text() == complete

@@ -336,3 +336,44 @@ def test_a_cycle_asked_for_shared_state_refuses_a_local_store_and_no_remote(proj
     assert "not a server: set MLFLOW_TRACKING_URI" in str(refused.value)
     assert "DVC has no default remote" in str(refused.value)
     assert not (project / "data").exists() and not (project / CYCLE_LOCK).exists()  # nothing was done
+
+
+def test_a_ledger_behind_the_registry_stops_the_cycle_before_anything_changes(project, monkeypatch):
+    """A CI cycle's ledger comes back as a pull request: a cycle started before it is merged must not apply its
+    requests again (nor run a pipeline whose model the registry refuses)."""
+    import mlflow
+    import yaml
+
+    from remi.operations.cycle import run_cycle
+    from remi.pipeline.release import register_candidate, request_tags
+    from tests.conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["forget"]["mode"] = "requests"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    released = intake.add_request(envelope(project, "a.json"))
+    _ingest()
+    with locked() as book:
+        book.append(released, "applied")
+        book.append(released, "released", model_version=1, latency_days=0.1)
+    # `elsewhere` was released by a cycle whose ledger is not here; `waiting` is a new request.
+    elsewhere, waiting = str(uuid.uuid4()), intake.add_request(envelope(project, "c.json"))
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run():
+        model_uri = mlflow.pytorch.log_model(torch.nn.Linear(2, 2), name="model", pip_requirements=["torch"],
+                                             input_example=torch.zeros(1, 2).numpy()).model_uri
+    honoured = request_tags(sorted([released, elsewhere]))
+    name = params["gate"]["registered_model"]
+    register_candidate(uri, model_uri, name, {"model_md5": "m", "forget_set_md5": "f"} | honoured)
+    ledger = (project / "data/ledger.jsonl").read_bytes()
+    with pytest.raises(UserError, match=f"honours 1 erasure request\\(s\\) that .* not hold as accepted: {elsewhere}. "
+                                         "The ledger is behind the registry: merge the pull request"):
+        run_cycle()
+    assert (project / "data/ledger.jsonl").read_bytes() == ledger  # nothing ingested, nothing applied
+    assert (project / "data/inbox" / f"{waiting}.json").exists()
+    # Cancelled here (a `remi request cancel` on a checkout without that cycle's ledger): still behind.
+    intake.cancel_request(intake.add_request(envelope(project, "e.json", subject_request_id=elsewhere)))
+    with pytest.raises(UserError, match=f"not hold as accepted: {elsewhere}"):
+        run_cycle()

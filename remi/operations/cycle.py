@@ -1,6 +1,7 @@
 """The re-unlearning job a scheduler calls (`remi cycle`, `make reunlearn`): pull the shared state,
 take every new request, run the pipeline (DVC re-runs only what the new forget set touches), let the
-gate decide, push the state, and record each request's outcome in the ledger. With params
+gate decide, push the state, and record each request's outcome in the ledger: only after the push, so a
+`released` event never names outputs that another machine cannot pull. With params
 `cycle.sequential` each cycle starts from the model released last (remi/operations/sequential.py), and
 the gate may release the retrained model instead (compaction: remi/pipeline/compaction.py).
 
@@ -13,8 +14,8 @@ Exit codes (docs/operations.md):
     5  the gate refused the model (and no compaction released the retrained one), or the registry did (it
        would leave out a request that the current @candidate honours): the pending requests stay pending
        for the next cycle
-    6  infrastructure: the pipeline failed before the gate or the pull failed (nothing recorded), or the
-       push failed after the outcome was recorded (the next cycle pushes again)
+    6  infrastructure: the pull failed (nothing recorded), the pipeline failed before the gate, or the push
+       failed after it (the requests stay `applied`: the next cycle pushes, then records their outcome)
     7  another cycle is running (see --wait)
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 
 from remi.data.datasets import load_dataset
 from remi.data.splits import make_splits
-from remi.errors import UserError
+from remi.errors import UserError, first_few
 from remi.networks import MODEL_FILE
 from remi.operations.dvc_commands import default_remote, dvc
 from remi.operations.intake import INBOX_DIR, cancel_request, ingest_inbox, stray_inbox_entries
@@ -36,6 +37,7 @@ from remi.operations.sequential import InfrastructureError, prepare_starting_mod
 from remi.pipeline import tracking
 from remi.pipeline.layout import metrics_path, split_path, unlearned_dir
 from remi.pipeline.params import load_params
+from remi.pipeline.release import ALIAS, candidate_requests
 from remi.pipeline.runner import run_pipeline
 from remi.runtime.files import file_md5, read_json
 from remi.runtime.locks import LockTimeout, file_lock
@@ -129,6 +131,25 @@ def _log_cycle(counts: dict[str, float], ledger: Path, latencies: list[float]) -
               "the ledger holds the outcome.", file=sys.stderr)
 
 
+def _check_ledger_follows_registry(ledger: Path, registered_model: str) -> None:
+    """Stop before anything changes if the registry's candidate honours requests this ledger does not hold as
+    accepted: the ledger is behind the registry (a cycle's ledger that never reached this checkout, such as a
+    CI cycle's unmerged pull request, or a ledger reset). Going on would apply those requests again, or leave
+    out ones the registry refuses to drop."""
+    candidate = candidate_requests(tracking.tracking_uri(), registered_model)
+    if candidate is None:
+        return
+    version, honoured = candidate
+    accepted = {r for r, s in request_states(read_events(ledger)).items() if s.state in (*PENDING, "released")}
+    unknown = sorted(honoured - accepted)
+    if unknown:
+        raise UserError(
+            f"{registered_model}@{ALIAS} (version {version}, {tracking.tracking_uri()}) honours {len(unknown)} erasure "
+            f"request(s) that {ledger} does not hold as accepted: {first_few(unknown)}. The ledger is behind the "
+            "registry: merge the pull request of the cycle that released them (CI: branch reunlearn/<date>), or "
+            "restore the ledger that recorded them. Nothing was done.")
+
+
 def _cycle(ledger: Path) -> Outcome:
     params = load_params()
     if params.forget.mode != "requests":
@@ -138,16 +159,16 @@ def _cycle(ledger: Path) -> Outcome:
     if remote and dvc("pull", "--run-cache", "--allow-missing") != 0:
         print(f"dvc pull from remote {remote!r} failed; nothing was changed.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
+    _check_ledger_follows_registry(ledger, params.gate.registered_model)
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     rejected = ingest_inbox(dataset, make_splits(len(dataset), params.splits)["target_train"], ledger)
     for request in rejected:
         print(f"Rejected {request}: its report is in data/rejected/")
     strays = stray_inbox_entries()
     if strays:
-        shown = ", ".join(strays[:5]) + (f" and {len(strays) - 5} more" if len(strays) > 5 else "")
         print(f"WARNING: {INBOX_DIR} holds {len(strays)} entr{'y' if len(strays) == 1 else 'ies'} not named like an "
-              f"envelope, left alone: {shown}. An envelope is <subject_request_id>.json (lower case); rename each "
-              "once it is complete, or remove it.", file=sys.stderr)
+              f"envelope, left alone: {first_few(strays)}. An envelope is <subject_request_id>.json (lower case); "
+              "rename each once it is complete, or remove it.", file=sys.stderr)
     pending = _pending(ledger)
     if not pending:
         inbox = f" ({INBOX_DIR} is empty)." if not strays else f" ({INBOX_DIR} holds no envelope)."
@@ -171,10 +192,11 @@ def _cycle(ledger: Path) -> Outcome:
     if "registry_refused" in gate:
         print(f"The registry refused the model: {gate['registry_refused']}", file=sys.stderr)
     release = Release.from_gate(gate, params.gate.method)
-    latencies = _record(ledger, pending, release, params.gate.registered_model)
     if remote and dvc("push", "--run-cache") != 0:
-        print(f"dvc push to remote {remote!r} failed; run `dvc push --run-cache` when it is back.", file=sys.stderr)
+        print(f"dvc push to remote {remote!r} failed; the requests stay applied, and the next cycle pushes, then "
+              "records their outcome.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
+    latencies = _record(ledger, pending, release, params.gate.registered_model)
     _log_cycle({"requests_pending": len(pending), "requests_rejected": len(rejected),
                 "released": float(release is not None), "compaction": float(bool(release and release.compaction)),
                 "start_release_version": float(start.registered_version or 0),

@@ -23,10 +23,8 @@ from remi.operations.dvc_commands import default_remote, dvc
 from remi.operations.target_purge import purge_target
 from remi.params_schema import METHOD_SECTIONS
 from remi.pipeline import tracking
-from remi.pipeline.layout import run_record_path
 from remi.pipeline.params import load_params
 from remi.pipeline.release import ALIAS
-from remi.runtime.files import read_json
 from remi.runtime.locks import LockTimeout, file_lock
 
 MAX_LOGGED_MODEL_PAGES = 100  # of 1,000 each: a bound on the listing, far above what a store holds
@@ -77,8 +75,8 @@ def _superseded_logged_models(client: Any, released: Any, methods: list[str]) ->
     experiment = tracking.configured_mlflow().get_experiment_by_name(tracking.experiment_name())
     if experiment is None:
         return []
-    records = (run_record_path(f"unlearn/{method}") for method in methods)
-    kept_runs = {released.run_id} | {read_json(record)["run_id"] for record in records if record.exists()}
+    records = (tracking.read_run_record(f"unlearn/{method}") for method in methods)
+    kept_runs = {released.run_id} | {record["run_id"] for record in records if record is not None}
     names = {f"{method}_model" for method in METHOD_SECTIONS}
     return [model for model in _logged_models(client, experiment.experiment_id)
             if model.name in names and model.source_run_id not in kept_runs and "purged_time" not in model.tags

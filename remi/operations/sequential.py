@@ -67,6 +67,12 @@ def _start_from(release: dict[str, Any], previous: StartingModel) -> StartingMod
                         "cycle.sequential: false, then switch it on.")
     method = release["method"]
     model_file, forget_file = unlearned_dir(method) / MODEL_FILE, split_path("forget")
+    missing = [str(path) for path in (model_file, forget_file) if not path.is_file()]
+    if missing:
+        raise UserError(f"{' and '.join(missing)}, which released version {release['model_version']} came from and the "
+                        "next cycle starts from, are not in the workspace: `dvc pull` them (the cycle's "
+                        "`dvc pull --allow-missing` found them in no remote: push them from the machine that ran "
+                        "that cycle, `dvc push --run-cache`).")
     if file_md5(model_file) != release["model_md5"] or file_md5(forget_file) != release["forget_md5"]:
         raise UserError(f"{model_file} and {forget_file} are not those of the released version "
                         f"{release['model_version']}, which the next cycle must start from: check out the "

@@ -16,7 +16,7 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from remi.errors import UserError
+from remi.errors import UserError, first_few
 from remi.networks import MODEL_FILE
 from remi.pipeline import tracking
 from remi.pipeline.layout import run_record_path, split_path, unlearned_dir
@@ -67,8 +67,7 @@ def _left_out(current_tags: dict[str, str], tags: dict[str, str]) -> str | None:
     current, new = honoured_requests(current_tags), honoured_requests(tags)
     if current is not None and new is not None:
         dropped = sorted(current - new)
-        shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
-        return f"leaves out {len(dropped)} of them: {shown}" if dropped else None
+        return f"leaves out {len(dropped)} of them: {first_few(dropped)}" if dropped else None
     honoured = int(current_tags.get(REQUESTS_TAG, 0))
     return f"honours only {tags[REQUESTS_TAG]}" if honoured > int(tags[REQUESTS_TAG]) else None
 
@@ -93,6 +92,16 @@ def _current_candidate(client, name: str):
         return client.get_model_version_by_alias(name, ALIAS)
     except MlflowException:  # no such model yet, or no alias yet
         return None
+
+
+def candidate_requests(tracking_uri: str, registered_name: str) -> tuple[int, set[str]] | None:
+    """The @candidate version of `registered_name` and the request ids it honours; None if there is no candidate
+    yet, or it was registered before ids were recorded."""
+    import mlflow
+
+    current = _current_candidate(mlflow.MlflowClient(tracking_uri), registered_name)
+    honoured = honoured_requests(current.tags) if current else None
+    return None if current is None or honoured is None else (int(current.version), honoured)
 
 
 def register_candidate(tracking_uri: str, model_uri: str, registered_name: str, tags: dict[str, str]) -> int:
@@ -120,6 +129,10 @@ def register_candidate(tracking_uri: str, model_uri: str, registered_name: str, 
 def release_method(method: str, registered_name: str, extra_tags: dict[str, str] | None = None) -> int:
     """Make the pipeline's `method` model (models/unlearned/<method>, logged by its unlearn run)
     `registered_name`@candidate; the version now @candidate."""
-    model_uri = read_json(run_record_path(f"unlearn/{method}"))["model_uri"]
+    record = tracking.read_run_record(f"unlearn/{method}")
+    if record is None or "model_uri" not in record:
+        raise UserError(f"{run_record_path(f'unlearn/{method}')} does not name the model that unlearn@{method} logged: "
+                        f"run `remi run` (or `dvc repro unlearn@{method}`) before releasing it.")
+    model_uri = record["model_uri"]
     tags = release_tags(unlearned_dir(method) / MODEL_FILE, split_path("forget"), method, tracking.code_identity())
     return register_candidate(tracking.tracking_uri(), model_uri, registered_name, tags | (extra_tags or {}))

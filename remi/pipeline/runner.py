@@ -1,6 +1,6 @@
 """Run `dvc repro` as one MLflow parent run; every stage logs a child run under it (`remi run`).
-A dvc.lock cut short by a kill is replaced by the last complete one first (see _keep_or_restore_lock),
-and DVC's lock table cut short by a kill is cleared (see _clear_cut_short_rwlock).
+A dvc.lock cut short by a kill is replaced by the last complete one first, and DVC's lock table cut short
+by a kill is cleared (remi/pipeline/dvc_locks.py).
 
 params.yaml is read and validated first, before DVC parses it (a hostile file, e.g. a YAML alias
 bomb, would hang DVC's own parser) and before any stage deletes its outputs. Stage commands find
@@ -8,25 +8,20 @@ the project's interpreter through bin/python, whatever PATH holds.
 """
 
 import contextlib
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import yaml
 
 from remi.pipeline import tracking
+from remi.pipeline.dvc_locks import clear_cut_short_rwlock, keep_or_restore_lock
 from remi.pipeline.layout import OUTPUT_ROOTS, TARGET_PURGE_RECORD, metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.summary import summary_text
 from remi.runtime.device import compute_device, threads_override
 from remi.runtime.executors import executor_name
-from remi.runtime.files import sweep_stale_temps, write_bytes
-from remi.runtime.locks import file_lock
+from remi.runtime.files import sweep_stale_temps
 from remi.runtime.process_identity import process_tags
 from remi.runtime.progress import mode_override
 
@@ -88,106 +83,6 @@ def _stop_tree(pid: int) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-LOCK_FILE = Path("dvc.lock")
-LAST_COMPLETE_LOCK = Path(".dvc/tmp/remi-dvc.lock.complete")  # .dvc/tmp is DVC's own, git-ignored
-
-
-PIPELINE_FILE = Path("dvc.yaml")
-HASH = re.compile(r"[0-9a-f]{32}(\.dir)?")  # DVC's md5 of a file, or of a directory's listing
-
-
-def _entry_is_complete(entry: object) -> bool:
-    """A dependency or output as DVC writes it last: path, md5, size (and for a directory, its file count)."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-        return False
-    md5 = entry.get("md5")
-    return (isinstance(md5, str) and HASH.fullmatch(md5) is not None and isinstance(entry.get("size"), int)
-            and (not md5.endswith(".dir") or isinstance(entry.get("nfiles"), int)))
-
-
-def _declared_outputs(pipeline: dict, stage: str) -> int | None:
-    """How many outputs dvc.yaml declares for a lock's stage (`name` or `name@item`); None if it does not say."""
-    spec = pipeline.get("stages", {}).get(stage.split("@")[0])
-    spec = spec.get("do", spec) if isinstance(spec, dict) else None
-    if not isinstance(spec, dict):
-        return None
-    return sum(len(spec.get(kind) or []) for kind in ("outs", "metrics", "plots"))
-
-
-def _lock_is_complete(text: str) -> bool:
-    """Whether `text` is a dvc.lock that DVC finished writing. A kill cuts its in-place rewrite anywhere: in an
-    entry (its md5 or size missing or short), or between entries (a stage with fewer outputs than dvc.yaml
-    declares). A cut between two stages leaves a complete lock of fewer stages, which DVC reads as such and
-    completes by re-running (or restoring from its run cache) the stages it lacks."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: the lock runs to thousands of lines
-    try:
-        lock, pipeline = yaml.load(text, Loader=loader), yaml.load(PIPELINE_FILE.read_text(), Loader=loader)
-    except (yaml.YAMLError, OSError):
-        return False
-    stages = lock.get("stages") if isinstance(lock, dict) else None
-    if not isinstance(stages, dict) or not isinstance(pipeline, dict):
-        return False
-    for name, stage in stages.items():
-        if not isinstance(stage, dict) or not isinstance(stage.get("outs"), list):
-            return False  # every stage of this pipeline writes outputs
-        if not all(_entry_is_complete(entry) for entry in (*(stage.get("deps") or []), *stage["outs"])):
-            return False
-        declared = _declared_outputs(pipeline, name)
-        if declared is not None and len(stage["outs"]) < declared:
-            return False
-    return True
-
-
-def _keep_or_restore_lock() -> None:
-    """DVC rewrites dvc.lock in place after each stage, so a kill during that write leaves it cut short
-    and every later DVC command fails on it. Keep a copy of the last complete lock; put it back when
-    the current one is cut short: DVC then re-runs (or restores from its run cache) what changed since.
-    (A lock written before dvc.yaml declared more outputs reads as cut short too; its copy is the same
-    file, and nothing changes.)"""
-    if not LOCK_FILE.exists():
-        return
-    current = LOCK_FILE.read_bytes()
-    if _lock_is_complete(current.decode(errors="replace")):
-        write_bytes(LAST_COMPLETE_LOCK, current)
-        return
-    kept = LAST_COMPLETE_LOCK.read_bytes() if LAST_COMPLETE_LOCK.exists() else None
-    if kept == current:
-        return
-    if kept is not None and _lock_is_complete(kept.decode(errors="replace")):
-        print(f"{LOCK_FILE} was cut short (a kill while DVC wrote it); restoring the last complete one.",
-              file=sys.stderr)
-        write_bytes(LOCK_FILE, kept)
-    else:
-        print(f"{LOCK_FILE} is cut short or malformed; restore it with `git checkout {LOCK_FILE}`.", file=sys.stderr)
-
-
-RWLOCK = Path(".dvc/tmp/rwlock")  # which running DVC processes read or write which paths
-RWLOCK_GUARD = Path(".dvc/tmp/rwlock.lock")  # the flock DVC holds while it edits RWLOCK
-
-
-def _rwlock_parses() -> bool:
-    try:
-        json.loads(RWLOCK.read_text())
-    except FileNotFoundError:
-        return True
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    return True
-
-
-def _clear_cut_short_rwlock() -> None:
-    """DVC rewrites its lock table in place too (truncate, then write), so a kill between the two leaves
-    it empty and every later DVC command stops with "RWLock-file ... is corrupted". Its entries name
-    live processes only (DVC drops those whose pid is gone), and a missing table means no locks. A table
-    that still does not parse once DVC's own guard is ours was left by a dead writer: remove it."""
-    if _rwlock_parses():
-        return
-    with file_lock(RWLOCK_GUARD, timeout_seconds=30, what="DVC's lock table"):
-        if not _rwlock_parses():
-            print(f"{RWLOCK} was cut short (a kill while DVC wrote it); clearing it.", file=sys.stderr)
-            RWLOCK.unlink()
-
-
 def check_environment() -> None:
     """The REMI_* variables the stages read, checked before DVC deletes any stage's outputs (a stage would
     only stop on them once its outputs were gone)."""
@@ -203,15 +98,19 @@ def run_pipeline(dvc_arguments: list[str]) -> int:
     load_params()
     check_environment()
     sweep_stale_temps(OUTPUT_ROOTS)
-    _keep_or_restore_lock()
-    _clear_cut_short_rwlock()
+    keep_or_restore_lock()
+    clear_cut_short_rwlock()
     started = time.time()
     # After `remi purge --target`, train_target's output is gone on purpose: skip it, do not re-run it.
     missing_target = ["--allow-missing"] if TARGET_PURGE_RECORD.exists() else []
-    code = run_under_parent_run([sys.executable, "-m", "dvc", "repro", *missing_target, *dvc_arguments],
-                                "dvc repro")
+    try:
+        code = run_under_parent_run([sys.executable, "-m", "dvc", "repro", *missing_target, *dvc_arguments],
+                                    "dvc repro")
+    except BaseException:  # stopped (SIGTERM, Ctrl-C): DVC may have been stopped while it rewrote dvc.lock
+        keep_or_restore_lock()
+        raise
     if code == 0:
-        _keep_or_restore_lock()
+        keep_or_restore_lock()
     gate = metrics_path("gate")
     if code == 0 or (gate.exists() and gate.stat().st_mtime >= started):
         print("\n" + summary_text(), flush=True)

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from remi.errors import UserError
 from remi.pipeline.layout import MLFLOW_STORE, project_root, run_record_path
 from remi.runtime.device import compute_device, describe
-from remi.runtime.files import file_md5, read_json, write_json
+from remi.runtime.files import file_md5, read_json_output, write_json
 from remi.runtime.process_identity import HOST_TAG, is_gone, process_tags
 
 EXPERIMENT = "remi-unlearning"
@@ -100,9 +100,9 @@ def upstream_tags(upstream: list[str]) -> dict[str, str]:
     """`upstream.<output>` = the run id in each input's lineage record (see layout.run_record_path)."""
     tags = {}
     for output in upstream:
-        record = run_record_path(output)
-        if record.exists():
-            tags[f"upstream.{output}"] = read_json(record)["run_id"]
+        record = read_run_record(output)
+        if record is not None:
+            tags[f"upstream.{output}"] = record["run_id"]
     return tags
 
 
@@ -181,6 +181,22 @@ def write_run_record(path: Path, run: Any, **extra: str) -> None:
     record = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
               "tracking_uri": tracking_uri()}
     write_json(path, record | extra)
+
+
+def read_run_record(output: str) -> dict[str, str] | None:
+    """The lineage record of `output` (see write_run_record), None where there is none yet."""
+    path = run_record_path(output)
+    if not path.exists():
+        return None
+    record = read_json_output(path, "`remi run`")
+    if not (isinstance(record, dict) and isinstance(record.get("run_id"), str)
+            and all(isinstance(value, str) for value in record.values())):
+        # Read by the stages downstream, by the gate and by `remi purge`: a record cut by a kill or edited by hand
+        # would otherwise surface as a KeyError far from its cause.
+        raise UserError(f"{path} is not a lineage record (a JSON object of strings with a run_id): "
+                        f"{str(record)[:200]}. `remi run` writes it again: DVC sees the changed output and re-runs "
+                        "the stage that writes it.")
+    return record
 
 
 def log_data_input(path: Path, context: str) -> None:

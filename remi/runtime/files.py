@@ -106,6 +106,17 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_json_output(path: Path, writer: str) -> Any:
+    """A JSON file that `writer` (a command, for the message) writes: a missing or damaged one is a UserError
+    that says to run it."""
+    try:
+        return read_json(path)
+    except FileNotFoundError as error:
+        raise UserError(f"{path} not found: {writer} writes it.") from error
+    except (ValueError, UnicodeDecodeError, IsADirectoryError) as error:  # JSONDecodeError is a ValueError
+        raise UserError(f"{path} is not the JSON file {writer} writes ({str(error)[:200]}): run it again.") from error
+
+
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
@@ -163,7 +174,7 @@ def read_user_file(path: Path, max_bytes: int, what: str) -> bytes:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise UserError(f"{what} {path} is not a regular file (a FIFO, device or directory): remove it.")
+        raise UserError(f"{what} {path} is not a regular file (a FIFO, device or directory): give a file.")
     with os.fdopen(fd, "rb") as handle:
         if info.st_size > max_bytes:
             raise UserError(f"{what} {path} is {info.st_size:,} bytes; the limit is {max_bytes:,}.")
