@@ -196,6 +196,48 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum` (a count of samples, repeats, models, ...)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= 10**9:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {minimum} to 10^9")
+        return value
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _count(1)(text)
+    if value > 65_535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1..65535)")
+    return value
+
+
+def _loopback(text: str) -> str:
+    """`remi ui`'s host: the local store has no authentication, so it is served on this machine only."""
+    import ipaddress
+
+    try:
+        loopback = text == "localhost" or ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a loopback address (127.0.0.1, ::1, localhost): the local store has no authentication, "
+            "so the UI is served on this machine only (reach it from another one through an SSH tunnel; a team "
+            "shares an MLflow server with basic auth, docs/mlflow.md)")
+    return text
+
+
+def _path(text: str) -> Path:
+    if not text.strip():  # Path("") is the current directory
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def _seed_list(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
 
@@ -221,16 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_pipeline_commands(command: Command) -> None:
     # Its other arguments (stage names, -f, ...) go to dvc repro unparsed: see main().
     command("run", _run, "run the pipeline (`dvc repro [ARGS]`) under one MLflow parent run")
-    command("profile", _profile, "overlay a profile onto params.yaml").add_argument("profile", type=Path)
+    command("profile", _profile, "overlay a profile onto params.yaml").add_argument("profile", type=_path)
     seeds = command("seeds", _seeds, "run the pipeline once per seed with dvc exp run, up to the audit")
     _seed_list(seeds)
-    seeds.add_argument("--output", type=Path, help="default: metrics/seeds/<dataset>.json")
+    seeds.add_argument("--output", type=_path, help="default: metrics/seeds/<dataset>.json")
     compare = command("compare", _compare, "comparison table of one run, or mean +- std over seed files")
     # Defaults are filled in by _compare: they are relative to the project, a given path to where it was typed.
-    compare.add_argument("audit", nargs="?", type=Path, help="default: metrics/audit.json")
-    compare.add_argument("--seeds", type=Path, nargs="+", help="metrics/seeds/<dataset>.json files")
-    compare.add_argument("--report", type=Path, help="default: reports/comparison.md")
-    compare.add_argument("--metrics", type=Path, help="default: metrics/comparison.json")
+    compare.add_argument("audit", nargs="?", type=_path, help="default: metrics/audit.json")
+    compare.add_argument("--seeds", type=_path, nargs="+", help="metrics/seeds/<dataset>.json files")
+    compare.add_argument("--report", type=_path, help="default: reports/comparison.md")
+    compare.add_argument("--metrics", type=_path, help="default: metrics/comparison.json")
     ablation = command("ablation", _ablation, "ReMI's ablations and sweeps on the pipeline's artifacts")
     _seed_list(ablation)
     ablation.add_argument("--independent-references", action="store_true",
@@ -257,38 +299,39 @@ def _add_pipeline_commands(command: Command) -> None:
                                               "forget set, ranked by the target's score (after `remi run`)")
     exposure.add_argument("--attack", default="online_lira", help="an audited attack (default online_lira)")
     exposure.add_argument("--groups", type=int, default=4, help="groups of the forget set (default 4: quarters)")
-    exposure.add_argument("--scores", type=Path, help="default: reports/membership_scores.csv")
+    exposure.add_argument("--scores", type=_path, help="default: reports/membership_scores.csv")
     benchmark = command("benchmark", _benchmark, "training seconds (and FLOP rate) per network, unlearning "
                                                  "seconds per method, and the other measurements in BENCHMARKS.md")
     benchmark.add_argument("what", choices=("networks", "unlearning", "sequential", "threads", "vectorised",
                                                    "precision", "adam", "startup", "profile"))
-    benchmark.add_argument("--samples", type=int, default=2048, help="networks: samples per timed epoch")
-    benchmark.add_argument("--out", type=Path,
+    benchmark.add_argument("--samples", type=_count(1), default=2048, help="networks: samples per timed epoch")
+    benchmark.add_argument("--out", type=_path,
                            help="networks, threads, vectorised, precision, adam, startup, profile: also write the "
                                 "timings to this JSON file")
-    benchmark.add_argument("--repeats", type=int, default=3,
+    benchmark.add_argument("--repeats", type=_count(1), default=3,
                            help="unlearning, precision, adam, startup: repeats per method (startup: per import; "
                                 "precision: per precision)")
-    benchmark.add_argument("--steps", type=int, default=200, help="adam: timed steps per repeat (default 200)")
+    benchmark.add_argument("--steps", type=_count(1), default=200, help="adam: timed steps per repeat (default 200)")
     benchmark.add_argument("--limit-seconds", type=_seconds, default=120,
                            help="threads: stop a run still going after this long (default 120)")
     benchmark.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
                            help="threads: which workloads to time under each setting (default both)")
-    benchmark.add_argument("--models", type=int, nargs="+", default=[8, 16],
+    benchmark.add_argument("--models", type=_count(1), nargs="+", default=[8, 16],
                            help="vectorised: how many reference models to train each way (default 8 16)")
-    benchmark.add_argument("--epochs", type=int, default=5, help="vectorised: epochs of the recipe (default 5)")
-    benchmark.add_argument("--cycles", type=int, default=6, help="sequential: re-unlearning cycles")
-    benchmark.add_argument("--requests", type=int, default=2, help="sequential: new requests per cycle")
-    benchmark.add_argument("--request-samples", type=int, default=50, help="sequential: samples per request")
-    benchmark.add_argument("--compact-every", type=int, default=0, help="sequential: cycle.compact_every (0: never)")
+    benchmark.add_argument("--epochs", type=_count(1), default=5, help="vectorised: epochs of the recipe (default 5)")
+    benchmark.add_argument("--cycles", type=_count(1), default=6, help="sequential: re-unlearning cycles")
+    benchmark.add_argument("--requests", type=_count(1), default=2, help="sequential: new requests per cycle")
+    benchmark.add_argument("--request-samples", type=_count(1), default=50, help="sequential: samples per request")
+    benchmark.add_argument("--compact-every", type=_count(0), default=0,
+                           help="sequential: cycle.compact_every (0: never)")
     benchmark.add_argument("--seed", type=int, default=0, help="sequential: which members are requested")
     benchmark.add_argument("--one-shot", action="store_true",
                            help="sequential: also unlearn the same requests from the target each cycle, to compare")
     summary = command("summary", _summary, "the last run's result: ReMI vs retraining, the gate, where the reports are")
     summary.add_argument("--markdown", action="store_true", help="only the results table, as in the README")
     ui = command("ui", _ui, "serve the MLflow UI on the local store")
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", type=_loopback, default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    ui.add_argument("--port", type=_port, default=5000)
     command("reap-runs", _reap_runs, "mark MLflow runs of this host's killed processes KILLED")
 
 
@@ -296,7 +339,7 @@ def _add_operations_commands(command: Command) -> None:
     request = command("request", _request, "erasure requests: add envelopes, show their states, verify the ledger")
     actions = request.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("add", help="receive request envelopes into data/inbox/").add_argument(
-        "files", type=Path, nargs="+")
+        "files", type=_path, nargs="+")
     actions.add_parser("status", help="every request: state, model version, days since received, latency")
     actions.add_parser("verify", help="check the ledger's hash chain and every request's moves")
     actions.add_parser("cancel", help="end pending requests").add_argument("ids", nargs="+")

@@ -93,6 +93,44 @@ def test_every_ablation_variant_is_valid_params_on_the_default_and_the_mlp_profi
         validate(overlay(base, {"remi": switches}), source=f"variant {name!r}")
 
 
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["ui", "--host", ""], "is not a loopback address"),  # "" would listen on every interface
+    (["ui", "--host", "0.0.0.0"], "the UI is served on this machine only"),
+    (["ui", "--port", "99999"], "is not a TCP port"),
+    (["benchmark", "startup", "--repeats", "0"], "'0' is not a whole number from 1"),
+    (["benchmark", "networks", "--samples", "-1"], "'-1' is not a whole number from 1"),
+    (["profile", ""], "an empty path"),  # would be the working directory
+    (["profile", "/nonexistent/profile.yaml"], "/nonexistent/profile.yaml not found."),
+    (["compare", "/nonexistent/audit.json"], "not found: `remi run` writes it"),
+    (["compare", "broken.json"], "is not the JSON file `remi run` writes"),
+    (["compare", "--seeds", "empty.json"], "not what `remi run` (metrics/audit.json) or `remi seeds`"),
+    (["exposure", "--scores", "latin1.csv"], "is not the audit's score table"),
+    (["exposure", "--scores", "nan.csv"], "line 2: not the audit's score table (score 'nan' is not a finite number)"),
+    (["exposure", "--scores", "empty.json"], "header lacks attack, model, part, sample_id, score"),
+    (["request", "cancel", ""], "is not in the ledger: `remi request status` lists every request"),
+])
+def test_a_bad_argument_is_one_message_and_exit_2(tmp_path, arguments, message):
+    project = _project(tmp_path)
+    (project / "broken.json").write_text("{")
+    (project / "empty.json").write_text("{}")
+    (project / "latin1.csv").write_bytes("model,attack,part,sample_id,score\ncafé,loss,forget,1,0\n".encode("latin-1"))
+    (project / "nan.csv").write_text("model,attack,part,sample_id,score\ntarget,loss,forget,1,nan\n")
+    result = remi(*arguments, cwd=project, timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_ui_on_a_port_in_use_says_so_before_printing_a_link(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = remi("ui", "--port", str(taken.getsockname()[1]), cwd=_project(tmp_path), timeout=120)
+    assert result.returncode == 2 and "cannot serve the UI on 127.0.0.1:" in result.stderr, result.stderr[-2000:]
+    assert "MLflow UI:" not in result.stdout
+
+
 def test_summary_before_any_run_says_what_to_do(tmp_path):
     result = remi("summary", cwd=_project(tmp_path))
     assert result.returncode == 2 and "run `remi run` first" in result.stderr

@@ -9,6 +9,9 @@ import json
 import statistics
 from pathlib import Path
 
+from remi.errors import UserError
+from remi.runtime.files import read_json_output
+
 COLUMNS = (("forget_accuracy", "forget acc"), ("retain_accuracy", "retain acc"), ("test_accuracy", "test acc"),
            ("mia_efficacy", "MIA-efficacy"), ("shadow_attack_auc", "shadow AUC"),
            ("shadow_attack_tpr_at_1pct_fpr", "shadow TPR@1%"), ("lira_fixed_variance_auc", "LiRA-fv AUC"),
@@ -84,7 +87,7 @@ def seeds_report(files: list[Path]) -> tuple[str, dict]:
                          "gap to retrain over forget/retain/test accuracy and every attack's AUC and TPR at 1% "
                          "FPR (metrics/audit.json)."], {}
     for path in files:
-        record = json.loads(path.read_text())
+        record = read_json_output(path, "`remi seeds`")
         summary = aggregate(record["runs"])
         numbers[record["dataset"]] = {"model": record["model"], "hardware": record["hardware"],
                                       "seeds": sorted(record["runs"], key=int), "methods": summary}
@@ -101,10 +104,14 @@ def seeds_report(files: list[Path]) -> tuple[str, dict]:
 
 def compare(audit: Path, seeds: list[Path] | None, report: Path, metrics: Path) -> None:
     """Print one run's table, or write (and print) the mean +- std report over seed files."""
-    if not seeds:
-        print(single_run_table(json.loads(audit.read_text())))
-        return
-    text, numbers = seeds_report(seeds)
+    try:
+        if not seeds:
+            print(single_run_table(read_json_output(audit, "`remi run`")))
+            return
+        text, numbers = seeds_report(seeds)
+    except (KeyError, TypeError, AttributeError) as error:  # JSON, but not what the pipeline writes
+        raise UserError(f"{seeds or audit}: not what `remi run` (metrics/audit.json) or `remi seeds` "
+                        f"(metrics/seeds/*.json) writes ({type(error).__name__}: {str(error)[:100]}).") from error
     report.write_text(text)
     metrics.write_text(json.dumps(numbers, indent=2, sort_keys=True) + "\n")
     print(text)

@@ -10,12 +10,14 @@ lower there too).
 """
 
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from remi.attacks.roc import rank_auc
+from remi.audit.rendering import SCORE_COLUMNS
 from remi.errors import UserError
 
 Scores = dict[tuple[str, str, str], dict[int, float]]  # (model, attack, part) -> sample id -> score
@@ -26,13 +28,23 @@ def read_scores(path: Path) -> Scores:
     if not path.is_file():
         raise UserError(f"{path} not found: run `remi run` first (the audit stage writes it).")
     scores: Scores = defaultdict(dict)
-    with path.open(newline="") as file:
-        for line, row in enumerate(csv.DictReader(file), start=2):
-            try:
-                scores[row["model"], row["attack"], row["part"]][int(row["sample_id"])] = float(row["score"])
-            except (KeyError, TypeError, ValueError) as error:
-                raise UserError(f"{path}, line {line}: not the audit's score table ({error!r}); re-run the audit "
-                                "stage (`remi run audit`).") from error
+    redo = "re-run the audit stage (`remi run audit`)"
+    try:
+        with path.open(newline="") as file:
+            table = csv.DictReader(file)
+            if not set(SCORE_COLUMNS) <= set(table.fieldnames or ()):
+                raise UserError(f"{path} is not the audit's score table (its header lacks "
+                                f"{', '.join(sorted(set(SCORE_COLUMNS) - set(table.fieldnames or ())))}); {redo}.")
+            for line, row in enumerate(table, start=2):
+                try:
+                    score = float(row["score"])
+                    if not math.isfinite(score):
+                        raise ValueError(f"score {row['score']!r} is not a finite number")
+                    scores[row["model"], row["attack"], row["part"]][int(row["sample_id"])] = score
+                except (TypeError, ValueError) as error:
+                    raise UserError(f"{path}, line {line}: not the audit's score table ({error}); {redo}.") from error
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path} is not the audit's score table ({error}); {redo}.") from error
     return scores
 
 

@@ -72,9 +72,12 @@ def roc_tables(scores: ModelScores, attacks: list[str]) -> dict[str, str]:
     return tables
 
 
+SCORE_COLUMNS = ("model", "attack", "part", "sample_id", "score")
+
+
 def scores_csv(scores: ModelScores, ids: dict[str, np.ndarray]) -> str:
-    """Per-example scores: model, attack, part, sample_id, score."""
-    lines = ["model,attack,part,sample_id,score"]
+    """Per-example scores, one row per model, attack, part and sample (SCORE_COLUMNS)."""
+    lines = [",".join(SCORE_COLUMNS)]
     for model, per_attack in scores.items():
         for attack, parts in per_attack.items():
             for part, values in parts.items():

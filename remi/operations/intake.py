@@ -77,9 +77,11 @@ def cancel_request(request: str, ledger: Path = LEDGER_PATH) -> None:
     between cycles (remi.operations.cycle.cancel_requests holds the job lock)."""
     with locked(ledger) as book:
         state = book.state(request)
-        if state in (None, "rejected", "released", "cancelled"):
-            raise UserError(f"Request {request} is {state or 'not in the ledger'}: only a pending request can be "
-                            "cancelled (a released model already honours it).")
+        if state is None:
+            raise UserError(f"Request {request!r} is not in the ledger: `remi request status` lists every request.")
+        if state in ("rejected", "released", "cancelled"):
+            raise UserError(f"Request {request} is {state}: only a pending request can be cancelled"
+                            + (" (a released model already honours it)." if state == "released" else "."))
         if state == "applied":  # between cycles only after a kill or a failure: its gate may have registered a model
             raise UserError(f"Request {request} was applied by a cycle that did not finish (a model honouring it may "
                             "already be registered): run `remi cycle` to finish it, then cancel the request if it is "

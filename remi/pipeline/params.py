@@ -88,9 +88,10 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
     """Parse a params file (or a profile) with the size bound every user file gets."""
     path = Path(path)
     if not path.exists():
-        raise ParamsError(f"{path} not found: run from the repository root.")
+        hint = ": run from inside the project." if path.name == "params.yaml" else "."
+        raise ParamsError(f"{path} not found{hint}")
     try:
-        text = read_user_file(path, MAX_PARAMS_BYTES, "Params file")
+        text = read_user_file(path, MAX_PARAMS_BYTES, "Params file" if path.name == "params.yaml" else "Profile")
     except UserError as error:
         raise ParamsError(str(error)) from error
     return parse_params(text, str(path))

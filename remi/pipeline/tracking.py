@@ -149,6 +149,13 @@ def experiment_url(base: str, experiment_id: str) -> str:
 
 def serve_ui(host: str, port: int) -> int:
     """`mlflow server` on this project's store until interrupted; its exit code."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:  # the server would print a traceback, after the link below, and still exit 0
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserError(f"cannot serve the UI on {host}:{port} ({error.strerror}): pass another --port.") from error
     experiment = configured_mlflow().get_experiment_by_name(experiment_name())
     print(f"MLflow UI: {experiment_url(f'http://{host}:{port}', experiment.experiment_id)} "
           f"(store {tracking_uri()}); Ctrl-C stops it.", flush=True)
