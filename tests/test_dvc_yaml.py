@@ -17,8 +17,10 @@ def local_imports(module_file: Path, seen: set[Path] | None = None) -> set[Path]
     """Repository files a module imports, transitively (package __init__ files included)."""
     seen = set() if seen is None else seen
     for node in ast.walk(ast.parse(module_file.read_text())):
+        # `from remi.pipeline import tracking` imports the module remi/pipeline/tracking.py, not only the package.
         names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                 else [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                 if isinstance(node, ast.ImportFrom) and node.module else [])
         for name in names:
             parts = name.split(".")
             if parts[0] not in ("remi", "stages"):

@@ -116,3 +116,16 @@ def test_yaml_aliases_and_oversized_files_are_refused_before_parsing(tmp_path):
     big.write_text("data:\n  x: [" + "0, " * 3_500_000 + "]\n")
     with pytest.raises(ParamsError, match="the limit is"):
         load_params(big)
+
+
+def test_every_profile_is_valid_over_the_default_params():
+    """In the fast run: a profile broken by a params change would otherwise surface only in the slow tests."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    profiles = sorted((REPO / "profiles").glob("*.yaml"))
+    assert len(profiles) >= 5
+    for profile in profiles:
+        validate(overlay(base, yaml.safe_load(profile.read_text())))
