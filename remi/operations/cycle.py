@@ -146,8 +146,8 @@ def _check_ledger_follows_registry(ledger: Path, registered_model: str) -> None:
         raise UserError(
             f"{registered_model}@{ALIAS} (version {version}, {tracking.tracking_uri()}) honours {len(unknown)} erasure "
             f"request(s) that {ledger} does not hold as accepted: {first_few(unknown)}. The ledger is behind the "
-            "registry: merge the pull request of the cycle that released them (CI: branch reunlearn/<date>), or "
-            "restore the ledger that recorded them. Nothing was done.")
+            "registry: merge the pull request of the cycle that released them (CI: branch "
+            "reunlearn/<time>-<run id>), or restore the ledger that recorded them. Nothing was done.")
 
 
 def _cycle(ledger: Path) -> Outcome:
