@@ -28,7 +28,7 @@ reunlearn: setup
 test: setup
 	bash scripts/get_chromium.sh
 	bash scripts/get_postgres.sh
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 test-profiles: setup
 	$(PYTHON) -m pytest -m profiles tests/test_profiles.py

@@ -1,3 +1,4 @@
+import fcntl
 import os
 import shutil
 import subprocess
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from remi.runtime.locks import file_lock
+
 REPO = Path(__file__).resolve().parent.parent
 REMI = str(Path(sys.executable).with_name("remi"))  # the console script `pip install` made beside python
 RAW_DIR = REPO / "data" / "raw" / "fashion_mnist"
@@ -14,10 +17,55 @@ RAW_DIR = REPO / "data" / "raw" / "fashion_mnist"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-# A fixed thread count, inherited by every pipeline the tests run: the default policy chooses by the
-# machine's load (remi/runtime/device.py), and the tests compare bytes across runs. (tests/test_threads.py
-# unsets it to test the policy.)
-os.environ.setdefault("REMI_THREADS", str(len(os.sched_getaffinity(0))))
+# pytest-xdist's workers (`make test` runs one per core) split the cores between them.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+def pytest_configure(config) -> None:
+    """A fixed thread count, inherited by every pipeline the tests run: the default policy chooses by the
+    machine's load (remi/runtime/device.py), and the tests compare bytes across runs (tests/test_threads.py
+    unsets it to test the policy). Not in xdist's controller, which runs no test: its workers would
+    inherit its count, one worker's share of the cores, and oversubscribe them."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    os.environ.setdefault("REMI_THREADS", str(max(1, len(os.sched_getaffinity(0)) // WORKERS)))
+
+
+def _shared_dir(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this session sees (each has its own basetemp under it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Modules with slow tests first: xdist hands whole modules (`--dist loadfile`) to its workers in this
+    order, and a long one handed out last would run on its own at the end."""
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under xdist, a test marked `alone` runs while the other workers wait between their tests: each test
+    holds a shared lock from its fixtures' set-up to their tear-down, an `alone` one an exclusive lock.
+    The turnstile, taken first by everyone, keeps the shared holders from starving an exclusive waiter."""
+    if WORKERS == 1:
+        return (yield)
+    shared = _shared_dir(item.config._tmp_path_factory)  # the object behind the tmp_path_factory fixture
+    turnstile = _flock(shared / "turnstile.lock", fcntl.LOCK_EX)
+    machine = _flock(shared / "machine.lock", fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)
+    os.close(turnstile)
+    try:
+        return (yield)
+    finally:
+        os.close(machine)  # closing releases it (as the kernel does if the worker dies)
+
+
+def _flock(path: Path, mode: int) -> int:
+    """A descriptor of `path` holding a blocking flock in `mode`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, mode)
+    return fd
 
 
 @pytest.fixture(scope="session")
@@ -72,12 +120,20 @@ FIRST_RUN_LOG = "first_run.stdout"
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """The whole tiny-profile pipeline, run once per session; tests work on clones of it."""
-    work = tmp_path_factory.mktemp("tiny_run") / "repo"
-    run = pipeline_copy(work, "profiles/tiny.yaml")
-    result = run(REMI, "run")  # the console script, as users call it
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (work.parent / FIRST_RUN_LOG).write_text(result.stdout)  # beside the copy: what ran, for the e2e tests
+    """The whole tiny-profile pipeline, run once per session (the first xdist worker to need it runs it,
+    the others wait for it); tests work on clones of it and never change it."""
+    shared = _shared_dir(tmp_path_factory)
+    work, failed = shared / "tiny_run" / "repo", shared / "tiny_run.failed"
+    with file_lock(shared / "tiny_run.lock", timeout_seconds=3600, what="the session's tiny run"):
+        assert not failed.exists(), failed.read_text()
+        if not (work.parent / FIRST_RUN_LOG).exists():
+            work.mkdir(parents=True)
+            run = pipeline_copy(work, "profiles/tiny.yaml")
+            result = run(REMI, "run")  # the console script, as users call it
+            if result.returncode != 0:
+                failed.write_text(result.stdout[-3000:] + result.stderr[-3000:])
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            (work.parent / FIRST_RUN_LOG).write_text(result.stdout)  # beside the copy: what ran, for the e2e tests
     return work
 
 

@@ -276,6 +276,7 @@ def test_benchmark_unlearning_times_each_method_against_retraining(finished):
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_benchmark_threads_times_every_setting_idle_and_beside_a_competitor(finished, tmp_path):
     out = tmp_path / "threads.json"
     # ReMI alone: every setting in a few minutes (retraining is the same code path, ten times longer).

@@ -34,6 +34,7 @@ def test_a_thread_count_that_is_not_a_positive_whole_number_is_refused(monkeypat
         configure_threads()
 
 
+@pytest.mark.alone
 def test_a_busy_process_keeps_its_cpu(monkeypatch):
     """A CPU-bound neighbour is counted, so the policy leaves it its core (on an otherwise idle
     machine: one fewer thread than CPUs, never fewer than one)."""
@@ -58,6 +59,7 @@ def test_a_stage_with_a_bad_thread_count_stops_with_a_readable_error(monkeypatch
     assert stopped.value.code == 2 and "ERROR (UserError): REMI_THREADS='many'" in capsys.readouterr().err
 
 
+@pytest.mark.alone
 def test_a_running_stage_steps_down_when_a_neighbour_starts_and_back_up_when_it_ends(monkeypatch):
     """The re-check training loops make each epoch: a neighbour that starts after the stage chose its
     threads is seen (the stage's own running threads are not counted as a neighbour's)."""
