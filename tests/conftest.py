@@ -1,9 +1,9 @@
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,10 @@ def pytest_collection_modifyitems(items) -> None:
     items.sort(key=lambda item: item.module not in slow)
 
 
+# An `alone` test waits for the other workers' current tests (the longest take about ten minutes).
+MACHINE_LOCK_SECONDS = 3600
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """Under xdist, a test marked `alone` runs while the other workers wait between their tests: each test
@@ -52,20 +56,12 @@ def pytest_runtest_protocol(item, nextitem):
     if WORKERS == 1:
         return (yield)
     shared = _shared_dir(item.config._tmp_path_factory)  # the object behind the tmp_path_factory fixture
-    turnstile = _flock(shared / "turnstile.lock", fcntl.LOCK_EX)
-    machine = _flock(shared / "machine.lock", fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)
-    os.close(turnstile)
-    try:
+    alone = item.get_closest_marker("alone") is not None
+    with ExitStack() as held:
+        with file_lock(shared / "turnstile.lock", MACHINE_LOCK_SECONDS, "the test turnstile"):
+            held.enter_context(file_lock(shared / "machine.lock", MACHINE_LOCK_SECONDS, "the machine",
+                                         shared=not alone))
         return (yield)
-    finally:
-        os.close(machine)  # closing releases it (as the kernel does if the worker dies)
-
-
-def _flock(path: Path, mode: int) -> int:
-    """A descriptor of `path` holding a blocking flock in `mode`."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    fcntl.flock(fd, mode)
-    return fd
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from remi.pipeline.layout import run_record_path
 from remi.pipeline.release import release_method
 from remi.pipeline.tracking import upstream_tags
 from remi.runtime.files import atomic_write, read_user_file, replace_dir, sweep_stale_temps, write_json
+from remi.runtime.locks import LockTimeout, file_lock
 from tests.conftest import REPO
 
 
@@ -201,3 +202,14 @@ def test_a_run_stopped_while_dvc_rewrote_the_lock_leaves_the_last_complete_one(t
     with pytest.raises(Terminated):
         runner.run_pipeline([])
     assert (tmp_path / "dvc.lock").read_text() == complete
+
+
+def test_shared_locks_hold_together_and_keep_an_exclusive_one_out(tmp_path):
+    """flock ties a lock to an open file, so two holders in this process conflict as two processes would."""
+    lock = tmp_path / "machine.lock"
+    with (file_lock(lock, 0, "one shared holder", shared=True), file_lock(lock, 0, "another", shared=True),
+          pytest.raises(LockTimeout, match="an exclusive holder"), file_lock(lock, 0.3, "an exclusive holder")):
+        pass
+    with (file_lock(lock, 0, "an exclusive holder"), pytest.raises(LockTimeout, match="a shared holder"),
+          file_lock(lock, 0.3, "a shared holder", shared=True)):
+        pass

@@ -15,15 +15,16 @@ class LockTimeout(UserError):
 
 
 @contextmanager
-def file_lock(path: Path, timeout_seconds: float, what: str) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if needed); the kernel drops it if we die."""
+def file_lock(path: Path, timeout_seconds: float, what: str, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if needed), or with `shared` one that other shared
+    holders may hold too; the kernel drops it if we die."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         deadline = time.monotonic() + timeout_seconds
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
