@@ -3,7 +3,9 @@
 # other (BENCHMARKS.md, "Same VM: the issue's code against today's"): issue 10's 255 s was measured on
 # a VM that is gone, so its goal can only be judged as a ratio on one machine. Each commit is checked out
 # as a git worktree under WORK_DIR, given this checkout's raw data, and runs `dvc repro -f` (every stage,
-# no run cache) with this checkout's .venv and 2 threads; then every MLflow run of each is listed with
+# no run cache) with this checkout's .venv and each side's default threads and executor (REMI_THREADS
+# unset: on an idle machine a stage takes every core, and since 2026-12-07 reference models train in
+# one single-threaded worker process per core); then every MLflow run of each is listed with
 # its start and duration, so stages that one side lacks can be taken out. Run on an otherwise idle
 # machine, after `make setup`. The worktrees stay for inspection: `git worktree remove --force DIR`.
 # Usage: scripts/bench_against_commit.sh OLD_COMMIT [WORK_DIR]
@@ -13,7 +15,8 @@ old=${1:?usage: scripts/bench_against_commit.sh OLD_COMMIT [WORK_DIR]}
 work=${2:-$(mktemp -d)}
 dataset=$(cd "$root" && .venv/bin/python -c 'from remi.pipeline.params import load_params; print(load_params().data.dataset)')
 # The earlier stage commands may be plain `python -m stages.<name>`: the .venv goes first on PATH.
-export PATH="$root/.venv/bin:$PATH" REMI_PYTHON="$root/.venv/bin/python" REMI_THREADS=2 REMI_PROGRESS=off
+export PATH="$root/.venv/bin:$PATH" REMI_PYTHON="$root/.venv/bin/python" REMI_PROGRESS=off
+unset REMI_THREADS REMI_EXECUTOR REMI_WORKERS
 export MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1 GX_ANALYTICS_ENABLED=false
 
 mkdir -p "$work"

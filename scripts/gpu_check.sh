@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a GPU session checks and measures (docs/devices.md, "GPU checks"), installing nothing: (1) the
 # device tests on the GPU, (2) what each heavy import and each stage's module cost (`remi benchmark
-# startup`), (3) the whole default pipeline, clean (shadows trained, not reused), in a copy of this
+# startup`), (3) the whole default pipeline with profiles/gpu.yaml, clean (shadows trained, not reused), in a copy of this
 # project, and its per-stage profile, (4) vectorised against one-by-one reference models, (5) float32
 # against bfloat16 mixed-precision training, (6) training cost per profile. About 6 minutes on one H200
 # (measured once, before step 5 and the stages' imports in step 2 were added; not measured on a GPU
@@ -46,7 +46,8 @@ step() {  # name, seconds, command...: runs the command (a function too) for at 
 pipeline_copy=$(mktemp -d "${TMPDIR:-/tmp}/remi_gpu_check_pipeline.XXXXXX")
 clean_pipeline() {
   project_copy "$root" "$pipeline_copy" && rm -rf "$pipeline_copy/models/shadows" "$pipeline_copy/models/online_shadows" \
-    && (cd "$pipeline_copy" && remi run -f && remi benchmark profile --out "$out/profile.json")
+    && (cd "$pipeline_copy" && remi profile profiles/gpu.yaml && remi run -f \
+        && remi benchmark profile --out "$out/profile.json")
 }
 
 export -f remi clean_pipeline project_copy

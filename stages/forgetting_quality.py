@@ -39,7 +39,8 @@ def main() -> None:
     others = [m for m in params.unlearn.methods if m != REFERENCE]
     sections = {"forgetting_quality": settings} | {m: params.method(m) for m in [REFERENCE, *others]}
     with tracking.stage_run("forgetting_quality", "forgetting_quality", sections, ["prepare", "target"]):
-        tracking.set_tags({"executor": executor_name()})  # where the retraining blocks ran
+        # The setting; with auto, the progress lines name where the retraining blocks ran.
+        tracking.set_tags({"executor": executor_name()})
         started = time.perf_counter()
         progress = Progress("forgetting-quality models", count * (2 + len(others)))
         # Both retrained populations in one go: they train as one block.

@@ -25,7 +25,7 @@ from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
 from remi.pipeline.layout import SHADOW_SETS, ShadowSet, metrics_path, run_record_path, shadow_dir, split_path
 from remi.pipeline.params import load_params
-from remi.runtime.executors import executor_name, map_in_order, runs_in_process
+from remi.runtime.executors import executor_for, map_in_order
 from remi.runtime.files import file_md5, read_json, replace_dir, write_bytes, write_json
 from remi.runtime.progress import Progress
 
@@ -56,10 +56,10 @@ def main() -> None:
                     progress.advance("reused")
             else:
                 to_train.append(block)
-        executor = executor_name()
+        executor = executor_for(len(to_train))
         tracking.set_tags({"executor": executor})
-        on_epoch = (lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}")) if runs_in_process() else None
-        with closing(map_in_order(train_shadows, to_train, shadows=section, dataset=dataset, pool=pool,
+        on_epoch = (lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}")) if executor == "local" else None
+        with closing(map_in_order(train_shadows, to_train, executor, shadows=section, dataset=dataset, pool=pool,
                                   params=params, on_epoch=on_epoch)) as blocks_trained:
             for block, results in zip(to_train, blocks_trained, strict=True):
                 for shadow_id, (model, outputs) in zip(block, results, strict=True):

@@ -1,9 +1,10 @@
-"""Executors (remi/runtime/executors.py): the settings they refuse, and the Ray executor training shadows
-and forgetting quality's retrainings in Ray tasks, on loopback only, into the same files as the local
-executor."""
+"""Executors (remi/runtime/executors.py): the settings they refuse, worker processes on this machine, and
+the Ray executor (on loopback only) and worker processes training shadows and forgetting quality's
+retrainings into the same files as the local executor."""
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import torch
 import yaml
 
 from remi.errors import UserError
+from remi.runtime import executors
 from remi.runtime.executors import _check_resources, _run_in_task, map_in_order, task_environment
 from tests.conftest import clone_run
 
@@ -27,7 +29,7 @@ def _add(item: int, offset: int) -> int:
 
 def test_local_executor_keeps_the_order_of_items(monkeypatch):
     monkeypatch.delenv("REMI_EXECUTOR", raising=False)
-    assert list(map_in_order(_add, [3, 1, 2], offset=10)) == [13, 11, 12]
+    assert list(map_in_order(_add, [3, 1, 2], "local", offset=10)) == [13, 11, 12]
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
@@ -35,12 +37,80 @@ def test_local_executor_keeps_the_order_of_items(monkeypatch):
     ("REMI_RAY_CPUS", "0", "must be a number > 0"),
     ("REMI_RAY_GPUS", "-0.5", "must be a number >= 0"),
     ("REMI_RAY_GPUS", "half", "must be a number >= 0"),
+    ("REMI_WORKERS", "0", "is not a whole number of worker processes"),
+    ("REMI_WORKERS", "two", "is not a whole number of worker processes"),
 ])
 def test_bad_executor_settings_are_refused_before_any_work(monkeypatch, variable, value, message):
-    monkeypatch.setenv("REMI_EXECUTOR", "ray")
+    monkeypatch.setenv("REMI_EXECUTOR", "processes" if variable == "REMI_WORKERS" else "ray")
     monkeypatch.setenv(variable, value)
     with pytest.raises(UserError, match=message):
-        next(map_in_order(_add, [1], offset=0))
+        next(map_in_order(_add, [1], executors.executor_for(1), offset=0))
+
+
+def _sleep_on_one(item: int) -> int:
+    if item == 1:
+        time.sleep(600)
+    return item
+
+
+def _refuse_two(item: int) -> int:
+    if item == 2:
+        raise UserError("item 2 is refused")
+    return item * item
+
+
+def test_worker_processes_give_the_results_in_order_and_end_with_the_work(monkeypatch):
+    monkeypatch.setenv("REMI_EXECUTOR", "processes")
+    monkeypatch.setenv("REMI_WORKERS", "2")
+    assert list(map_in_order(_add, [3, 1, 2], "processes", offset=10)) == [13, 11, 12]
+    assert not multiprocessing.active_children()
+
+    # A failing block: the results before it, then its own exception; the workers are gone.
+    results = []
+    with pytest.raises(UserError, match="item 2 is refused"):
+        for result in map_in_order(_refuse_two, [0, 1, 2, 3], "processes"):
+            results.append(result)
+    assert results == [0, 1] and not multiprocessing.active_children()
+
+    # Closed early (a failure in the caller, SIGTERM unwinding the stage): a block still training is
+    # not waited for.
+    blocks = map_in_order(_sleep_on_one, [0, 1], "processes")
+    assert next(blocks) == 0
+    started = time.monotonic()
+    blocks.close()
+    assert time.monotonic() - started < 30 and not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize(("cpus", "busy", "threads", "workers", "blocks", "expected"), [
+    (4, 0, "", "", 8, (4, 1)),   # one single-threaded worker per free CPU
+    (4, 0, "", "", 2, (2, 2)),   # no more workers than blocks; the CPUs shared among them
+    (4, 3, "", "", 8, (1, 1)),   # three CPUs busy elsewhere
+    (4, 0, "2", "", 8, (2, 2)),  # REMI_THREADS per worker, workers x threads within the free CPUs
+    (4, 0, "", "3", 8, (3, 1)),  # REMI_WORKERS decides the workers
+    (2, 0, "4", "", 8, (1, 4)),  # REMI_THREADS above the CPUs: one worker, as a local run
+])
+def test_workers_and_their_threads_fit_the_free_cpus(monkeypatch, cpus, busy, threads, workers, blocks, expected):
+    monkeypatch.setattr(executors, "available_cpus", lambda: cpus)
+    monkeypatch.setattr(executors, "cpus_busy_elsewhere", lambda: busy)
+    monkeypatch.setenv("REMI_THREADS", threads)
+    monkeypatch.setenv("REMI_WORKERS", workers)
+    assert executors.workers_and_threads(blocks) == expected
+
+
+def test_auto_takes_worker_processes_only_on_a_cpu_with_room_for_two(monkeypatch):
+    monkeypatch.delenv("REMI_EXECUTOR", raising=False)
+    monkeypatch.setattr(executors, "cpus_busy_elsewhere", lambda: 0)
+    monkeypatch.setenv("REMI_THREADS", "1")
+    monkeypatch.setattr(executors, "available_cpus", lambda: 2)
+    assert executors.executor_for(2) == "processes"
+    assert executors.executor_for(1) == "local"  # one block: a worker would only add its start-up
+    monkeypatch.setattr(executors, "available_cpus", lambda: 1)
+    assert executors.executor_for(8) == "local"
+    monkeypatch.setattr(executors, "available_cpus", lambda: 16)
+    monkeypatch.setattr(executors, "compute_device", lambda: torch.device("cuda"))
+    assert executors.executor_for(8) == "local"  # one GPU, one process
+    monkeypatch.setenv("REMI_EXECUTOR", "processes")
+    assert executors.executor_for(1) == "processes"  # a named executor is taken as named
 
 
 def test_a_request_beyond_the_whole_cluster_is_refused_instead_of_waiting_forever():
@@ -110,7 +180,8 @@ def _ran(result: subprocess.CompletedProcess) -> set[str]:
 
 
 @pytest.mark.slow
-def test_shadows_and_retrainings_trained_as_ray_tasks_on_loopback_match_the_local_executor(tiny_run, tmp_path):
+def test_shadows_and_retrainings_trained_as_ray_tasks_or_in_worker_processes_match_the_local_executor(
+        tiny_run, tmp_path):
     work = tmp_path / "repo"
     run = clone_run(tiny_run, work)
     params = yaml.safe_load((work / "params.yaml").read_text())
@@ -145,6 +216,17 @@ def test_shadows_and_retrainings_trained_as_ray_tasks_on_loopback_match_the_loca
     assert (metrics["shadows_trained"], metrics["shadows_reused"]) == (4, 0)
     assert "trained (ray)" in result.stderr
 
+    # Worker processes on this machine (REMI_THREADS is set, so each worker computes as the local run did).
+    for shadow in (work / "models" / "shadows").glob("shadow_*"):
+        shutil.rmtree(shadow)
+    result = subprocess.run(["sh", "-c", both], cwd=work, env=run.env | {"REMI_EXECUTOR": "processes"},  # type: ignore[attr-defined]
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _ran(result) == {"train_shadows", "forgetting_quality"}
+    assert _shadow_files(work) == local_files
+    assert (quality_csv.read_bytes(), _quality_metrics(work)) == local_quality
+    assert "trained (processes)" in result.stderr
+
 
 FAILING_TASK = """
 from remi.errors import UserError
@@ -157,7 +239,7 @@ def square_unless_two(item):
 
 results = []
 try:
-    for result in map_in_order(square_unless_two, [0, 1, 2, 3]):
+    for result in map_in_order(square_unless_two, [0, 1, 2, 3], "ray"):
         results.append(result)
 except UserError as error:
     print("results", results, "error", error, flush=True)

@@ -51,7 +51,8 @@ def test_remi_run_checks_the_environment_before_dvc_touches_anything(tmp_path):
     for name, value, message in (("REMI_THREADS", "²", "is not a whole number of threads"),
                                  ("REMI_PROGRESS", "of", "is not one of live, items, off"),
                                  ("REMI_DEVICE", "tpu", "REMI_DEVICE"),
-                                 ("REMI_EXECUTOR", "slurm", "is not an executor")):
+                                 ("REMI_EXECUTOR", "slurm", "is not an executor"),
+                                 ("REMI_WORKERS", "-1", "is not a whole number of worker processes")):
         env = os.environ | {name: value, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'never.db'}"}
         result = subprocess.run([REMI, "run", "--dry"], cwd=REPO, capture_output=True, text=True, env=env,
                                 timeout=120)

@@ -29,7 +29,7 @@ from remi.networks.training import predict_logits
 from remi.networks.vectorised import in_blocks
 from remi.params_schema import ForgettingQuality, Train
 from remi.runtime.device import compute_device
-from remi.runtime.executors import map_in_order
+from remi.runtime.executors import executor_for, map_in_order
 from remi.runtime.progress import Progress
 from remi.unlearning import UnlearningTask, unlearn
 from remi.unlearning.base import Samples
@@ -97,23 +97,25 @@ def population_statistics(task: UnlearningTask, method: str, seeds: list[int], f
     """Run `method` once per seed (same original model, same sets) and return the logit-scaled
     confidence of every resulting model on the forget samples (on the CPU): shape (len(seeds), samples).
     Retrainings run in blocks of `together` seeds, each block one vectorised computation, on the
-    executor REMI_EXECUTOR names (remi.runtime.executors); other methods run here, one seed at a time."""
+    executor `executor_for` chooses (remi.runtime.executors; the progress lines name it); other methods
+    run here, one seed at a time."""
     statistics: list[np.ndarray] = []
 
-    def collect(rows: np.ndarray, block: list[int]) -> None:
+    def collect(rows: np.ndarray, block: list[int], where: str = "") -> None:
         statistics.extend(rows)
         for seed in block:
             if progress:
-                progress.advance(f"{method}, seed {seed}")
+                progress.advance(f"{method}, seed {seed}{where}")
 
     if method == REFERENCE:
         blocks = in_blocks(seeds, together)
+        executor = executor_for(len(blocks))
         # Only what retraining reads, on the CPU: a block may run in a process with another device.
         retain = (task.retain[0].cpu(), task.retain[1].cpu())
-        with closing(map_in_order(retrained_statistics, blocks, new_network=task.new_network, retain=retain,
+        with closing(map_in_order(retrained_statistics, blocks, executor, new_network=task.new_network, retain=retain,
                                   train_params=task.train_params, forget=forget)) as per_block:
             for block, rows in zip(blocks, per_block, strict=True):
-                collect(rows, block)
+                collect(rows, block, f" ({executor})")
     else:
         for seed in seeds:
             seeded = replace(task, method_params=task.method_params.model_copy(update={"seed": seed}))

@@ -1,17 +1,23 @@
-"""Seconds to train K reference models one by one and as one vectorised computation, with the
-pipeline's recipe and network on the pipeline's data (BENCHMARKS.md, "Vectorised reference models").
+"""Seconds to train K reference models one by one, as one vectorised computation and (on a CPU) one by
+one in worker processes, with the pipeline's recipe and network on the pipeline's data (BENCHMARKS.md,
+"Vectorised reference models", "Reference models in worker processes").
 
     [REMI_DEVICE=cuda] remi benchmark vectorised [--models 8 16] [--epochs 5] [--out FILE.json]
 
 Each model trains on its own random half-pool-sized sample set, as a shadow does. `--epochs` shortens
 the recipe to keep the benchmark short (the seconds scale with epochs); the models are the same ones
-the pipeline would train otherwise. Also reports the largest weight difference between the two ways,
-the float tolerance they agree within.
+the pipeline would train otherwise. Also reports the largest weight difference between the first two
+ways, the float tolerance they agree within. The worker processes are those of the pipeline's executor
+(remi.runtime.executors: as many as the free CPUs hold, their start-up on the clock); run it with
+REMI_THREADS unset, or the workers take REMI_THREADS threads each and fewer of them fit.
 """
 
+from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from remi.benchmarks.timing import timed
 from remi.data.datasets import load_dataset
@@ -19,8 +25,10 @@ from remi.errors import UserError
 from remi.networks.architectures import build_network
 from remi.networks.training import seeded_network, train_classifier
 from remi.networks.vectorised import Samples, can_vectorise, train_classifiers
+from remi.params_schema import Train
 from remi.pipeline.params import load_params
 from remi.runtime.device import compute_device, configure_threads, describe
+from remi.runtime.executors import map_in_order, workers_and_threads
 from remi.runtime.files import write_json
 
 
@@ -32,8 +40,7 @@ def benchmark_vectorised(model_counts: list[int], epochs: int, out: Path | None)
     recipe = params.train.model_copy(update={"epochs": epochs})
     samples = params.splits.shadow_pool // 2
 
-    def build():
-        return build_network(params.model, dataset.input_shape, dataset.num_classes)
+    build = partial(build_network, params.model, dataset.input_shape, dataset.num_classes)  # picklable
 
     if not can_vectorise(build()):
         raise UserError(f"{params.model.arch} has buffers or dropout, so it trains one by one only: "
@@ -49,9 +56,12 @@ def benchmark_vectorised(model_counts: list[int], epochs: int, out: Path | None)
                 for _ in range(count)]
         row = _compare(build, data, recipe, device)
         rows.append(row)
+        in_workers = "" if "workers" not in row else (
+            f"; {row['workers']} worker processes of {row['worker_threads']} threads "
+            f"{row['processes_seconds']:7.2f} s, x{row['processes_speed_up']:.2f}")
         print(f"{count:3d} models: one by one {row['one_by_one_seconds']:7.2f} s, vectorised "
               f"{row['vectorised_seconds']:7.2f} s, speed-up x{row['speed_up']:.2f}; largest weight difference "
-              f"{row['max_weight_difference']:.1e}", flush=True)
+              f"{row['max_weight_difference']:.1e}{in_workers}", flush=True)
     if out:
         write_json(out, {"device": name, "threads": threads, "torch": torch.__version__,
                        "arch": params.model.arch, "dataset": params.data.dataset, "epochs": epochs,
@@ -70,8 +80,24 @@ def _compare(build, data: list[Samples], recipe, device: torch.device) -> dict[s
         [seeded_network(build, s).to(device) for s in seeds], data, recipe, seeds))
     gap = max((a - b).abs().max().item() for one, other in zip(alone, together, strict=True)
               for a, b in zip(one.parameters(), other.parameters(), strict=True))
-    return {"models": len(data), "one_by_one_seconds": alone_seconds, "vectorised_seconds": together_seconds,
-            "speed_up": alone_seconds / together_seconds, "max_weight_difference": gap}
+    row = {"models": len(data), "one_by_one_seconds": alone_seconds, "vectorised_seconds": together_seconds,
+           "speed_up": alone_seconds / together_seconds, "max_weight_difference": gap}
+    if device.type == "cpu":  # on a GPU the pipeline keeps its blocks in one process (remi.runtime.executors)
+        workers, threads = workers_and_threads(len(data))
+
+        def in_workers() -> list[nn.Module]:
+            with closing(map_in_order(_train_one, seeds, "processes", build=build, data=data, recipe=recipe)) as models:
+                return list(models)
+
+        _, processes_seconds = timed(device, in_workers)
+        row |= {"workers": workers, "worker_threads": threads, "processes_seconds": processes_seconds,
+                "processes_speed_up": alone_seconds / processes_seconds}
+    return row
+
+
+def _train_one(seed: int, *, build, data: list[Samples], recipe: Train) -> nn.Module:
+    """Model `seed` of the one-by-one way, in a worker process (module-level, so a worker can import it)."""
+    return train_classifier(seeded_network(build, seed), *data[seed], recipe, seed)
 
 
 def _warm_up(build, dataset, recipe, device: torch.device) -> None:

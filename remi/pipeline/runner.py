@@ -20,7 +20,7 @@ from remi.pipeline.layout import OUTPUT_ROOTS, TARGET_PURGE_RECORD, metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.summary import summary_text
 from remi.runtime.device import compute_device, threads_override
-from remi.runtime.executors import executor_name
+from remi.runtime.executors import executor_name, worker_count
 from remi.runtime.files import sweep_stale_temps
 from remi.runtime.process_identity import process_tags
 from remi.runtime.progress import mode_override
@@ -90,6 +90,7 @@ def check_environment() -> None:
     mode_override()
     compute_device()
     executor_name()
+    worker_count()
 
 
 def run_pipeline(dvc_arguments: list[str]) -> int:

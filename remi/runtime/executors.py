@@ -1,16 +1,27 @@
-"""Where independent blocks of work run: in this process (the default) or as Ray tasks on a cluster.
+"""Where independent blocks of work run: in this process, in worker processes on this machine (the
+default on a CPU with two or more free cores), or as Ray tasks on a cluster.
 
 Reference models (shadows) train in blocks that depend on nothing but their inputs, so they can train
 anywhere. Which executor runs them is a property of the machine, like REMI_DEVICE, and not of the
 experiment: a block's result depends on its seeds, data, recipe and thread count, never on the
 process that computed it. So it is chosen by the environment, not by params.yaml, switching it does
-not make DVC re-run a stage, and both executors write the same files (tests/test_executors.py).
+not make DVC re-run a stage, and with REMI_THREADS set every executor writes the same files
+(tests/test_executors.py).
 
-    REMI_EXECUTOR   local (default) or ray
+    REMI_EXECUTOR   auto (default: processes on a CPU with room for two workers, else local), local,
+                    processes or ray
+    REMI_WORKERS    with processes: how many worker processes (default: as many as the free CPUs hold,
+                    at REMI_THREADS threads each, one when it is unset)
     RAY_ADDRESS     with ray: the cluster to use (`ray start --head` prints it); unset, a private Ray
                     instance is started on this machine for the stage and stopped after it
     REMI_RAY_CPUS   CPUs per task (default 1)
     REMI_RAY_GPUS   GPUs per task (default 0); a fraction shares a GPU, 0.25 = four tasks per GPU
+
+Why worker processes on one machine: the reference models are small networks whose steps a second
+torch thread speeds up far less than twice. On the 2-core machine two one-thread processes train four
+models in the time one two-thread process trains about three (BENCHMARKS.md, "Reference models in worker
+processes"). A worker uses REMI_THREADS threads when it is set (the bytes then match a local run with the
+same setting), else its share of the CPUs; it computes on REMI_DEVICE, as the stage would.
 
 A task with a GPU computes on it (Ray sets its CUDA_VISIBLE_DEVICES), a task without one on the CPU.
 A task uses REMI_THREADS threads when it is set (the bytes then match a local run with the same
@@ -19,49 +30,136 @@ machines need this package installed (or shipped with Ray's runtime_env) and the
 """
 
 import math
+import multiprocessing
 import os
+import re
 import signal
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from remi.errors import UserError
-from remi.runtime.device import DEVICE_ENV, THREADS_ENV, configure_threads
+from remi.runtime.device import (
+    DEVICE_ENV,
+    THREADS_ENV,
+    available_cpus,
+    compute_device,
+    configure_threads,
+    cpus_busy_elsewhere,
+    threads_override,
+)
 
 EXECUTOR_ENV = "REMI_EXECUTOR"
 RAY_CPUS_ENV = "REMI_RAY_CPUS"
 RAY_GPUS_ENV = "REMI_RAY_GPUS"
-EXECUTORS = ("local", "ray")
+WORKERS_ENV = "REMI_WORKERS"
+EXECUTORS = ("auto", "local", "processes", "ray")
 
 Result = TypeVar("Result")
 
 
 def executor_name() -> str:
-    name = os.environ.get(EXECUTOR_ENV, "").strip() or "local"
+    """The executor REMI_EXECUTOR names (unset: auto); a UserError for any other name."""
+    name = os.environ.get(EXECUTOR_ENV, "").strip() or "auto"
     if name not in EXECUTORS:
         raise UserError(f"{EXECUTOR_ENV}={name!r} is not an executor; use one of {', '.join(EXECUTORS)} "
-                        f"(unset means local).")
+                        f"(unset means auto).")
     return name
 
 
-def runs_in_process() -> bool:
-    """True when work runs in this process, so callbacks such as progress lines can reach it."""
-    return executor_name() == "local"
+def executor_for(blocks: int) -> str:
+    """The executor that runs `blocks` blocks: REMI_EXECUTOR's, with auto made concrete: worker processes
+    when the stage computes on the CPU and two or more workers fit the free CPUs, else this process (one
+    GPU is best used by one process, and one worker would only add its start-up)."""
+    name = executor_name()
+    if name != "auto":
+        return name
+    if compute_device().type == "cpu" and workers_and_threads(blocks)[0] >= 2:
+        return "processes"
+    return "local"
 
 
-def map_in_order(function: Callable[..., Result], items: Sequence[Any], **shared: Any) -> Generator[Result]:
-    """`function(item, **shared)` for every item, yielded in the order of `items` as each is ready.
+def map_in_order(function: Callable[..., Result], items: Sequence[Any], executor: str, **shared: Any
+                 ) -> Generator[Result]:
+    """`function(item, **shared)` for every item on `executor` (`executor_for`'s answer), yielded in the
+    order of `items` as each is ready.
 
-    `function` must be importable by name (a module-level function of this package) for the Ray
-    executor, and `shared` picklable: it is sent to the cluster once, whatever the number of items.
+    `function` must be importable by name (a module-level function of this package) for the worker
+    processes and Ray, and `shared` picklable: it is sent to each worker, or to the cluster, once,
+    whatever the number of items; callbacks can only be passed to the local executor.
     Close the generator (`contextlib.closing`) when the caller may stop early or fail: that cancels
-    the tasks still running and stops a private Ray instance.
+    the work still running, ends the worker processes and stops a private Ray instance.
     """
-    if executor_name() == "local":
+    if executor == "local":
         for item in items:
             yield function(item, **shared)
+    elif executor == "processes":
+        yield from _map_in_processes(function, items, shared)
     else:
         yield from _map_on_ray(function, items, shared)
+
+
+def worker_count() -> int | None:
+    """REMI_WORKERS as a number of worker processes, None when unset; a UserError when it is not 1 to
+    9999."""
+    text = os.environ.get(WORKERS_ENV, "").strip()
+    if not text:
+        return None
+    if not re.fullmatch(r"[1-9][0-9]{0,3}", text):
+        raise UserError(f"{WORKERS_ENV}={text[:40]!r} is not a whole number of worker processes from 1 to 9999; "
+                        "unset it for one per free CPU.")
+    return int(text)
+
+
+def workers_and_threads(blocks: int) -> tuple[int, int]:
+    """How many worker processes, and torch threads in each, for `blocks` blocks: together no more threads
+    than the CPUs free now (`configure_threads`' rule), since a thread that shares its core with another
+    makes every parallel region wait for it. REMI_THREADS, when set, is each worker's count, so the bytes
+    match a local run with the same setting; REMI_WORKERS, when set, is the number of workers."""
+    free = max(1, available_cpus() - cpus_busy_elsewhere())
+    threads = threads_override()
+    workers = worker_count() or max(1, free // (threads or 1))
+    workers = max(1, min(workers, blocks))
+    return workers, threads or max(1, free // workers)
+
+
+def _map_in_processes(function: Callable[..., Result], items: Sequence[Any], shared: dict[str, Any]
+                      ) -> Generator[Result]:
+    workers, threads = workers_and_threads(len(items))  # a bad setting is reported before anything starts
+    if not items:
+        return
+    # Spawned, not forked: the stage has used torch's thread pool already, and a forked OpenMP pool can
+    # hang. `shared` is sent once per worker, not once per block.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=({THREADS_ENV: str(threads)}, function, shared))
+    futures: deque[Future[Result]] = deque(pool.submit(_run_in_worker, item) for item in items)
+    try:
+        while futures:
+            yield futures[0].result()
+            futures.popleft()  # released, so finished blocks do not stay in memory
+    finally:
+        for future in futures:
+            future.cancel()
+        # A failure, SIGTERM or an early close must not wait for blocks still training: end the workers.
+        # (ProcessPoolExecutor has no public way to do so before Python 3.14's kill_workers.)
+        for process in list(pool._processes.values()):
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_worker: dict[str, Any] = {}  # in a worker process: the function and the arguments every block shares
+
+
+def _start_worker(environment: dict[str, str], function: Callable[..., Any], shared: dict[str, Any]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stage's to handle; it ends the workers
+    os.environ.update(environment)
+    configure_threads()
+    _worker.update(function=function, shared=shared)
+
+
+def _run_in_worker(item: Any) -> Any:
+    return _worker["function"](item, **_worker["shared"])
 
 
 def _task_resources() -> tuple[float, float]:
