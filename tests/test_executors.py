@@ -20,7 +20,7 @@ import yaml
 from remi.errors import UserError
 from remi.runtime import executors
 from remi.runtime.executors import _check_resources, _run_in_task, map_in_order, task_environment
-from tests.conftest import clone_run
+from tests.conftest import REPO, clone_run
 
 
 def _add(item: int, offset: int) -> int:
@@ -79,6 +79,45 @@ def test_worker_processes_give_the_results_in_order_and_end_with_the_work(monkey
     started = time.monotonic()
     blocks.close()
     assert time.monotonic() - started < 30 and not multiprocessing.active_children()
+
+
+KILLED_STAGE = """
+import os, sys, time
+from remi.runtime.executors import map_in_order
+from tests.test_executors import _pid_then_sleep
+
+for pid in map_in_order(_pid_then_sleep, [0, 1], "processes"):
+    print(pid, flush=True)
+"""
+
+
+def _pid_then_sleep(item: int) -> int:
+    if item == 1:
+        time.sleep(600)
+    return os.getpid()
+
+
+def test_a_stage_killed_outright_takes_its_workers_with_it(tmp_path):
+    stage = subprocess.Popen([sys.executable, "-c", KILLED_STAGE], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                             env=os.environ | {"REMI_WORKERS": "2"})
+    try:
+        worker = int(stage.stdout.readline())  # type: ignore[union-attr]
+        os.kill(worker, 0)  # alive (the pool keeps it for the next block)
+    finally:
+        stage.kill()
+        stage.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "a worker outlived its stage"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"  # a zombie has ended; its parent (init) reaps it
 
 
 @pytest.mark.parametrize(("cpus", "busy", "threads", "workers", "blocks", "expected"), [

@@ -29,11 +29,13 @@ setting), else as many as it has CPUs: a task must not take its neighbours' core
 machines need this package installed (or shipped with Ray's runtime_env) and the same Python.
 """
 
+import ctypes
 import math
 import multiprocessing
 import os
 import re
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -54,6 +56,7 @@ EXECUTOR_ENV = "REMI_EXECUTOR"
 RAY_CPUS_ENV = "REMI_RAY_CPUS"
 RAY_GPUS_ENV = "REMI_RAY_GPUS"
 WORKERS_ENV = "REMI_WORKERS"
+PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 EXECUTORS = ("auto", "local", "processes", "ray")
 
 Result = TypeVar("Result")
@@ -153,9 +156,17 @@ _worker: dict[str, Any] = {}  # in a worker process: the function and the argume
 
 def _start_worker(environment: dict[str, str], function: Callable[..., Any], shared: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stage's to handle; it ends the workers
+    _die_with_parent()
     os.environ.update(environment)
     configure_threads()
     _worker.update(function=function, shared=shared)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the stage that started it dies, even by SIGKILL (an OOM kill, a
+    scheduler's hard stop), so no worker trains on for a stage that is gone."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _run_in_worker(item: Any) -> Any:
