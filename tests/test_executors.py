@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -53,6 +54,12 @@ def _sleep_on_one(item: int) -> int:
     return item
 
 
+def _killed_on_one(item: int) -> int:
+    if item == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return item
+
+
 def _refuse_two(item: int) -> int:
     if item == 2:
         raise UserError("item 2 is refused")
@@ -71,6 +78,11 @@ def test_worker_processes_give_the_results_in_order_and_end_with_the_work(monkey
         for result in map_in_order(_refuse_two, [0, 1, 2, 3], "processes"):
             results.append(result)
     assert results == [0, 1] and not multiprocessing.active_children()
+
+    # A worker killed under a block (the OOM killer): one message that says what to change.
+    with pytest.raises(UserError, match="A worker process died before its block was done"):
+        list(map_in_order(_killed_on_one, [0, 1], "processes"))
+    assert not multiprocessing.active_children()
 
     # Closed early (a failure in the caller, SIGTERM unwinding the stage): a block still training is
     # not waited for.

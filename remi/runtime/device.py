@@ -71,15 +71,20 @@ def configure_threads() -> int:
 
 
 def threads_override() -> int | None:
-    """REMI_THREADS as a number of threads, None when unset; a UserError when it is not 1 to 9999 in ASCII
-    digits (`str.isdigit` would let '²' through to a ValueError, and a 20-digit number to an overflow)."""
-    override = os.environ.get(THREADS_ENV, "").strip()
-    if not override:
+    """REMI_THREADS as a number of threads, None when unset; a UserError when it is not 1 to 9999."""
+    return count_from_env(THREADS_ENV, "threads", "unset it to choose from the free CPUs")
+
+
+def count_from_env(name: str, what: str, when_unset: str) -> int | None:
+    """The environment variable `name` as a count of `what`, None when unset; a UserError saying what
+    unsetting it does (`when_unset`) when it is not 1 to 9999 in ASCII digits (`str.isdigit` would let '²'
+    through to a ValueError, and a 20-digit number to an overflow)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
         return None
-    if not re.fullmatch(r"[1-9][0-9]{0,3}", override):
-        raise UserError(f"{THREADS_ENV}={override[:40]!r} is not a whole number of threads from 1 to 9999; "
-                        "unset it to choose from the free CPUs.")
-    return int(override)
+    if not re.fullmatch(r"[1-9][0-9]{0,3}", text):
+        raise UserError(f"{name}={text[:40]!r} is not a whole number of {what} from 1 to 9999; {when_unset}.")
+    return int(text)
 
 
 REBALANCE_EVERY_SECONDS = 2.0

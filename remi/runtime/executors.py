@@ -33,12 +33,12 @@ import ctypes
 import math
 import multiprocessing
 import os
-import re
 import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from remi.errors import UserError
@@ -48,6 +48,7 @@ from remi.runtime.device import (
     available_cpus,
     compute_device,
     configure_threads,
+    count_from_env,
     cpus_busy_elsewhere,
     threads_override,
 )
@@ -104,15 +105,8 @@ def map_in_order(function: Callable[..., Result], items: Sequence[Any], executor
 
 
 def worker_count() -> int | None:
-    """REMI_WORKERS as a number of worker processes, None when unset; a UserError when it is not 1 to
-    9999."""
-    text = os.environ.get(WORKERS_ENV, "").strip()
-    if not text:
-        return None
-    if not re.fullmatch(r"[1-9][0-9]{0,3}", text):
-        raise UserError(f"{WORKERS_ENV}={text[:40]!r} is not a whole number of worker processes from 1 to 9999; "
-                        "unset it for one per free CPU.")
-    return int(text)
+    """REMI_WORKERS as a number of worker processes, None when unset; a UserError when it is not 1 to 9999."""
+    return count_from_env(WORKERS_ENV, "worker processes", "unset it for one per free CPU")
 
 
 def workers_and_threads(blocks: int) -> tuple[int, int]:
@@ -139,7 +133,13 @@ def _map_in_processes(function: Callable[..., Result], items: Sequence[Any], sha
     futures: deque[Future[Result]] = deque(pool.submit(_run_in_worker, item) for item in items)
     try:
         while futures:
-            yield futures[0].result()
+            try:
+                result = futures[0].result()
+            except BrokenProcessPool as error:
+                raise UserError(f"A worker process died before its block was done (killed, or out of memory: each "
+                                f"worker holds its own copy of the data). Set {WORKERS_ENV} to fewer workers, or "
+                                f"{EXECUTOR_ENV}=local to train in the stage's process.") from error
+            yield result
             futures.popleft()  # released, so finished blocks do not stay in memory
     finally:
         for future in futures:
