@@ -129,7 +129,8 @@ def _map_in_processes(function: Callable[..., Result], items: Sequence[Any], sha
     # Spawned, not forked: the stage has used torch's thread pool already, and a forked OpenMP pool can
     # hang. `shared` is sent once per worker, not once per block.
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=({THREADS_ENV: str(threads)}, function, shared))
+                               initializer=_start_worker,
+                               initargs=(os.getpid(), {THREADS_ENV: str(threads)}, function, shared))
     futures: deque[Future[Result]] = deque(pool.submit(_run_in_worker, item) for item in items)
     try:
         while futures:
@@ -154,19 +155,24 @@ def _map_in_processes(function: Callable[..., Result], items: Sequence[Any], sha
 _worker: dict[str, Any] = {}  # in a worker process: the function and the arguments every block shares
 
 
-def _start_worker(environment: dict[str, str], function: Callable[..., Any], shared: dict[str, Any]) -> None:
+def _start_worker(stage: int, environment: dict[str, str], function: Callable[..., Any], shared: dict[str, Any]
+                  ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stage's to handle; it ends the workers
-    _die_with_parent()
+    _die_with(stage)
     os.environ.update(environment)
     configure_threads()
     _worker.update(function=function, shared=shared)
 
 
-def _die_with_parent() -> None:
+def _die_with(stage: int) -> None:
     """Linux: SIGKILL this worker when the stage that started it dies, even by SIGKILL (an OOM kill, a
-    scheduler's hard stop), so no worker trains on for a stage that is gone."""
+    scheduler's hard stop), so no worker trains on for a stage that is gone. A stage that died while this
+    worker was starting sends no signal, and the worker would wait for blocks forever (it holds its own
+    queue's write end): it exits here instead."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != stage:
+        os._exit(1)
 
 
 def _run_in_worker(item: Any) -> Any:
