@@ -54,6 +54,11 @@ def _sleep_on_one(item: int) -> int:
     return item
 
 
+def _pid_and_threads(item: int) -> tuple[int, int]:
+    time.sleep(0.2)  # long enough that the second worker takes a block too
+    return os.getpid(), torch.get_num_threads()
+
+
 def _killed_on_one(item: int) -> int:
     if item == 1:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -71,6 +76,10 @@ def test_worker_processes_give_the_results_in_order_and_end_with_the_work(monkey
     monkeypatch.setenv("REMI_WORKERS", "2")
     assert list(map_in_order(_add, [3, 1, 2], "processes", offset=10)) == [13, 11, 12]
     assert not multiprocessing.active_children()
+    # The blocks ran in worker processes, not here, each with the threads REMI_THREADS gives a worker.
+    ran_in = list(map_in_order(_pid_and_threads, [0, 1, 2, 3], "processes"))
+    assert {pid for pid, _ in ran_in} - {os.getpid()} == {pid for pid, _ in ran_in} and len(ran_in) == 4
+    assert all(threads == int(os.environ["REMI_THREADS"]) for _, threads in ran_in)
 
     # A failing block: the results before it, then its own exception; the workers are gone.
     results = []
