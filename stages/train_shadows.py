@@ -56,7 +56,7 @@ def main() -> None:
                     progress.advance("reused")
             else:
                 to_train.append(block)
-        executor = executor_for(len(to_train))
+        executor = executor_for(len(to_train), dataset, pool)
         tracking.set_tags({"executor": executor})
         on_epoch = (lambda epoch, _: progress.detail(f"epoch {epoch + 1}/{epochs}")) if executor == "local" else None
         with closing(map_in_order(train_shadows, to_train, executor, shadows=section, dataset=dataset, pool=pool,

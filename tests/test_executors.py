@@ -173,6 +173,48 @@ def test_auto_takes_worker_processes_only_on_a_cpu_with_room_for_two(monkeypatch
     assert executors.executor_for(1) == "processes"  # a named executor is taken as named
 
 
+SMALL_SHARED_MEMORY = """
+import torch
+from remi.errors import UserError
+from remi.runtime import executors
+from remi.runtime.executors import executor_for, map_in_order
+from tests.test_executors import _is_shared
+
+executors.available_cpus = lambda: 2  # room for two workers, whatever else the machine runs
+executors.cpus_busy_elsewhere = lambda: 0
+small, large = torch.ones(1 << 18), torch.ones(6 << 20)  # 1 MiB and 24 MiB of float32
+print(executor_for(2, {"data": small}), *map_in_order(_is_shared, [0, 1], "processes", data=small), flush=True)
+print(executor_for(2, (large, small)), flush=True)
+try:
+    list(map_in_order(_is_shared, [0, 1], "processes", data=large))
+except UserError as error:
+    print("refused:", error)
+"""
+
+
+def _is_shared(item: int, data: torch.Tensor) -> bool:
+    return data.is_shared()
+
+
+def test_shared_tensors_reach_the_workers_through_shared_memory_and_auto_stays_local_when_it_is_small():
+    """In a container whose /dev/shm is small (Docker's default: 64 MB) the dataset cannot reach worker
+    processes. Auto then trains in the stage's process and says why; REMI_EXECUTOR=processes is refused
+    with the fix, instead of torch's "unable to allocate shared memory" from inside the pool's start."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--mount", "true"]).returncode != 0:
+        pytest.skip("needs unshare --mount (root) to give the script a small /dev/shm of its own")
+    script = (f"mount -t tmpfs -o size=32m tmpfs /dev/shm && exec {shlex.quote(sys.executable)} -c "
+              f"{shlex.quote(SMALL_SHARED_MEMORY)}")
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", script], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env=os.environ | {"REMI_THREADS": "1", "REMI_EXECUTOR": ""})
+    assert done.returncode == 0, done.stderr
+    small, large, refused = done.stdout.splitlines()
+    assert small == "processes True True"  # 1 MiB fits, and the workers map it rather than copy it
+    assert large == "local"  # 24 MiB and the results' 16 MiB do not fit 32 MiB
+    assert "note: the blocks share 24 MiB of tensors, and /dev/shm has" in done.stderr
+    assert "--shm-size" in done.stderr
+    assert refused.startswith("refused: REMI_EXECUTOR=processes: the blocks share 24 MiB") and "--shm-size" in refused
+
+
 def test_a_request_beyond_the_whole_cluster_is_refused_instead_of_waiting_forever():
     _check_resources({"CPU": 2.0}, cpus=2, gpus=0)  # fits
     with pytest.raises(UserError, match=r"REMI_RAY_GPUS asks for 0\.5 GPUs per task, but the Ray cluster has 0"):

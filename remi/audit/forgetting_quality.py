@@ -109,9 +109,9 @@ def population_statistics(task: UnlearningTask, method: str, seeds: list[int], f
 
     if method == REFERENCE:
         blocks = in_blocks(seeds, together)
-        executor = executor_for(len(blocks))
         # Only what retraining reads, on the CPU: a block may run in a process with another device.
         retain = (task.retain[0].cpu(), task.retain[1].cpu())
+        executor = executor_for(len(blocks), retain, forget)
         with closing(map_in_order(retrained_statistics, blocks, executor, new_network=task.new_network, retain=retain,
                                   train_params=task.train_params, forget=forget)) as per_block:
             for block, rows in zip(blocks, per_block, strict=True):

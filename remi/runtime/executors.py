@@ -21,7 +21,10 @@ Why worker processes on one machine: the reference models are small networks who
 torch thread speeds up far less than twice. On the 2-core machine two one-thread processes train four
 models in the time one two-thread process trains about three (BENCHMARKS.md, "Reference models in worker
 processes"). A worker uses REMI_THREADS threads when it is set (the bytes then match a local run with the
-same setting), else its share of the CPUs; it computes on REMI_DEVICE, as the stage would.
+same setting), else its share of the CPUs; it computes on REMI_DEVICE, as the stage would. The tensors
+the blocks share (the dataset) reach the workers through shared memory, one copy for all of them (torch
+registers that with multiprocessing's pickler); so auto takes worker processes only when they fit the
+free shared memory, which a container may keep small (Docker's default /dev/shm is 64 MB).
 
 A task with a GPU computes on it (Ray sets its CUDA_VISIBLE_DEVICES), a task without one on the CPU.
 A task uses REMI_THREADS threads when it is set (the bytes then match a local run with the same
@@ -30,16 +33,21 @@ machines need this package installed (or shipped with Ray's runtime_env) and the
 """
 
 import ctypes
+import dataclasses
 import math
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, TypeVar
+
+import torch
 
 from remi.errors import UserError
 from remi.runtime.device import (
@@ -59,6 +67,11 @@ RAY_GPUS_ENV = "REMI_RAY_GPUS"
 WORKERS_ENV = "REMI_WORKERS"
 PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 EXECUTORS = ("auto", "local", "processes", "ray")
+SHARED_MEMORY = Path("/dev/shm")  # where torch's shared tensors live on Linux (shm_open)
+# Room kept free beyond the shared tensors: the blocks' results come back through shared memory too
+# (a Fashion-MNIST shadow's model and outputs: about 2 MB).
+SHARED_MEMORY_HEADROOM = 16 << 20
+ENLARGE_SHARED_MEMORY = f"docker run --shm-size=1g; in Kubernetes a memory-backed emptyDir on {SHARED_MEMORY}"
 
 Result = TypeVar("Result")
 
@@ -72,16 +85,55 @@ def executor_name() -> str:
     return name
 
 
-def executor_for(blocks: int) -> str:
-    """The executor that runs `blocks` blocks: REMI_EXECUTOR's, with auto made concrete: worker processes
-    when the stage computes on the CPU and two or more workers fit the free CPUs, else this process (one
-    GPU is best used by one process, and one worker would only add its start-up)."""
+def executor_for(blocks: int, *shared: Any) -> str:
+    """The executor that runs `blocks` blocks that share the objects `shared` (map_in_order's keyword
+    arguments, or the ones among them that hold tensors): REMI_EXECUTOR's, with auto made concrete.
+    Auto takes worker processes when the stage computes on the CPU, two or more workers fit the free
+    CPUs and the shared tensors fit the free shared memory; else this process (one GPU is best used by
+    one process, and one worker would only add its start-up)."""
     name = executor_name()
     if name != "auto":
         return name
-    if compute_device().type == "cpu" and workers_and_threads(blocks)[0] >= 2:
-        return "processes"
-    return "local"
+    if compute_device().type != "cpu" or workers_and_threads(blocks)[0] < 2:
+        return "local"
+    if shortage := shared_memory_shortage(*shared):
+        print(f"note: {shortage}; the blocks train in this process. For worker processes, enlarge it "
+              f"({ENLARGE_SHARED_MEMORY}).", file=sys.stderr)
+        return "local"
+    return "processes"
+
+
+def shared_memory_shortage(*shared: Any) -> str | None:
+    """Why the tensors in `shared` cannot reach worker processes through shared memory (a sentence),
+    or None when they fit, with SHARED_MEMORY_HEADROOM to spare. Without a /dev/shm (not Linux) the
+    room is the system's to manage, and None."""
+    if not SHARED_MEMORY.is_dir():
+        return None
+    needed = sum(storage.nbytes() for storage in _storages(shared).values() if not storage.is_shared())
+    free = shutil.disk_usage(SHARED_MEMORY).free
+    if needed + SHARED_MEMORY_HEADROOM <= free:
+        return None
+    return (f"the blocks share {needed / 2**20:.0f} MiB of tensors, and {SHARED_MEMORY} has "
+            f"{free / 2**20:.0f} MiB free ({SHARED_MEMORY_HEADROOM >> 20} MiB more are kept for the results)")
+
+
+def _storages(value: Any, found: dict[int, torch.UntypedStorage] | None = None) -> dict[int, torch.UntypedStorage]:
+    """The CPU tensor storages in `value` (tensors, dataclasses, mappings, lists and tuples of them), by
+    address, so that views of one storage count once."""
+    found = {} if found is None else found
+    if isinstance(value, torch.Tensor):
+        if value.device.type == "cpu":
+            found[value.untyped_storage().data_ptr()] = value.untyped_storage()
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            _storages(getattr(value, field.name), found)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _storages(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _storages(item, found)
+    return found
 
 
 def map_in_order(function: Callable[..., Result], items: Sequence[Any], executor: str, **shared: Any
@@ -126,8 +178,12 @@ def _map_in_processes(function: Callable[..., Result], items: Sequence[Any], sha
     workers, threads = workers_and_threads(len(items))  # a bad setting is reported before anything starts
     if not items:
         return
+    if shortage := shared_memory_shortage(shared):
+        # Else torch fails deep inside the pool's start with "unable to allocate shared memory".
+        raise UserError(f"{EXECUTOR_ENV}=processes: {shortage}. Enlarge it ({ENLARGE_SHARED_MEMORY}), or set "
+                        f"{EXECUTOR_ENV}=local (or unset it) to train in the stage's process.")
     # Spawned, not forked: the stage has used torch's thread pool already, and a forked OpenMP pool can
-    # hang. `shared` is sent once per worker, not once per block.
+    # hang. `shared` is sent once per worker, not once per block, its tensors as shared memory.
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker,
                                initargs=(os.getpid(), {THREADS_ENV: str(threads)}, function, shared))
@@ -137,9 +193,9 @@ def _map_in_processes(function: Callable[..., Result], items: Sequence[Any], sha
             try:
                 result = futures[0].result()
             except BrokenProcessPool as error:
-                raise UserError(f"A worker process died before its block was done (killed, or out of memory: each "
-                                f"worker holds its own copy of the data). Set {WORKERS_ENV} to fewer workers, or "
-                                f"{EXECUTOR_ENV}=local to train in the stage's process.") from error
+                raise UserError(f"A worker process died before its block was done (killed, or out of memory). Set "
+                                f"{WORKERS_ENV} to fewer workers, or {EXECUTOR_ENV}=local to train in the stage's "
+                                f"process.") from error
             yield result
             futures.popleft()  # released, so finished blocks do not stay in memory
     finally:
