@@ -24,7 +24,6 @@ from remi.pipeline.layout import REPORTS_DIR, metrics_path, split_path
 from remi.pipeline.params import load_params
 from remi.pipeline.tasks import load_task
 from remi.runtime.device import compute_device
-from remi.runtime.executors import executor_name
 from remi.runtime.files import atomic_write, write_json
 from remi.runtime.progress import Progress
 
@@ -39,13 +38,12 @@ def main() -> None:
     others = [m for m in params.unlearn.methods if m != REFERENCE]
     sections = {"forgetting_quality": settings} | {m: params.method(m) for m in [REFERENCE, *others]}
     with tracking.stage_run("forgetting_quality", "forgetting_quality", sections, ["prepare", "target"]):
-        # The setting; with auto, the progress lines name where the retraining blocks ran.
-        tracking.set_tags({"executor": executor_name()})
         started = time.perf_counter()
         progress = Progress("forgetting-quality models", count * (2 + len(others)))
-        # Both retrained populations in one go: they train as one block.
-        reference, second = retrained_populations(load_task(params, dataset, REFERENCE, device), settings, forget,
-                                                  progress)
+        # Both retrained populations in one go, as blocks on one executor.
+        reference, second, executor = retrained_populations(load_task(params, dataset, REFERENCE, device), settings,
+                                                            forget, progress)
+        tracking.set_tags({"executor": executor})  # where the retrainings ran, as the shadows' stages record
         epsilons = {"retrain_vs_retrain": per_example_epsilon(second, reference, settings.delta)}
         for method in others:
             unlearned = population_statistics(load_task(params, dataset, method, device), method,

@@ -97,6 +97,9 @@ def test_mlflow_run_tree_and_lineage(pipeline):
     for stage, count in (("train_shadows", 3), ("train_online_shadows", 4)):
         stage_run = next(r for r in children if r.data.tags["stage"] == stage)
         assert len([r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_run.info.run_id]) == count
+    for stage in ("train_shadows", "train_online_shadows", "forgetting_quality"):  # where the models trained
+        stage_run = next(r for r in children if r.data.tags["stage"] == stage)
+        assert stage_run.data.tags["executor"] in ("local", "processes"), stage  # never the setting "auto"
     remi_run = next(r for r in children if r.data.tags.get("role") == "remi")
     target_record = json.loads((work / "lineage/target.json").read_text())
     assert remi_run.data.tags["upstream.target"] == target_record["run_id"]

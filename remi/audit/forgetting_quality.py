@@ -19,6 +19,7 @@ is the best achievable value under the same estimator.
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 from torch import nn
@@ -82,44 +83,46 @@ def unlearned_seeds(settings: ForgettingQuality) -> list[int]:
     return [settings.seed + 2 * count + i for i in range(count)]
 
 
+class RetrainedPopulations(NamedTuple):
+    reference: np.ndarray  # (M, samples): the population every method is compared with
+    second: np.ndarray  # (M, samples): retrain-vs-retrain's other side
+    executor: str  # where the retrainings ran (remi.runtime.executors), for the stage's run to record
+
+
 def retrained_populations(task: UnlearningTask, settings: ForgettingQuality, forget: Samples,
-                          progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Statistics of the 2M retrained models (seeds seed..seed+2M-1, trained as blocks of
-    `train_together`): the reference population, and a second one for retrain-vs-retrain."""
+                          progress: Progress | None = None) -> RetrainedPopulations:
+    """Statistics of the 2M retrained models (seeds seed..seed+2M-1): the reference population, and a
+    second one for retrain-vs-retrain. They train in blocks of `train_together` seeds, each block one
+    vectorised computation, on the executor `executor_for` chooses (the progress lines name it)."""
     count = settings.models
-    retrained = population_statistics(task, REFERENCE, [settings.seed + i for i in range(2 * count)], forget,
-                                      settings.train_together, progress)
-    return retrained[:count], retrained[count:]
+    seeds = [settings.seed + i for i in range(2 * count)]
+    blocks = in_blocks(seeds, settings.train_together)
+    # Only what retraining reads, on the CPU: a block may run in a process with another device.
+    retain = (task.retain[0].cpu(), task.retain[1].cpu())
+    executor = executor_for(len(blocks), retain, forget)
+    statistics: list[np.ndarray] = []
+    with closing(map_in_order(retrained_statistics, blocks, executor, new_network=task.new_network, retain=retain,
+                              train_params=task.train_params, forget=forget)) as per_block:
+        for block, rows in zip(blocks, per_block, strict=True):
+            statistics.extend(rows)
+            for seed in block:
+                if progress:
+                    progress.advance(f"{REFERENCE}, seed {seed} ({executor})")
+    retrained = np.stack(statistics)
+    return RetrainedPopulations(retrained[:count], retrained[count:], executor)
 
 
 def population_statistics(task: UnlearningTask, method: str, seeds: list[int], forget: Samples,
-                          together: int = 1, progress: Progress | None = None) -> np.ndarray:
-    """Run `method` once per seed (same original model, same sets) and return the logit-scaled
-    confidence of every resulting model on the forget samples (on the CPU): shape (len(seeds), samples).
-    Retrainings run in blocks of `together` seeds, each block one vectorised computation, on the
-    executor `executor_for` chooses (remi.runtime.executors; the progress lines name it); other methods
-    run here, one seed at a time."""
-    statistics: list[np.ndarray] = []
-
-    def collect(rows: np.ndarray, block: list[int], where: str = "") -> None:
-        statistics.extend(rows)
-        for seed in block:
-            if progress:
-                progress.advance(f"{method}, seed {seed}{where}")
-
-    if method == REFERENCE:
-        blocks = in_blocks(seeds, together)
-        # Only what retraining reads, on the CPU: a block may run in a process with another device.
-        retain = (task.retain[0].cpu(), task.retain[1].cpu())
-        executor = executor_for(len(blocks), retain, forget)
-        with closing(map_in_order(retrained_statistics, blocks, executor, new_network=task.new_network, retain=retain,
-                                  train_params=task.train_params, forget=forget)) as per_block:
-            for block, rows in zip(blocks, per_block, strict=True):
-                collect(rows, block, f" ({executor})")
-    else:
-        for seed in seeds:
-            seeded = replace(task, method_params=task.method_params.model_copy(update={"seed": seed}))
-            collect(model_statistics([unlearn(method, seeded)], forget), [seed])
+                          progress: Progress | None = None) -> np.ndarray:
+    """Run `method` (an unlearning method; retraining's populations: retrained_populations) once per seed,
+    here, from the same original model and sets; return the logit-scaled confidence of every resulting
+    model on the forget samples (on the CPU): shape (len(seeds), samples)."""
+    statistics = []
+    for seed in seeds:
+        seeded = replace(task, method_params=task.method_params.model_copy(update={"seed": seed}))
+        statistics.append(model_statistics([unlearn(method, seeded)], forget)[0])
+        if progress:
+            progress.advance(f"{method}, seed {seed}")
     return np.stack(statistics)
 
 
