@@ -11,7 +11,9 @@ Retrained models scatter by their initial weights and batch order; every ReMI ru
 same trained model, so its runs scatter only as far as its own seed moves them. This tool trains the
 stage's 2M retrained models (same seeds), runs each variant of `remi ablation` M times (same seeds as
 the stage), and reports for each: the forgetting quality, the mean per-sample distance to retraining's
-population and the spread across seeds (both in logit units, with retrain-vs-retrain's alongside),
+population (with its signed mean, the part one shift of every sample would remove, and the correlation
+of the per-sample means with retraining's) and the spread across seeds (in logit units, with
+retrain-vs-retrain's alongside),
 and the quality of two counterfactual populations: the variant's runs moved onto an independent
 retrained population's per-sample means (only the spread differs), and the retrained runs moved onto
 the variant's means (only the location differs).
@@ -156,10 +158,15 @@ def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarr
     def quality(candidate: np.ndarray) -> float:
         return forgetting_quality(per_example_epsilon(candidate, reference, settings.delta), settings.bin_width)
 
-    centre = population.mean(0)
+    centre, retrainings = population.mean(0), reference.mean(0)
     return {
         "forgetting_quality": quality(population),
-        "distance_to_retraining": float(np.abs(centre - reference.mean(0)).mean()),
+        "distance_to_retraining": float(np.abs(centre - retrainings).mean()),
+        # A distance that is mostly one shift of every sample (a global drop in confidence) would show here,
+        # and could be corrected at once; one that is sample by sample shows as a correlation below
+        # retrain-vs-retrain's.
+        "offset_from_retraining": float((centre - retrainings).mean()),
+        "correlation_with_retraining": float(np.corrcoef(centre, retrainings)[0, 1]),
         "spread": float(population.std(0).mean()),
         "quality_with_retrainings_location": quality(population - centre + independent.mean(0)),
         "quality_with_retrainings_spread": quality(independent - independent.mean(0) + centre),
@@ -173,13 +180,16 @@ def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolut
              f"population (largest certifiable epsilon {resolution:.2f}), the forgetting-quality stage's seeds; "
              "the shadows' row takes the first M shadows as the unlearned population (ReMI's teachers, trained "
              "on other data). Distance: mean over forget samples of the absolute "
-             "difference of per-sample means to retraining's (logit-scaled confidence); spread: mean per-sample "
-             "standard deviation across the M runs. The last two columns move one population so that only the "
-             "other property differs from retraining (remi/audit/forgetting_anatomy.py).", "",
-             "| population | forgetting quality | distance to retraining | spread across seeds "
-             "| quality with retraining's location | quality with retraining's spread |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['forgetting_quality']:.3f} | {r['distance_to_retraining']:.2f} | {r['spread']:.2f} | "
+             "difference of per-sample means to retraining's (logit-scaled confidence); offset: the same "
+             "differences' signed mean (a shift of every sample alike); correlation: of the per-sample means with "
+             "retraining's; spread: mean per-sample standard deviation across the M runs. The last two columns "
+             "move one population so that only the other property differs from retraining "
+             "(remi/audit/forgetting_anatomy.py).", "",
+             "| population | forgetting quality | distance to retraining | offset | correlation "
+             "| spread across seeds | quality with retraining's location | quality with retraining's spread |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['forgetting_quality']:.3f} | {r['distance_to_retraining']:.2f} | "
+              f"{r['offset_from_retraining']:+.2f} | {r['correlation_with_retraining']:.3f} | {r['spread']:.2f} | "
               f"{r['quality_with_retrainings_location']:.3f} | {r['quality_with_retrainings_spread']:.3f} |"
               for name, r in rows.items()]
     if online_note:
