@@ -416,9 +416,7 @@ def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(fini
             baseline["forgetting_quality"])
     for row in rows.values():
         assert 0 < row["forgetting_quality"] <= 1 and row["distance_to_retraining"] > 0 and row["spread"] > 0
-        # The shift shared by every sample is part of the mean distance, never more.
-        assert abs(row["offset_from_retraining"]) <= row["distance_to_retraining"]
-        assert -1 <= row["correlation_with_retraining"] <= 1
+        assert -1 <= row["correlation_with_retraining"] <= 1  # a number, on every row (not NaN)
     # The stage's own estimate for ReMI, from the same seeds and recipe (a thread count chosen by the load
     # may round differently and move a few of the 100 samples' bins: 0.01 each at most).
     stage = json.loads((finished / "metrics/forgetting_quality.json").read_text())

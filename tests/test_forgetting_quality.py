@@ -47,3 +47,24 @@ def test_the_three_populations_take_disjoint_seeds():
     settings = ForgettingQuality(models=3, seed=7, delta=0.01, bin_width=0.5, train_together=3)
     retrained = {settings.seed + i for i in range(2 * settings.models)}  # the reference, then the second
     assert len(set(unlearned_seeds(settings))) == 3 and not set(unlearned_seeds(settings)) & retrained
+
+
+def test_anatomy_tells_one_shift_of_every_sample_from_sample_by_sample_misses():
+    from remi.audit.forgetting_anatomy import anatomy
+    from remi.params_schema import ForgettingQuality
+
+    settings = ForgettingQuality(models=8, seed=0, delta=0.01, bin_width=0.5, train_together=1)
+    rng = np.random.default_rng(0)
+    # Per-sample means spread widely, as logit-scaled confidences are; each population scatters around them.
+    means = rng.normal(5, 8, 500)
+    reference, independent = (means + rng.normal(0, 1, (8, 500)) for _ in range(2))
+    shifted = means + 3 + rng.normal(0, 1, (8, 500))  # every sample 3 units more confident
+    shuffled = means + rng.normal(0, 4, 500) + rng.normal(0, 1, (8, 500))  # sample by sample, no shift
+    shift, scatter = (anatomy(population, reference, independent, settings) for population in (shifted, shuffled))
+    # A shift: nearly all of the distance is the offset, and the per-sample means still follow retraining's.
+    assert 2.8 < shift["offset_from_retraining"] < 3.2
+    assert shift["distance_to_retraining"] - shift["offset_from_retraining"] < 0.1
+    assert shift["correlation_with_retraining"] > 0.99
+    # Sample by sample: as far away, no offset, and a correlation well below.
+    assert scatter["distance_to_retraining"] > 2.5 and abs(scatter["offset_from_retraining"]) < 0.5
+    assert scatter["correlation_with_retraining"] < 0.95
