@@ -4,9 +4,11 @@
     remi profile profiles/tiny.yaml     overlay a profile onto params.yaml
     remi seeds --seeds 0 1 2            the pipeline once per seed (dvc exp run), up to the audit
     remi compare [--seeds FILES]        comparison tables (one run, or mean +- std over seeds)
-    remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references] [--ulira] [--retrain-floor]
+    remi ablation --seeds 0 1 2 [--variants NAME ...] [--independent-references | --online-references] [--ulira]
+                  [--retrain-floor]
                                         ReMI's ablations and sweeps on the pipeline's artifacts (--list: the variants)
-    remi fq-anatomy [--variants NAME ...] [--models M]  why forgetting quality falls short: location vs spread
+    remi fq-anatomy [--variants NAME ...] [--models M] [--online-references]
+                                        why forgetting quality falls short: location vs spread
     remi exposure [--attack A] [--groups N]  an attack's AUC per group of the forget set, by the target's score
     remi benchmark networks|unlearning|sequential|threads|vectorised|precision|adam|startup|profile
                                         timing tools, the sequential drift (BENCHMARKS.md)
@@ -34,6 +36,9 @@ from remi.pipeline.entry_point import run_entry_point
 from remi.pipeline.layout import project_root
 
 Handler = Callable[[argparse.Namespace], int | None]
+ONLINE_REFERENCES_HELP = ("ReMI's per-example reference and unseen-model teachers from the online shadows, each on the "
+                          "samples it never trained on (they saw much of the retain set; the shadows saw other data). "
+                          "An experiment: online LiRA audits with the same models")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -70,13 +75,14 @@ def _ablation(args: argparse.Namespace) -> None:
         return
     from remi.audit.ablation import run_ablation
 
-    run_ablation(args.seeds, args.independent_references, args.variants, args.ulira, args.retrain_floor)
+    run_ablation(args.seeds, args.independent_references, args.variants, args.ulira, args.retrain_floor,
+                 args.online_references)
 
 
 def _fq_anatomy(args: argparse.Namespace) -> None:
     from remi.audit.forgetting_anatomy import run_forgetting_anatomy
 
-    run_forgetting_anatomy(args.variants, args.models)
+    run_forgetting_anatomy(args.variants, args.models, args.online_references)
 
 
 def _exposure(args: argparse.Namespace) -> None:
@@ -278,6 +284,7 @@ def _add_pipeline_commands(command: Command) -> None:
     ablation.add_argument("--independent-references", action="store_true",
                           help="ReMI's per-example reference from half the shadows, the audit's LiRA/RMIA from the "
                                "other half (does a gap close only against the audit's own shadows?)")
+    ablation.add_argument("--online-references", action="store_true", help=ONLINE_REFERENCES_HELP)
     ablation.add_argument("--ulira", action="store_true",
                           help="also U-LiRA's AUC against the retrained model and the test confidence shift "
                                "(the online shadows unlearn with each variant: about 8 ReMI runs more per cell)")
@@ -295,6 +302,7 @@ def _add_pipeline_commands(command: Command) -> None:
     anatomy.add_argument("--models", type=int, metavar="M",
                          help="models per population for this tool only (default: forgetting_quality.models); "
                               "more resolve the estimate finer and take 2M retrainings")
+    anatomy.add_argument("--online-references", action="store_true", help=ONLINE_REFERENCES_HELP)
     exposure = command("exposure", _exposure, "where the exposure left sits: an attack's AUC per group of the "
                                               "forget set, ranked by the target's score (after `remi run`)")
     exposure.add_argument("--attack", default="online_lira", help="an audited attack (default online_lira)")

@@ -456,3 +456,39 @@ def test_ablation_can_keep_remis_reference_shadows_apart_and_attack_each_variant
         assert 0 < variant["ulira_auc"]["mean"] < 1 and math.isfinite(variant["test_confidence_shift"]["mean"])
     report = (finished / "reports/remi_ablation_independent_references.md").read_text()
     assert "--independent-references --ulira" in report and "| default |" in report and "ulira_auc" in report
+
+
+@pytest.mark.slow
+def test_ablation_can_take_remis_references_from_the_online_shadows_each_where_it_never_trained(finished, monkeypatch):
+    refused = remi("ablation", "--seeds", "0", "--online-references", "--ulira", cwd=finished, timeout=120)
+    assert refused.returncode == 2 and "--online-references" in refused.stderr and "Traceback" not in refused.stderr
+    result = remi("ablation", "--seeds", "0", "--online-references", "--variants", "default", cwd=finished, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads((finished / "metrics/remi_ablation_online_references.json").read_text())
+    assert numbers["remi_references"].startswith("online shadows") and list(numbers["variants"]) == ["default"]
+    assert "flatters ReMI" in (finished / "reports/remi_ablation_online_references.md").read_text()
+
+    # The task behind it: a reference model stands in for a sample exactly where it never trained on it, and the
+    # shadows only where every online shadow did.
+    from remi.data.datasets import load_dataset
+    from remi.data.splits import load_split
+    from remi.networks.checkpoints import load_shadow_outputs
+    from remi.pipeline.layout import ONLINE_SHADOWS_DIR, shadow_dir, split_path
+    from remi.pipeline.params import load_params
+    from remi.pipeline.tasks import load_task
+
+    monkeypatch.chdir(finished)
+    params = load_params()
+    task = load_task(params, load_dataset(params.data.dataset, params.data.raw_dir), "remi", torch.device("cpu"),
+                     online_references=True)
+    assert task.references_unseen is not None
+    online = params.online_shadows.count
+    assert len(task.references) == online + params.shadows.count
+    for split, mask in (("forget", task.references_unseen.forget), ("out", task.references_unseen.out)):
+        ids = load_split(split_path(split))
+        assert mask.shape == (len(task.references), len(ids)) and mask.any(0).all()
+        for index in range(online):
+            outputs = load_shadow_outputs(shadow_dir(index, ONLINE_SHADOWS_DIR))
+            trained_on = torch.isin(ids, outputs["sample_ids"][outputs["is_member"]])
+            assert torch.equal(mask[index], ~trained_on)
+        assert torch.equal(mask[online:], (~mask[:online].any(0)).expand(params.shadows.count, -1))

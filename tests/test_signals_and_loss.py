@@ -121,7 +121,8 @@ def test_the_signal_is_measured_from_each_samples_mean_under_the_reference_model
 
 
 def test_settings_that_need_reference_models_are_refused_without_them():
-    without, defaults = SimpleNamespace(references=[]), load_params(REPO / "params.yaml").remi
+    without = SimpleNamespace(references=[], references_unseen=None)
+    defaults = load_params(REPO / "params.yaml").remi
 
     def settings(reference: str, lambda_unseen: float) -> Remi:
         return defaults.model_copy(update={"signal_reference": reference, "lambda_unseen": lambda_unseen})
@@ -145,9 +146,10 @@ def test_the_stage_loads_the_shadows_for_every_setting_that_needs_them(monkeypat
     remi = params.remi.model_copy(update={"signal_reference": "population", "lambda_unseen": 0.0,
                                           "stop_target": "fixed"} | update)
     monkeypatch.setattr(tasks, "load_model", lambda directory, device: directory)
-    references = tasks._references(params.model_copy(update={"remi": remi}), "remi", torch.device("cpu"), None)
+    updated = params.model_copy(update={"remi": remi})
+    references = tasks._shadows(updated, torch.device("cpu"), None) if tasks._wants_references(updated, "remi") else []
     assert len(references) == (params.shadows.count if update else 0)
-    task = SimpleNamespace(references=references)
+    task = SimpleNamespace(references=references, references_unseen=None)
     check_references(task, remi)  # type: ignore[arg-type]
 
 
@@ -186,6 +188,35 @@ def test_the_unseen_teacher_is_one_reference_model_per_forget_sample_drawn_by_th
     assert matches.any(0).all(), "every row is some reference model's output"
     assert matches.sum(1).min() > 40, "and every model teaches a share of the samples"
     assert torch.equal(teacher, unseen_prediction(logits, labels, torch.Generator().manual_seed(5)))
+
+
+def test_references_that_trained_on_some_samples_stand_in_only_where_they_never_did():
+    # Online shadows as references: each trained on half the samples, so each sample's reference point and its
+    # teacher must come from the models that never saw it.
+    torch.manual_seed(0)
+    samples, labels = 400, torch.randint(10, (400,))
+    references = torch.randn(4, samples, 10)
+    unseen = torch.rand(4, samples) < 0.5
+    unseen[torch.randint(4, (samples,)), torch.arange(samples)] = True  # every sample has one
+    confidences = torch.stack([logit_scaled_confidence(logits, labels) for logits in references])
+    by_hand = torch.stack([confidences[unseen[:, i], i].mean() for i in range(samples)])
+    assert torch.allclose(expected_signal(references, labels, unseen), by_hand, atol=1e-5)
+    assert not torch.allclose(expected_signal(references, labels), by_hand, atol=1e-2), "the mask matters here"
+    assert strength_gap(references[0], references, labels, unseen) == pytest.approx(
+        float((confidences[0] - by_hand).mean()), abs=1e-5)
+
+    teacher = unseen_prediction(references, labels, torch.Generator().manual_seed(3), unseen=unseen)
+    matches = (teacher[None] - references.log_softmax(2)).abs().amax(2) < 1e-5  # which model's output each row is
+    assert matches.any(0).all() and not (matches & ~unseen).any(), "only a model that never saw the sample teaches"
+    assert (matches.sum(1) > 40).all(), "and every model teaches a share of the samples it never saw"
+
+
+def test_a_whole_model_stop_target_is_refused_with_references_that_trained_on_some_samples():
+    defaults = load_params(REPO / "params.yaml").remi
+    online = SimpleNamespace(references=[torch.nn.Identity()], references_unseen=object())
+    with pytest.raises(ParamsError, match="with the online shadows as references, set it to fixed"):
+        check_references(online, defaults.model_copy(update={"stop_target": "shadows"}))  # type: ignore[arg-type]
+    check_references(online, defaults)  # type: ignore[arg-type]
 
 
 def test_a_raised_teacher_is_as_much_surer_of_the_true_class_as_the_target_is_on_out():

@@ -21,7 +21,7 @@ from torch.distributions import Normal
 from remi.attacks.shadow_attack_model import AttackModel
 from remi.attacks.signals import logit_scaled_confidence
 from remi.catalog import AUDIT_ATTACKS, check_registry
-from remi.networks.checkpoints import ArtifactError
+from remi.networks.checkpoints import positions_in_pool
 
 SCORED_PARTS = ("forget", "retain", "audit_holdout")
 MIA_EFFICACY_THRESHOLD = 0.5  # SalUn: a forget sample counts as forgotten when P(member) < 0.5
@@ -48,22 +48,6 @@ class OnlineShadows:
             confidence[part] = _stacked_confidence(torch.stack([o["logits"][at] for o in outputs]), labels[part])
             is_member[part] = torch.stack([o["is_member"][at] for o in outputs])
         return cls(confidence, is_member, _stacked_confidence(population_logits, labels["population"]))
-
-
-def positions_in_pool(outputs: list[dict[str, torch.Tensor]], ids: torch.Tensor, what: str) -> torch.Tensor:
-    """Where the samples `ids` sit in the online shadows' saved outputs, which all cover one pool in one
-    order; `what` names the samples in the error raised when the shadows do not fit that."""
-    pool = outputs[0]["sample_ids"]
-    if any(not torch.equal(o["sample_ids"], pool) for o in outputs):
-        raise ArtifactError("the online shadows were trained on different pools: retrain them with "
-                            "`dvc repro --force train_online_shadows`")
-    position = torch.full((int(pool.max()) + 1,), -1, dtype=torch.long)
-    position[pool] = torch.arange(len(pool))
-    at = position[ids.clamp(max=len(position) - 1)]
-    if (at < 0).any() or (ids >= len(position)).any():
-        raise ArtifactError(f"some {what} samples are not in the online shadows' pool: retrain them with "
-                            "`dvc repro --force train_online_shadows`")
-    return at
 
 
 def _stacked_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

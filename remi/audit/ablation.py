@@ -1,8 +1,10 @@
 """ReMI's ablations and sweeps, each one params switch, audited like the pipeline audits a method.
 
-    remi ablation [--seeds 0 1 2] [--variants NAME ...] [--independent-references] [--ulira] [--retrain-floor]
+    remi ablation [--seeds 0 1 2] [--variants NAME ...] [--independent-references | --online-references] [--ulira]
+                  [--retrain-floor]
         (after `remi run`; uses its artifacts; default: every variant)
-        -> reports/remi_ablation.md, metrics/remi_ablation.json (or *_independent_references.*)
+        -> reports/remi_ablation.md, metrics/remi_ablation.json (or *_independent_references.*,
+           *_online_references.*)
     remi ablation --list   (the variants, grouped by question; needs no artifacts)
 
 Every variant is `remi` with some of its params.yaml keys changed (the table names them; the variants,
@@ -59,7 +61,7 @@ def columns(attacks: list[str], ulira: bool) -> list[str]:
 
 
 def run_ablation(seeds: list[int], independent_references: bool = False, variants: list[str] | None = None,
-                 ulira: bool = False, retrain_floor: bool = False) -> None:
+                 ulira: bool = False, retrain_floor: bool = False, online_references: bool = False) -> None:
     """Each chosen variant (default: all) once per ReMI seed -> reports/remi_ablation.md and
     metrics/remi_ablation.json.
 
@@ -68,12 +70,22 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
     (LiRA, RMIA) the second half, so a gap that closes only because ReMI was tuned against the audit's
     own shadows shows up (-> reports/remi_ablation_independent_references.md and its metrics file).
 
+    With `online_references`, ReMI's references are the online shadows, each used only on the samples it never
+    trained on (remi.pipeline.tasks.load_task): teachers that saw much of the retain set, where the shadows saw
+    other data. The audit's online LiRA then scores ReMI with its own teachers, so its gap flatters ReMI; the
+    other attacks' gaps and the accuracies stand (-> reports/remi_ablation_online_references.md and its metrics
+    file). U-LiRA, which unlearns the online shadows themselves, is refused with it.
+
     With `ulira`, each variant is also attacked with U-LiRA (remi/audit/ulira.py: the online shadows unlearn
     with the variant's params and seed) and its test confidence compared with the retrained model's.
 
     With `retrain_floor`, retraining with other seeds is audited as one more row (FLOOR): the gaps of a method
     that is retraining, so ReMI's gaps can be read against what the audit can resolve."""
     chosen = chosen_variants(variants)
+    if online_references and (independent_references or ulira):
+        raise ParamsError("--online-references takes ReMI's references from the online shadows: it cannot be "
+                          "combined with --independent-references (the shadows split) or --ulira (which unlearns "
+                          "the online shadows themselves).")
     configure_threads()
     params = load_params()
     audit = params.audit
@@ -105,7 +117,8 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
         for seed in seeds:
             seeded = seeded_params(variant, method, seed)
             steps = StepLog()
-            task = load_task(seeded, dataset, method, device, reference_shadows=remi_shadows, on_step=steps)
+            task = load_task(seeded, dataset, method, device, reference_shadows=remi_shadows, on_step=steps,
+                             online_references=online_references)
             model, seconds = run_method(method, task)
             curves.setdefault(name, {})[seed] = steps.curves
             per_model = fixed | {name: metrics_of(model) | {"seconds": seconds, "steps": steps.step}}
@@ -124,14 +137,18 @@ def run_ablation(seeds: list[int], independent_references: bool = False, variant
         summary[name] = {key: mean_std([run[key] for run in runs]) for key in kept}
         summary[name] |= {"seconds_ratio_to_retrain": summary[name]["seconds"]["mean"] / retrain_seconds,
                           "switches": VARIANTS.get(name, {})}
-    stem = "remi_ablation_independent_references" if independent_references else "remi_ablation"
+    stem = ("remi_ablation_independent_references" if independent_references
+            else "remi_ablation_online_references" if online_references else "remi_ablation")
     numbers, report_path = Path(f"metrics/{stem}.json"), Path(f"reports/{stem}.md")
     write_json(numbers, {"dataset": params.data.dataset, "seeds": seeds,
+                         "remi_references": "online shadows, each on the samples it never trained on"
+                         if online_references else "shadows",
                          "remi_reference_shadows": list(remi_shadows or range(count)),
                          "audit_reference_shadows": list(audit_shadows or range(count)),
                          "variants": summary, "target": fixed["target"], "retrain": fixed["retrain"]})
-    command = _command(seeds, independent_references, ulira, retrain_floor, list(chosen))
-    report = _report(summary, fixed, params, command, seeds, retrain_seconds, remi_shadows, audit_shadows, ulira)
+    command = _command(seeds, independent_references, ulira, retrain_floor, list(chosen), online_references)
+    report = _report(summary, fixed, params, command, seeds, retrain_seconds, remi_shadows, audit_shadows, ulira,
+                     online_references)
     write_bytes(report_path, report.encode())
     # After the files: a tracking store that fails here loses none of the results.
     _log_to_mlflow(summary, fixed, curves, params, command, [numbers, report_path])
@@ -218,9 +235,10 @@ class RetrainComparison:
 
 
 def _command(seeds: list[int], independent_references: bool, ulira: bool, retrain_floor: bool,
-             variants: list[str]) -> str:
+             variants: list[str], online_references: bool) -> str:
     """The `remi ablation` command line that gives this run (the report's first line, the MLflow run's param)."""
     flags = " --independent-references" if independent_references else ""
+    flags += " --online-references" if online_references else ""
     flags += " --ulira" if ulira else ""
     flags += " --retrain-floor" if retrain_floor else ""
     if variants != list(VARIANTS):
@@ -229,9 +247,12 @@ def _command(seeds: list[int], independent_references: bool, ulira: bool, retrai
 
 
 def _report(summary: dict, fixed: dict, params: Params, command: str, seeds: list[int], retrain_seconds: float,
-            remi_shadows: range | None, audit_shadows: range | None, ulira: bool) -> str:
+            remi_shadows: range | None, audit_shadows: range | None, ulira: bool, online_references: bool) -> str:
     shown = columns(params.audit.attacks, ulira)
-    split = ("" if remi_shadows is None or audit_shadows is None else
+    split = (" ReMI's per-example reference and unseen-model teacher were the online shadows, each on the samples "
+             "it never trained on; online LiRA audits with these same models, so its gap flatters ReMI."
+             if online_references else
+             "" if remi_shadows is None or audit_shadows is None else
              f" ReMI's per-example reference and unseen-model teacher used shadows {remi_shadows.start}-"
              f"{remi_shadows.stop - 1} only, the "
              f"audit's LiRA, LiRA-fv and RMIA shadows {audit_shadows.start}-{audit_shadows.stop - 1} only (the "

@@ -95,6 +95,11 @@ GROUPS: tuple[VariantGroup, ...] = (
         "trainable_layers 1": {"trainable_layers": 1},
         # A frozen first layer for the MLP profiles, as the small CNN's frozen convolutions.
         "trainable_layers 2": {"trainable_layers": 2},
+        # Every layer (issue 11's forgetting quality): the frozen features trained on the forget set, and ReMI's
+        # per-sample confidences stay close to the target's wherever its teachers come from (BENCHMARKS.md,
+        # "Teachers that saw the retain set"). Dearer steps: the whole network runs forward and back.
+        "trainable_layers 0 (every layer)": {"trainable_layers": 0},
+        "trainable_layers 0 (every layer), lr 0.001": {"trainable_layers": 0, "lr": 0.001},
         "batch_size 64": {"batch_size": 64},
         "batch_size 64, lr 0.002": {"batch_size": 64, "lr": 0.002},
         "max_steps 200": {"max_steps": 200},

@@ -1,8 +1,9 @@
 """Why ReMI's forgetting quality falls short of retraining's: its two causes, measured apart.
 
-    remi fq-anatomy [--variants NAME ...] [--models M]    (after `remi run`; uses its artifacts)
+    remi fq-anatomy [--variants NAME ...] [--models M] [--online-references]   (after `remi run`; uses its artifacts)
         -> reports/forgetting_quality_anatomy.md, metrics/forgetting_quality_anatomy.json
-           (with --models M: forgetting_quality_anatomy_m<M>.md and .json)
+           (with --models M: forgetting_quality_anatomy_m<M>.md and .json; with --online-references:
+           *_online_references.md and .json)
 
 Forgetting quality (remi/audit/forgetting_quality.py) compares, per forget sample, the statistic of M
 unlearned models with that of M retrained ones. Two populations can differ per sample in where they
@@ -27,7 +28,9 @@ that holds the retain set, so they saw much of retraining's data (only samples w
 count, retrain-vs-retrain on the same samples is shown beside it, and the row is left out with a note
 when fewer than half the forget samples have them). `--models` sets M for this tool only (the
 stage's M is params.yaml's): the estimate's resolution grows with M (its largest certifiable epsilon is
-reported), and a ratio measured at M = 3 need not hold at M = 8.
+reported), and a ratio measured at M = 3 need not hold at M = 8. `--online-references` runs the variants
+with the online shadows as ReMI's references, each on the samples it never trained on: does ReMI, given
+teachers closer to retraining, come closer to it (`remi ablation --online-references`)?
 """
 
 import time
@@ -36,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from remi.attacks.audit_attacks import positions_in_pool
 from remi.attacks.signals import logit_scaled_confidence
 from remi.audit.ablation_variants import chosen_variants
 from remi.audit.forgetting_quality import (
@@ -51,7 +53,7 @@ from remi.audit.forgetting_quality import (
 from remi.catalog import REFERENCE
 from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
-from remi.networks.checkpoints import load_shadow_outputs
+from remi.networks.checkpoints import load_shadow_outputs, positions_in_pool
 from remi.params_schema import ForgettingQuality, Params
 from remi.pipeline import tracking
 from remi.pipeline.layout import ONLINE_SHADOWS_DIR, REPORTS_DIR, metrics_path, shadow_dir, split_path
@@ -66,7 +68,8 @@ ONLINE_ROW = "online shadows that never trained on the sample ({count} each; {sa
 SAME_SAMPLES_ROW = "retrain vs retrain (the same {samples} samples)"
 
 
-def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None) -> None:
+def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None,
+                           online_references: bool = False) -> None:
     """Each chosen variant (default: only ReMI's own params) M times, and the shadows, against 2M retrained
     models; M is params.yaml's forgetting_quality.models unless `models` is given."""
     chosen = chosen_variants(variants or ["default"])
@@ -99,32 +102,34 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
                                                                         second[:, enough], settings)
     for name, overrides in chosen.items():
         variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
-        task = load_task(variant, dataset, "remi", device)
+        task = load_task(variant, dataset, "remi", device, online_references=online_references)
         unlearned = population_statistics(task, "remi", unlearned_seeds(settings), forget)
         rows[name] = anatomy(unlearned, reference, second, settings)
         print(f"{name}: forgetting quality {rows[name]['forgetting_quality']:.3f}", flush=True)
     resolution = largest_certifiable_epsilon(count, settings.delta)
     # Another M than the stage's writes beside the stage-M report instead of over it.
-    stem = STEM if models is None else f"{STEM}_m{count}"
+    stem = (STEM if models is None else f"{STEM}_m{count}") + ("_online_references" if online_references else "")
     numbers, report_path = metrics_path(stem), REPORTS_DIR / f"{stem}.md"
     write_json(numbers, {"dataset": params.data.dataset, "models_per_population": count,
+                         "remi_references": "online shadows" if online_references else "shadows",
                          "largest_certifiable_epsilon": resolution, "rows": rows})
     online_note = ("" if online_row else
                    f"No online-shadow row: {samples} of {len(forget_ids)} forget samples have {count} of the "
                    f"{params.online_shadows.count} online shadows that never trained on them (each misses about "
                    f"half; about {2 * count} online shadows would give most of them).")
-    report = _report(rows, params.data.dataset, count, resolution, online_note)
+    report = _report(rows, params.data.dataset, count, resolution, online_note, online_references)
     write_bytes(report_path, report.encode())
     # After the files: a tracking store that fails here loses none of the results.
-    _log_to_mlflow(rows, settings, resolution, list(chosen), [numbers, report_path])
+    _log_to_mlflow(rows, settings, resolution, list(chosen), [numbers, report_path],
+                   "online shadows" if online_references else "shadows")
     print(report)
 
 
 def _log_to_mlflow(rows: dict[str, dict[str, float]], settings: ForgettingQuality, resolution: float,
-                   variants: list[str], files: list[Path]) -> None:
+                   variants: list[str], files: list[Path], references: str) -> None:
     """One MLflow run (the report and its numbers as artifacts, the estimator's resolution) and a child run per
     population with its row's figures, beside the forgetting-quality stage's runs."""
-    sections = {"forgetting_quality": settings, "variants": ", ".join(variants)}
+    sections = {"forgetting_quality": settings, "variants": ", ".join(variants), "remi_references": references}
     with tracking.stage_run("fq_anatomy", "fq_anatomy", sections, ["prepare", "target", "shadows"]) as parent:
         tracking.log_metrics({"largest_certifiable_epsilon": resolution})
         for path in files:
@@ -174,7 +179,9 @@ def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarr
 
 
 def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float,
-            online_note: str) -> str:
+            online_note: str, online_references: bool) -> str:
+    references = (" The variants' ReMI took the online shadows as its references, each on the samples it never "
+                  "trained on (`--online-references`)." if online_references else "")
     lines = ["# Forgetting quality, taken apart", "",
              f"`remi fq-anatomy` on the pipeline's {dataset} artifacts; {hardware()}. M = {count} models per "
              f"population (largest certifiable epsilon {resolution:.2f}), the forgetting-quality stage's seeds; "
@@ -184,7 +191,7 @@ def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolut
              "differences' signed mean (a shift of every sample alike); correlation: of the per-sample means with "
              "retraining's; spread: mean per-sample standard deviation across the M runs. The last two columns "
              "move one population so that only the other property differs from retraining "
-             "(remi/audit/forgetting_anatomy.py).", "",
+             f"(remi/audit/forgetting_anatomy.py).{references}", "",
              "| population | forgetting quality | distance to retraining | offset | correlation "
              "| spread across seeds | quality with retraining's location | quality with retraining's spread |",
              "|---|---|---|---|---|---|---|---|"]

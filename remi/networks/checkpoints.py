@@ -86,3 +86,19 @@ def load_shadow_outputs(directory: str | Path) -> dict[str, torch.Tensor]:
         return payload
 
     return load_checked(Path(directory) / "outputs.pt", check)
+
+
+def positions_in_pool(outputs: list[dict[str, torch.Tensor]], ids: torch.Tensor, what: str) -> torch.Tensor:
+    """Where the samples `ids` sit in the online shadows' saved outputs, which all cover one pool in one
+    order; `what` names the samples in the error raised when the shadows do not fit that."""
+    pool = outputs[0]["sample_ids"]
+    if any(not torch.equal(o["sample_ids"], pool) for o in outputs):
+        raise ArtifactError("the online shadows were trained on different pools: retrain them with "
+                            "`dvc repro --force train_online_shadows`")
+    position = torch.full((int(pool.max()) + 1,), -1, dtype=torch.long)
+    position[pool] = torch.arange(len(pool))
+    at = position[ids.clamp(max=len(position) - 1)]
+    if (at < 0).any() or (ids >= len(position)).any():
+        raise ArtifactError(f"some {what} samples are not in the online shadows' pool: retrain them with "
+                            "`dvc repro --force train_online_shadows`")
+    return at

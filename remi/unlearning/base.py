@@ -30,6 +30,15 @@ def subsample(samples: SampleTensors, count: int, generator: torch.Generator) ->
     return cast(SampleTensors, tuple(tensor[picked] for tensor in samples))
 
 
+@dataclass(frozen=True)
+class UnseenMasks:
+    """(K, n) booleans, one row per reference model: True where that model never trained on the sample, for
+    the task's forget samples and its out samples, in the task's order. Every sample has at least one."""
+
+    forget: torch.Tensor
+    out: torch.Tensor
+
+
 @dataclass
 class UnlearningTask:
     """The trained model, the three sample sets, and what a method may need beyond them."""
@@ -49,6 +58,9 @@ class UnlearningTask:
     # Models of the same task that never trained on retain, forget or out (the shadows): what an unseen
     # model outputs per sample, for methods that take each sample's own reference point.
     references: list[nn.Module] = field(default_factory=list)
+    # When the references trained on some of forget and out (online shadows: random halves of a pool that
+    # holds them), which of them never trained on each sample; None: none of them did.
+    references_unseen: UnseenMasks | None = None
 
     def params(self, kind: type[MethodParams]) -> MethodParams:
         """The method's params.yaml section, typed (a method asks for the section it is written for)."""

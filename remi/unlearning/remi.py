@@ -118,19 +118,21 @@ def remi(task: UnlearningTask) -> nn.Module:
         # One pass of the references over forget serves the reference point, the unseen teacher and the
         # stop target alike.
         raised_teacher = p.lambda_unseen > 0 and p.unseen_raise > 0
+        masks = task.references_unseen
+        forget_unseen, check_out_unseen = (None, None) if masks is None else (masks.forget, masks.out[:, check_out_ids])
         forget_references = (reference_logits(task, forget_x)
                              if per_example or p.lambda_unseen > 0 or aimed_by_shadows else None)
         check_out_references = (reference_logits(task, check_x)
                                 if per_example or aimed_by_shadows or raised_teacher else None)
         forget = (_features(frozen, forget_x), forget_y,
-                  expected_signal(forget_references if per_example else None, forget_y))
+                  expected_signal(forget_references if per_example else None, forget_y, forget_unseen))
         check_out = (_features(frozen, check_x), check_y,
-                     expected_signal(check_out_references if per_example else None, check_y))
+                     expected_signal(check_out_references if per_example else None, check_y, check_out_unseen))
         check_out_logits = head(check_out[0])
-        raise_by = (p.unseen_raise * strength_gap(check_out_logits, check_out_references, check_y)
+        raise_by = (p.unseen_raise * strength_gap(check_out_logits, check_out_references, check_y, check_out_unseen)
                     if raised_teacher and check_out_references is not None else 0.0)
-        unseen_log_probs = (unseen_prediction(forget_references, forget_y, generator, raise_by).to(forget_y.device)
-                            if forget_references is not None and p.lambda_unseen > 0 else None)
+        unseen_log_probs = (unseen_prediction(forget_references, forget_y, generator, raise_by, forget_unseen)
+                            .to(forget_y.device) if forget_references is not None and p.lambda_unseen > 0 else None)
         teacher_log_probs = F.log_softmax(head(retain[0]), dim=1)  # the original model's retain outputs
         anchor_out = (anchor_samples(frozen, head, _pick(task.out, anchor_out_ids)) if p.lambda_anchor > 0
                       else None)
@@ -220,7 +222,12 @@ def unseen_separation(forget_references: torch.Tensor, out_references: torch.Ten
 
 
 def check_references(task: UnlearningTask, p: Remi) -> None:
-    """Refuse settings that need reference models when the task has none."""
+    """Refuse settings that need reference models when the task has none, or references that never trained
+    on any forget or out sample when the task's did on some."""
+    if task.references_unseen is not None and p.stop_target == "shadows":
+        raise ParamsError("remi.stop_target = shadows scores the check samples under each reference model as a "
+                          "whole, so it needs references that never trained on any of them (the shadows); with "
+                          "the online shadows as references, set it to fixed.")
     if task.references:
         return
     if p.stop_target == "shadows":
@@ -238,37 +245,44 @@ def reference_logits(task: UnlearningTask, inputs: torch.Tensor) -> torch.Tensor
     return torch.stack([predict_logits(model, inputs) for model in task.references])
 
 
-def expected_signal(references: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+def expected_signal(references: torch.Tensor | None, labels: torch.Tensor, unseen: torch.Tensor | None = None
+                    ) -> torch.Tensor:
     """What each sample's signal is measured from. Without reference logits (`remi.signal_reference:
     population`): zero, so the signal is the raw confidence and the KL term matches forget's distribution to
     out's as a whole. With the reference models' (K, n, C) logits (`shadows`): the sample's mean signal under
     them, which never trained on it, so the term matches each forget sample's excess over what an unseen
-    model gives it to out's, which is what per-example attacks (LiRA) measure."""
+    model gives it to out's, which is what per-example attacks (LiRA) measure. `unseen` (K, n), when the
+    references trained on some of the samples: the mean over those that never trained on each."""
     if references is None:
         return torch.zeros(len(labels), device=labels.device)
-    signals = [logit_scaled_confidence(logits, labels.cpu()) for logits in references]
-    return torch.stack(signals).mean(0).to(labels.device)
+    signals = torch.stack([logit_scaled_confidence(logits, labels.cpu()) for logits in references])
+    if unseen is None:
+        return signals.mean(0).to(labels.device)
+    return ((signals * unseen).sum(0) / unseen.sum(0)).to(labels.device)
 
 
 def unseen_prediction(references: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-                      raise_by: float = 0.0) -> torch.Tensor:
+                      raise_by: float = 0.0, unseen: torch.Tensor | None = None) -> torch.Tensor:
     """Log-probabilities an unseen model gives each sample, from the reference models' (K, n, C) logits on
-    them: for each sample one reference model, drawn at random (see the module docstring), its true-class
-    logit raised by `raise_by` (which raises its logit-scaled confidence by as much)."""
+    them: for each sample one reference model, drawn at random (see the module docstring; with `unseen` (K, n),
+    among those that never trained on it), its true-class logit raised by `raise_by` (which raises its
+    logit-scaled confidence by as much)."""
     models, samples = references.shape[:2]
-    drawn = torch.randint(models, (samples,), generator=generator)
+    drawn = (torch.randint(models, (samples,), generator=generator) if unseen is None
+             else torch.multinomial(unseen.T.double(), 1, generator=generator).squeeze(1))
     logits = references[drawn, torch.arange(samples)]  # indexed by tensors: a copy, safe to raise in place
     if raise_by:
         logits[torch.arange(samples), labels.cpu()] += raise_by
     return logits.log_softmax(1)
 
 
-def strength_gap(target_logits: torch.Tensor, references: torch.Tensor, labels: torch.Tensor) -> float:
+def strength_gap(target_logits: torch.Tensor, references: torch.Tensor, labels: torch.Tensor,
+                 unseen: torch.Tensor | None = None) -> float:
     """How much surer the target is of the true class than a reference model, on samples neither trained on:
     the mean of the target's logit-scaled confidence less the reference models' mean (`remi.unseen_raise`
     raises the unseen teacher by a fraction of it). Shadows that train on fewer samples than the target are less
     sure of unseen data than a model retrained on the retain set would be."""
-    return float((logit_scaled_confidence(target_logits, labels) - expected_signal(references, labels)).mean())
+    return float((logit_scaled_confidence(target_logits, labels) - expected_signal(references, labels, unseen)).mean())
 
 
 def unseen_divergence(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, labels: torch.Tensor,
