@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from remi.errors import UserError
-from remi.runtime import executors
+from remi.runtime import device, executors
 from remi.runtime.executors import _check_resources, _run_in_task, map_in_order, task_environment
 from tests.conftest import REPO, clone_run
 
@@ -141,25 +141,53 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended; its parent (init) reaps it
 
 
-@pytest.mark.parametrize(("cpus", "busy", "threads", "workers", "blocks", "expected"), [
-    (4, 0, "", "", 8, (4, 1)),   # one single-threaded worker per free CPU
-    (4, 0, "", "", 2, (2, 2)),   # no more workers than blocks; the CPUs shared among them
-    (4, 3, "", "", 8, (1, 1)),   # three CPUs busy elsewhere
-    (4, 0, "2", "", 8, (2, 2)),  # REMI_THREADS per worker, workers x threads within the free CPUs
-    (4, 0, "", "3", 8, (3, 1)),  # REMI_WORKERS decides the workers
-    (2, 0, "4", "", 8, (1, 4)),  # REMI_THREADS above the CPUs: one worker, as a local run
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(("cpus", "busy", "threads", "workers", "blocks", "memory", "expected"), [
+    (4, 0, "", "", 8, 64 * GIB, (4, 1)),   # one single-threaded worker per free CPU
+    (4, 0, "", "", 2, 64 * GIB, (2, 2)),   # no more workers than blocks; the CPUs shared among them
+    (4, 3, "", "", 8, 64 * GIB, (1, 1)),   # three CPUs busy elsewhere
+    (4, 0, "2", "", 8, 64 * GIB, (2, 2)),  # REMI_THREADS per worker, workers x threads within the free CPUs
+    (4, 0, "", "3", 8, 64 * GIB, (3, 1)),  # REMI_WORKERS decides the workers
+    (2, 0, "4", "", 8, 64 * GIB, (1, 4)),  # REMI_THREADS above the CPUs: one worker, as a local run
+    (16, 0, "", "", 16, 5 * GIB // 2, (2, 8)),  # 16 cores, 2.5 GiB free: two workers, the cores shared
+    (16, 0, "", "", 16, GIB // 4, (1, 16)),  # too little for one: one worker (the stage would need as much)
+    (16, 0, "", "", 16, None, (16, 1)),    # memory unknown (not Linux): the CPUs decide
+    (16, 0, "", "6", 16, GIB, (6, 2)),     # REMI_WORKERS overrides the memory's count too
 ])
-def test_workers_and_their_threads_fit_the_free_cpus(monkeypatch, cpus, busy, threads, workers, blocks, expected):
+def test_workers_and_their_threads_fit_the_free_cpus_and_memory(monkeypatch, cpus, busy, threads, workers, blocks,
+                                                                memory, expected):
     monkeypatch.setattr(executors, "available_cpus", lambda: cpus)
     monkeypatch.setattr(executors, "cpus_busy_elsewhere", lambda: busy)
+    monkeypatch.setattr(executors, "available_memory", lambda: memory)
     monkeypatch.setenv("REMI_THREADS", threads)
     monkeypatch.setenv("REMI_WORKERS", workers)
     assert executors.workers_and_threads(blocks) == expected
 
 
+def test_the_free_memory_is_read_from_the_kernel_and_a_cgroup_limit_caps_it(monkeypatch, tmp_path):
+    total = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                 if line.startswith("MemTotal:"))
+    free = device.available_memory()
+    assert free is not None and 0 < free <= total
+    limit, current = tmp_path / "memory.max", tmp_path / "memory.current"
+    limit.write_text(f"{3 * GIB}\n")
+    current.write_text(f"{GIB}\n")
+    monkeypatch.setattr(device, "CGROUP_MEMORY_MAX", limit)
+    monkeypatch.setattr(device, "CGROUP_MEMORY_CURRENT", current)
+    assert device.available_memory() == min(free, 2 * GIB)  # a container's 3 GiB limit, 1 GiB of it in use
+    limit.write_text("max\n")
+    assert device.available_memory() == pytest.approx(free, rel=0.2)  # no limit: the kernel's figure
+    monkeypatch.setattr(device, "MEMINFO", tmp_path / "absent")
+    monkeypatch.setattr(device, "CGROUP_MEMORY_MAX", tmp_path / "absent")
+    assert device.available_memory() is None
+
+
 def test_auto_takes_worker_processes_only_on_a_cpu_with_room_for_two(monkeypatch):
     monkeypatch.delenv("REMI_EXECUTOR", raising=False)
     monkeypatch.setattr(executors, "cpus_busy_elsewhere", lambda: 0)
+    monkeypatch.setattr(executors, "available_memory", lambda: 64 * GIB)
     monkeypatch.setenv("REMI_THREADS", "1")
     monkeypatch.setattr(executors, "available_cpus", lambda: 2)
     assert executors.executor_for(2) == "processes"
@@ -176,12 +204,13 @@ def test_auto_takes_worker_processes_only_on_a_cpu_with_room_for_two(monkeypatch
 SMALL_SHARED_MEMORY = """
 import torch
 from remi.errors import UserError
-from remi.runtime import executors
+from remi.runtime import device, executors
 from remi.runtime.executors import executor_for, map_in_order
 from tests.test_executors import _is_shared
 
 executors.available_cpus = lambda: 2  # room for two workers, whatever else the machine runs
 executors.cpus_busy_elsewhere = lambda: 0
+executors.available_memory = lambda: None
 small, large = torch.ones(1 << 18), torch.ones(6 << 20)  # 1 MiB and 24 MiB of float32
 print(executor_for(2, {"data": small}), *map_in_order(_is_shared, [0, 1], "processes", data=small), flush=True)
 print(executor_for(2, (large, small)), flush=True)
@@ -357,3 +386,33 @@ def test_a_failing_ray_task_stops_with_its_own_error_after_the_results_before_it
     # The items before the failing one arrive (the stage saves them), then the task's own exception.
     assert "results [0, 1] error item 2 is refused" in result.stdout
     assert _no_new_ray_daemons(daemons_before), "the Ray instance was left running after the failure"
+
+
+ALLOCATING_PARENT_AND_WORKER = """
+import multiprocessing, time
+
+def work(_):
+    block = bytearray(96 << 20)  # private memory, written (a bytearray is zeroed page by page)
+    time.sleep(1.5)
+    return len(block)
+
+if __name__ == "__main__":
+    held = bytearray(192 << 20)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pool.map(work, [0])
+    raise SystemExit(3)
+"""
+
+
+def test_peak_memory_reports_the_stage_and_its_workers_apart(tmp_path):
+    # scripts/peak_memory.py is how WORKER_MEMORY was sized (BENCHMARKS.md, "Memory per worker").
+    script = tmp_path / "allocate.py"
+    script.write_text(ALLOCATING_PARENT_AND_WORKER)
+    out = tmp_path / "peaks.json"
+    result = subprocess.run([sys.executable, str(REPO / "scripts/peak_memory.py"), "--every", "0.1", "--out", str(out),
+                             "--", sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr  # the command's own exit status
+    peaks = json.loads(out.read_text())["peaks_mib"]
+    assert 192 <= peaks["allocate.py"]["RssAnon"] < 192 + 96, peaks  # the parent's, without its worker's
+    assert 96 <= peaks["worker process"]["RssAnon"] < 192, peaks
+    assert peaks["worker process"]["processes"] == 1 and "worker process" in result.stderr

@@ -22,6 +22,9 @@ THREADS_ENV = "REMI_THREADS"
 LOADAVG = Path("/proc/loadavg")
 OWN_TASKS = Path("/proc/self/task")
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+MEMINFO = Path("/proc/meminfo")
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+CGROUP_MEMORY_CURRENT = Path("/sys/fs/cgroup/memory.current")
 
 
 class DeviceError(UserError):
@@ -118,6 +121,21 @@ def available_cpus() -> int:
     if quota[0] != "max":
         cpus = min(cpus, max(1, int(quota[0]) // int(quota[1])))
     return cpus
+
+
+def available_memory() -> int | None:
+    """Bytes of memory that new processes may take now: the kernel's MemAvailable, capped by the room left
+    under a cgroup v2 memory limit (a container's, which /proc/meminfo does not show); None where neither can
+    be read (not Linux)."""
+    room = []
+    if MEMINFO.exists():
+        room += [int(line.split()[1]) * 1024 for line in MEMINFO.read_text().splitlines()
+                 if line.startswith("MemAvailable:")]
+    if CGROUP_MEMORY_MAX.exists() and CGROUP_MEMORY_CURRENT.exists():
+        limit = CGROUP_MEMORY_MAX.read_text().strip()
+        if limit != "max":
+            room.append(max(0, int(limit) - int(CGROUP_MEMORY_CURRENT.read_text())))
+    return min(room) if room else None
 
 
 def cpus_busy_elsewhere(samples: int = 5, interval_seconds: float = 0.02) -> int:

@@ -11,7 +11,8 @@ not make DVC re-run a stage, and with REMI_THREADS set every executor writes the
     REMI_EXECUTOR   auto (default: processes on a CPU with room for two workers, else local), local,
                     processes or ray
     REMI_WORKERS    with processes: how many worker processes (default: as many as the free CPUs hold,
-                    at REMI_THREADS threads each, one when it is unset)
+                    at REMI_THREADS threads each, one when it is unset, and the free memory holds, at
+                    WORKER_MEMORY each)
     RAY_ADDRESS     with ray: the cluster to use (`ray start --head` prints it); unset, a private Ray
                     instance is started on this machine for the stage and stopped after it
     REMI_RAY_CPUS   CPUs per task (default 1)
@@ -54,6 +55,7 @@ from remi.runtime.device import (
     DEVICE_ENV,
     THREADS_ENV,
     available_cpus,
+    available_memory,
     compute_device,
     configure_threads,
     count_from_env,
@@ -72,6 +74,11 @@ SHARED_MEMORY = Path("/dev/shm")  # where torch's shared tensors live on Linux (
 # (a default Fashion-MNIST shadow: 1.6 MB of weights and 1.1 MB of outputs on its pool).
 SHARED_MEMORY_HEADROOM = 16 << 20
 ENLARGE_SHARED_MEMORY = f"docker run --shm-size=1g; in Kubernetes a memory-backed emptyDir on {SHARED_MEMORY}"
+# Memory a worker takes of its own. A default Fashion-MNIST shadow's worker peaked at 530 MiB of private memory
+# (RssAnon: torch, its pool's samples, the network and its outputs; the dataset it shares is counted once, in
+# shared memory), BENCHMARKS.md "Memory per worker"; the rest of a GiB is room for larger pools and networks.
+# Without this cap a many-core machine with little memory starts a worker per core and the kernel kills them.
+WORKER_MEMORY = 1 << 30
 
 Result = TypeVar("Result")
 
@@ -164,13 +171,21 @@ def worker_count() -> int | None:
 def workers_and_threads(blocks: int) -> tuple[int, int]:
     """How many worker processes, and torch threads in each, for `blocks` blocks: together no more threads
     than the CPUs free now (`configure_threads`' rule), since a thread that shares its core with another
-    makes every parallel region wait for it. REMI_THREADS, when set, is each worker's count, so the bytes
-    match a local run with the same setting; REMI_WORKERS, when set, is the number of workers."""
+    makes every parallel region wait for it, and no more workers than the free memory holds at WORKER_MEMORY
+    each. REMI_THREADS, when set, is each worker's count, so the bytes match a local run with the same
+    setting; REMI_WORKERS, when set, is the number of workers."""
     free = max(1, available_cpus() - cpus_busy_elsewhere())
     threads = threads_override()
-    workers = worker_count() or max(1, free // (threads or 1))
+    workers = worker_count() or min(max(1, free // (threads or 1)), workers_memory_holds())
     workers = max(1, min(workers, blocks))
     return workers, threads or max(1, free // workers)
+
+
+def workers_memory_holds() -> int:
+    """How many workers the memory free now holds at WORKER_MEMORY each (at least one: the stage's own
+    process would need as much); unbounded where the free memory cannot be read."""
+    memory = available_memory()
+    return sys.maxsize if memory is None else max(1, memory // WORKER_MEMORY)
 
 
 def _map_in_processes(function: Callable[..., Result], items: Sequence[Any], shared: dict[str, Any]
