@@ -201,6 +201,21 @@ def test_auto_takes_worker_processes_only_on_a_cpu_with_room_for_two(monkeypatch
     assert executors.executor_for(1) == "processes"  # a named executor is taken as named
 
 
+def test_auto_says_when_the_free_memory_holds_fewer_workers_than_the_cpus(monkeypatch, capsys):
+    monkeypatch.delenv("REMI_EXECUTOR", raising=False)
+    monkeypatch.delenv("REMI_THREADS", raising=False)
+    monkeypatch.delenv("REMI_WORKERS", raising=False)
+    monkeypatch.setattr(executors, "cpus_busy_elsewhere", lambda: 0)
+    monkeypatch.setattr(executors, "available_cpus", lambda: 16)
+    monkeypatch.setattr(executors, "available_memory", lambda: 3 * GIB)
+    assert executors.executor_for(8) == "processes"
+    assert "note: 3 worker processes, not 8: the free memory holds 3 at 1 GiB each" in capsys.readouterr().err
+    monkeypatch.setattr(executors, "available_memory", lambda: 64 * GIB)
+    assert executors.executor_for(8) == "processes" and capsys.readouterr().err == ""  # the CPUs decide: no note
+    monkeypatch.setattr(executors, "available_memory", lambda: GIB)
+    assert executors.executor_for(8) == "local"  # room for one worker: the stage's own process
+
+
 SMALL_SHARED_MEMORY = """
 import torch
 from remi.errors import UserError

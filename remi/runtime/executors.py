@@ -101,12 +101,18 @@ def executor_for(blocks: int, *shared: Any) -> str:
     name = executor_name()
     if name != "auto":
         return name
-    if compute_device().type != "cpu" or workers_and_threads(blocks)[0] < 2:
+    if compute_device().type != "cpu":
+        return "local"
+    workers, _, by_cpus = _worker_counts(blocks)
+    if workers < 2:
         return "local"
     if shortage := shared_memory_shortage(*shared):
         print(f"note: {shortage}; the blocks train in this process. For worker processes, enlarge it "
               f"({ENLARGE_SHARED_MEMORY}).", file=sys.stderr)
         return "local"
+    if workers < min(blocks, by_cpus):
+        print(f"note: {workers} worker processes, not {min(blocks, by_cpus)}: the free memory holds {workers} at "
+              f"{WORKER_MEMORY >> 30} GiB each. {WORKERS_ENV} sets the number.", file=sys.stderr)
     return "processes"
 
 
@@ -174,11 +180,17 @@ def workers_and_threads(blocks: int) -> tuple[int, int]:
     makes every parallel region wait for it, and no more workers than the free memory holds at WORKER_MEMORY
     each. REMI_THREADS, when set, is each worker's count, so the bytes match a local run with the same
     setting; REMI_WORKERS, when set, is the number of workers."""
+    workers, threads, _ = _worker_counts(blocks)
+    return workers, threads
+
+
+def _worker_counts(blocks: int) -> tuple[int, int, int]:
+    """`workers_and_threads`' answer, and how many workers the free CPUs alone would hold."""
     free = max(1, available_cpus() - cpus_busy_elsewhere())
     threads = threads_override()
-    workers = worker_count() or min(max(1, free // (threads or 1)), workers_memory_holds())
-    workers = max(1, min(workers, blocks))
-    return workers, threads or max(1, free // workers)
+    by_cpus = max(1, free // (threads or 1))
+    workers = max(1, min(worker_count() or min(by_cpus, workers_memory_holds()), blocks))
+    return workers, threads or max(1, free // workers), by_cpus
 
 
 def workers_memory_holds() -> int:
