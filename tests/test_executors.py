@@ -212,6 +212,9 @@ def test_auto_says_when_the_free_memory_holds_fewer_workers_than_the_cpus(monkey
     assert "note: 3 worker processes, not 8: the free memory holds 3 at 1 GiB each" in capsys.readouterr().err
     monkeypatch.setattr(executors, "available_memory", lambda: 64 * GIB)
     assert executors.executor_for(8) == "processes" and capsys.readouterr().err == ""  # the CPUs decide: no note
+    monkeypatch.setenv("REMI_WORKERS", "2")
+    assert executors.executor_for(8) == "processes" and capsys.readouterr().err == ""  # as asked: no note
+    monkeypatch.delenv("REMI_WORKERS")
     monkeypatch.setattr(executors, "available_memory", lambda: GIB)
     assert executors.executor_for(8) == "local"  # room for one worker: the stage's own process
 
