@@ -172,11 +172,11 @@ def test_the_free_memory_is_read_from_the_kernel_and_a_cgroup_limit_caps_it(monk
     free = device.available_memory()
     assert free is not None and 0 < free <= total
     limit, current = tmp_path / "memory.max", tmp_path / "memory.current"
-    limit.write_text(f"{3 * GIB}\n")
+    limit.write_text(f"{GIB + (64 << 20)}\n")
     current.write_text(f"{GIB}\n")
     monkeypatch.setattr(device, "CGROUP_MEMORY_MAX", limit)
     monkeypatch.setattr(device, "CGROUP_MEMORY_CURRENT", current)
-    assert device.available_memory() == min(free, 2 * GIB)  # a container's 3 GiB limit, 1 GiB of it in use
+    assert device.available_memory() == 64 << 20  # a container's limit, all but 64 MiB of it in use
     limit.write_text("max\n")
     assert device.available_memory() == pytest.approx(free, rel=0.2)  # no limit: the kernel's figure
     monkeypatch.setattr(device, "MEMINFO", tmp_path / "absent")

@@ -110,8 +110,9 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     # Another M than the stage's writes beside the stage-M report instead of over it.
     stem = (STEM if models is None else f"{STEM}_m{count}") + ("_online_references" if online_references else "")
     numbers, report_path = metrics_path(stem), REPORTS_DIR / f"{stem}.md"
+    references = "online shadows" if online_references else "shadows"
     write_json(numbers, {"dataset": params.data.dataset, "models_per_population": count,
-                         "remi_references": "online shadows" if online_references else "shadows",
+                         "remi_references": references,
                          "largest_certifiable_epsilon": resolution, "rows": rows})
     online_note = ("" if online_row else
                    f"No online-shadow row: {samples} of {len(forget_ids)} forget samples have {count} of the "
@@ -120,8 +121,7 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     report = _report(rows, params.data.dataset, count, resolution, online_note, online_references)
     write_bytes(report_path, report.encode())
     # After the files: a tracking store that fails here loses none of the results.
-    _log_to_mlflow(rows, settings, resolution, list(chosen), [numbers, report_path],
-                   "online shadows" if online_references else "shadows")
+    _log_to_mlflow(rows, settings, resolution, list(chosen), [numbers, report_path], references)
     print(report)
 
 

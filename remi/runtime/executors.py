@@ -189,11 +189,11 @@ def _worker_counts(blocks: int) -> tuple[int, int, int]:
     free = max(1, available_cpus() - cpus_busy_elsewhere())
     threads = threads_override()
     by_cpus = max(1, free // (threads or 1))
-    workers = max(1, min(worker_count() or min(by_cpus, workers_memory_holds()), blocks))
+    workers = max(1, min(worker_count() or min(by_cpus, _workers_memory_holds()), blocks))
     return workers, threads or max(1, free // workers), by_cpus
 
 
-def workers_memory_holds() -> int:
+def _workers_memory_holds() -> int:
     """How many workers the memory free now holds at WORKER_MEMORY each (at least one: the stage's own
     process would need as much); unbounded where the free memory cannot be read."""
     memory = available_memory()
