@@ -417,11 +417,14 @@ def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(fini
     for row in rows.values():
         assert 0 < row["forgetting_quality"] <= 1 and row["distance_to_retraining"] > 0 and row["spread"] > 0
         assert -1 <= row["correlation_with_retraining"] <= 1  # a number, on every row (not NaN)
+        assert 0 < row["quality_at_predicted_location"] <= 1
+    assert -1 <= numbers["predicted_location_correlation"] <= 1
     # The stage's own estimate for ReMI, from the same seeds and recipe (a thread count chosen by the load
     # may round differently and move a few of the 100 samples' bins: 0.01 each at most).
     stage = json.loads((finished / "metrics/forgetting_quality.json").read_text())
     assert rows["default"]["forgetting_quality"] == pytest.approx(stage["remi/forgetting_quality"], abs=0.03)
-    assert "| default |" in (finished / "reports/forgetting_quality_anatomy.md").read_text()
+    report = (finished / "reports/forgetting_quality_anatomy.md").read_text()
+    assert "| default |" in report and "quality at the predicted location |" in report
 
     # MLflow: one run with the resolution and the files, a child per population with its row's figures.
     from mlflow import MlflowClient

@@ -60,7 +60,8 @@ def test_anatomy_tells_one_shift_of_every_sample_from_sample_by_sample_misses():
     reference, independent = (means + rng.normal(0, 1, (8, 500)) for _ in range(2))
     shifted = means + 3 + rng.normal(0, 1, (8, 500))  # every sample 3 units more confident
     shuffled = means + rng.normal(0, 4, 500) + rng.normal(0, 1, (8, 500))  # sample by sample, no shift
-    shift, scatter = (anatomy(population, reference, independent, settings) for population in (shifted, shuffled))
+    shift, scatter = (anatomy(population, reference, independent, independent.mean(0), settings)
+                      for population in (shifted, shuffled))
     # A shift: nearly all of the distance is the offset, and the per-sample means still follow retraining's.
     assert 2.8 < shift["offset_from_retraining"] < 3.2
     assert shift["distance_to_retraining"] - shift["offset_from_retraining"] < 0.1
@@ -68,3 +69,31 @@ def test_anatomy_tells_one_shift_of_every_sample_from_sample_by_sample_misses():
     # Sample by sample: as far away, no offset, and a correlation well below.
     assert scatter["distance_to_retraining"] > 2.5 and abs(scatter["offset_from_retraining"]) < 0.5
     assert scatter["correlation_with_retraining"] < 0.95
+
+
+def test_the_predicted_location_is_as_good_as_what_the_target_and_the_shadows_know():
+    """Where retraining's per-sample means follow the target's statistic and the shadows' mean, the prediction
+    finds them and a population moved there scores as if at retraining's own location; where they carry what
+    neither input knows, it cannot, and the counterfactual says so."""
+    from remi.audit.forgetting_anatomy import anatomy, predicted_location
+    from remi.params_schema import ForgettingQuality
+
+    settings = ForgettingQuality(models=8, seed=0, delta=0.01, bin_width=0.5, train_together=1)
+    rng = np.random.default_rng(1)
+    target, shadow_means = rng.normal(8, 4, 500), rng.normal(4, 4, 500)
+    shadows = shadow_means + rng.normal(0, 0.1, (8, 500))
+    unlearned = target + rng.normal(0, 1, (8, 500))  # a method that stays where the target is
+    for hidden, explained in ((0.0, True), (6.0, False)):
+        means = 0.4 * target + 0.6 * shadow_means - 1 + rng.normal(0, hidden, 500)  # hidden: what neither knows
+        reference, second = (means + rng.normal(0, 1, (8, 500)) for _ in range(2))
+        predicted = predicted_location(target, shadows, second)
+        row = anatomy(unlearned, reference, second, predicted, settings)
+        correlation = np.corrcoef(predicted, reference.mean(0))[0, 1]
+        if explained:
+            assert correlation > 0.98
+            # At least as good: the fit averages out the second population's noise in its means.
+            assert row["quality_at_predicted_location"] >= row["quality_with_retrainings_location"] - 0.02
+            assert row["quality_at_predicted_location"] > row["forgetting_quality"] + 0.1
+        else:
+            assert correlation < 0.6
+            assert row["quality_at_predicted_location"] < row["quality_with_retrainings_location"] - 0.1

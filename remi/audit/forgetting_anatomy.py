@@ -17,7 +17,10 @@ of the per-sample means with retraining's) and the spread across seeds (in logit
 retrain-vs-retrain's alongside),
 and the quality of two counterfactual populations: the variant's runs moved onto an independent
 retrained population's per-sample means (only the spread differs), and the retrained runs moved onto
-the variant's means (only the location differs).
+the variant's means (only the location differs). A third counterfactual asks whether any rule that places
+each forget sample by what ReMI can see could do better: the population's runs moved onto the per-sample
+means that the target's statistic and the shadows' mean predict, fitted to retraining itself
+(`predicted_location`).
 
 One more row takes the first M shadows as if they were unlearned models. ReMI's per-example reference
 and its unseen-model teachers are these shadows, so the row is what a perfect imitation of them would
@@ -88,37 +91,43 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     started = time.perf_counter()
     reference, second, _ = retrained_populations(load_task(params, dataset, REFERENCE, device), settings, forget)
     print(f"{2 * count} retrained models in {time.perf_counter() - started:.0f} s", flush=True)
-    rows = {"retrain vs retrain": anatomy(second, reference, second, settings)}
-    shadows = load_task(params, dataset, "remi", device).references[:count]
-    rows[SHADOWS_ROW.format(count=len(shadows))] = anatomy(model_statistics(shadows, forget), reference, second,
-                                                          settings)
+    remi_task = load_task(params, dataset, "remi", device)
+    shadow_statistics = model_statistics(remi_task.references, forget)
+    predicted = predicted_location(model_statistics([remi_task.original], forget)[0], shadow_statistics, second)
+    rows = {"retrain vs retrain": anatomy(second, reference, second, predicted, settings)}
+    first_shadows = shadow_statistics[:count]
+    rows[SHADOWS_ROW.format(count=len(first_shadows))] = anatomy(first_shadows, reference, second, predicted,
+                                                                settings)
     online, enough = online_out_population(params, forget_ids, forget[1], count)
     samples = int(enough.sum())
     online_row = samples >= len(forget_ids) / 2  # on fewer it would describe an unusual few, not the forget set
     if online_row:
         rows[SAME_SAMPLES_ROW.format(samples=samples)] = anatomy(second[:, enough], reference[:, enough],
-                                                                 second[:, enough], settings)
+                                                                 second[:, enough], predicted[enough], settings)
         rows[ONLINE_ROW.format(count=count, samples=samples)] = anatomy(online, reference[:, enough],
-                                                                        second[:, enough], settings)
+                                                                        second[:, enough], predicted[enough], settings)
     for name, overrides in chosen.items():
         variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
         task = load_task(variant, dataset, "remi", device, online_references=online_references)
         unlearned = population_statistics(task, "remi", unlearned_seeds(settings), forget)
-        rows[name] = anatomy(unlearned, reference, second, settings)
+        rows[name] = anatomy(unlearned, reference, second, predicted, settings)
         print(f"{name}: forgetting quality {rows[name]['forgetting_quality']:.3f}", flush=True)
     resolution = largest_certifiable_epsilon(count, settings.delta)
     # Another M than the stage's writes beside the stage-M report instead of over it.
     stem = (STEM if models is None else f"{STEM}_m{count}") + ("_online_references" if online_references else "")
     numbers, report_path = metrics_path(stem), REPORTS_DIR / f"{stem}.md"
+    prediction_fit = float(np.corrcoef(predicted, reference.mean(0))[0, 1])
     references = "online shadows" if online_references else "shadows"
     write_json(numbers, {"dataset": params.data.dataset, "models_per_population": count,
                          "remi_references": references,
-                         "largest_certifiable_epsilon": resolution, "rows": rows})
+                         "largest_certifiable_epsilon": resolution,
+                         "predicted_location_correlation": prediction_fit,
+                         "rows": rows})
     online_note = ("" if online_row else
                    f"No online-shadow row: {samples} of {len(forget_ids)} forget samples have {count} of the "
                    f"{params.online_shadows.count} online shadows that never trained on them (each misses about "
                    f"half; about {2 * count} online shadows would give most of them).")
-    report = _report(rows, params.data.dataset, count, resolution, online_note, online_references)
+    report = _report(rows, params.data.dataset, count, resolution, prediction_fit, online_note, online_references)
     write_bytes(report_path, report.encode())
     # After the files: a tracking store that fails here loses none of the results.
     _log_to_mlflow(rows, settings, resolution, list(chosen), [numbers, report_path], references)
@@ -155,11 +164,25 @@ def online_out_population(params: Params, forget_ids: torch.Tensor, labels: torc
     return np.take_along_axis(statistic, never_trained_first, axis=0)[:count, enough], enough
 
 
-def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarray,
+def predicted_location(target: np.ndarray, shadows: np.ndarray, retrained: np.ndarray) -> np.ndarray:
+    """Per forget sample, retraining's mean statistic as well as a rule that places each sample by what ReMI
+    sees can predict it: the least-squares fit of `retrained`'s (models, samples) per-sample means on the
+    target's statistic, the mean of the `shadows`' (models, samples) and a constant. A per-sample stop rule
+    or target built from these two cannot place the samples better than a fit to retraining itself, so the
+    quality at this location bounds it. Fit it to the second retrained population, not to the reference one
+    that the quality is scored against: that fit would take up the reference's own noise and flatter it."""
+    inputs = np.stack([target, shadows.mean(0), np.ones_like(target)], axis=1)
+    weights, *_ = np.linalg.lstsq(inputs, retrained.mean(0), rcond=None)
+    return inputs @ weights
+
+
+def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarray, predicted: np.ndarray,
             settings: ForgettingQuality) -> dict[str, float]:
     """`population` (models, samples) against the retrained `reference`; `independent` is a second
     retrained population, whose per-sample means stand for "where retraining sits" in the counterfactual
-    that keeps the population's own spread (its means are not `reference`'s, which would flatter it)."""
+    that keeps the population's own spread (its means are not `reference`'s, which would flatter it);
+    `predicted` is the per-sample location of `predicted_location`, for the counterfactual that moves the
+    population there."""
     def quality(candidate: np.ndarray) -> float:
         return forgetting_quality(per_example_epsilon(candidate, reference, settings.delta), settings.bin_width)
 
@@ -175,10 +198,11 @@ def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarr
         "spread": float(population.std(0).mean()),
         "quality_with_retrainings_location": quality(population - centre + independent.mean(0)),
         "quality_with_retrainings_spread": quality(independent - independent.mean(0) + centre),
+        "quality_at_predicted_location": quality(population - centre + predicted),
     }
 
 
-def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float,
+def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float, prediction_fit: float,
             online_note: str, online_references: bool) -> str:
     references = (" The variants' ReMI took the online shadows as its references, each on the samples it never "
                   "trained on (`--online-references`)." if online_references else "")
@@ -189,15 +213,20 @@ def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolut
              "on other data). Distance: mean over forget samples of the absolute "
              "difference of per-sample means to retraining's (logit-scaled confidence); offset: the same "
              "differences' signed mean (a shift of every sample alike); correlation: of the per-sample means with "
-             "retraining's; spread: mean per-sample standard deviation across the M runs. The last two columns "
-             "move one population so that only the other property differs from retraining "
-             f"(remi/audit/forgetting_anatomy.py).{references}", "",
+             "retraining's; spread: mean per-sample standard deviation across the M runs. The next two columns "
+             "move one population so that only the other property differs from retraining. The last moves the "
+             "population's runs onto the per-sample means that the target's statistic and the shadows' mean "
+             "predict (a least-squares fit to the second retrained population; its correlation with retraining's "
+             f"means is {prediction_fit:.3f}): no per-sample rule built from what ReMI sees places the samples "
+             f"better (remi/audit/forgetting_anatomy.py).{references}", "",
              "| population | forgetting quality | distance to retraining | offset | correlation "
-             "| spread across seeds | quality with retraining's location | quality with retraining's spread |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| spread across seeds | quality with retraining's location | quality with retraining's spread "
+             "| quality at the predicted location |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['forgetting_quality']:.3f} | {r['distance_to_retraining']:.2f} | "
               f"{r['offset_from_retraining']:+.2f} | {r['correlation_with_retraining']:.3f} | {r['spread']:.2f} | "
-              f"{r['quality_with_retrainings_location']:.3f} | {r['quality_with_retrainings_spread']:.3f} |"
+              f"{r['quality_with_retrainings_location']:.3f} | {r['quality_with_retrainings_spread']:.3f} | "
+              f"{r['quality_at_predicted_location']:.3f} |"
               for name, r in rows.items()]
     if online_note:
         lines += ["", online_note]
