@@ -48,7 +48,9 @@ def test_profile_rewrites_params_and_a_bad_profile_changes_nothing(tmp_path):
     # From a subdirectory, like dvc: the project is found, and a path given is relative to where it was typed.
     result = remi("profile", "../profiles/tiny.yaml", cwd=project / "sub")
     assert result.returncode == 0, result.stderr
-    assert "target_train: 1000" in (project / "params.yaml").read_text()
+    written = (project / "params.yaml").read_text()
+    assert "target_train: 1000" in written and "# members of the target model" in written  # comments kept
+    assert written.startswith("# remi profile profiles/tiny.yaml: ")  # named from the project, not from sub/
     before = (project / "params.yaml").read_bytes()
     (project / "bad.yaml").write_text("train:\n  epochs: 2.5\n")
     refused = remi("profile", "bad.yaml", cwd=project)

@@ -1,5 +1,6 @@
 import copy
 import re
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,28 @@ def test_every_profile_is_valid_over_the_default_params():
     assert len(profiles) >= 5
     for profile in profiles:
         validate(overlay(base, yaml.safe_load(profile.read_text())))
+
+
+PROFILES = sorted(path.name for path in (Path(__file__).parent.parent / "profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_profile_applied_keeps_every_comment_and_sets_exactly_the_overlay(tmp_path, profile):
+    """params.yaml's comments document every key: `remi profile` must not lose them, and the file it writes must
+    hold the same values as the overlay that was validated."""
+    import yaml
+
+    from remi.pipeline.params import apply_profile
+    from tests.conftest import REPO
+
+    params = tmp_path / "params.yaml"
+    params.write_bytes((REPO / "params.yaml").read_bytes())
+    apply_profile(params, REPO / "profiles" / profile)
+    written = params.read_text()
+    expected = overlay(yaml.safe_load((REPO / "params.yaml").read_text()),
+                       yaml.safe_load((REPO / "profiles" / profile).read_text()))
+    assert yaml.safe_load(written) == expected
+    comments = [line[line.index("#"):] for line in (REPO / "params.yaml").read_text().splitlines() if "#" in line]
+    assert len(comments) > 50 and all(comment in written for comment in comments)
+    # The first line names the profile: by its absolute path, as it lies outside this params file's project.
+    assert written.startswith(f"# remi profile {REPO / 'profiles' / profile}: its values replace this file's")

@@ -4,6 +4,8 @@ What a valid value is lives in remi/params_schema.py; this module turns a file i
 size, no YAML aliases) and pydantic's errors into one readable message.
 """
 
+import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +88,17 @@ def parse_params(text: bytes | str, source: str = "params.yaml") -> dict[str, An
 
 def read_params_file(path: str | Path) -> dict[str, Any]:
     """Parse a params file (or a profile) with the size bound every user file gets."""
-    path = Path(path)
+    return parse_params(_read_params_text(Path(path)), str(path))
+
+
+def _read_params_text(path: Path) -> bytes:
     if not path.exists():
         hint = ": run from inside the project." if path.name == "params.yaml" else "."
         raise ParamsError(f"{path} not found{hint}")
     try:
-        text = read_user_file(path, MAX_PARAMS_BYTES, "Params file" if path.name == "params.yaml" else "Profile")
+        return read_user_file(path, MAX_PARAMS_BYTES, "Params file" if path.name == "params.yaml" else "Profile")
     except UserError as error:
         raise ParamsError(str(error)) from error
-    return parse_params(text, str(path))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -112,8 +116,38 @@ def overlay(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_profile(params_path: Path, profile_path: Path) -> None:
-    """Rewrite a params file with a profile overlaid; the result is validated first."""
-    merged = overlay(read_params_file(params_path), read_params_file(profile_path))
+    """Rewrite a params file with a profile overlaid; the result is validated first. The file keeps its
+    comments, which document every key, and a first line names the profile whose values replaced its own."""
+    params_text, profile_text = _read_params_text(params_path), _read_params_text(profile_path)
+    merged = overlay(parse_params(params_text, str(params_path)), parse_params(profile_text, str(profile_path)))
     validate(merged)
-    text = yaml.safe_dump(merged, sort_keys=False)
+    # The profile named from the project (the CLI hands over the absolute path of what the user typed).
+    shown = os.path.relpath(profile_path.resolve(), params_path.resolve().parent)
+    note = (f"# remi profile {shown if not shown.startswith('..') else profile_path.resolve()}: its values replace "
+            "this file's; the comments stay this file's.\n")
+    text = note + overlay_keeping_comments(params_text, profile_text)
     atomic_write(params_path, lambda tmp: tmp.write_text(text))
+
+
+def overlay_keeping_comments(base_text: bytes, overrides_text: bytes) -> str:
+    """`overlay` on YAML texts, keeping the base text's comments, order and layout: each value the overrides
+    set replaces the base's in place (lists keep the overrides' flow or block style), and keys new to the base
+    go at the end of their section. Both texts must already have passed `parse_params` (no aliases, bounded)."""
+    from ruamel.yaml import YAML  # DVC's YAML library, round-trip mode: PyYAML drops comments
+    from ruamel.yaml.comments import CommentedMap
+
+    round_trip = YAML()
+    round_trip.width = 4096  # never re-wrap a long value
+    base, overrides = round_trip.load(base_text), round_trip.load(overrides_text)
+
+    def merge(into: CommentedMap, values: CommentedMap) -> None:
+        for key, value in values.items():
+            if isinstance(value, CommentedMap) and isinstance(into.get(key), CommentedMap):
+                merge(into[key], value)
+            else:
+                into[key] = value
+
+    merge(base, overrides)
+    text = io.StringIO()
+    round_trip.dump(base, text)
+    return text.getvalue()
