@@ -420,7 +420,9 @@ def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(fini
         assert 0 < row["forgetting_quality"] <= 1 and row["distance_to_retraining"] > 0 and row["spread"] > 0
         assert -1 <= row["correlation_with_retraining"] <= 1  # a number, on every row (not NaN)
         assert 0 < row["quality_at_predicted_location"] <= 1
-    assert -1 <= numbers["predicted_location_correlation"] <= 1
+    # Fitted to a retrained population, the prediction follows retraining's per-sample means (easy samples are
+    # confident under every model); a prediction from unrelated inputs would not.
+    assert 0.5 < numbers["predicted_location_correlation"] <= 1
     # The stage's own estimate for ReMI, from the same seeds and recipe (a thread count chosen by the load
     # may round differently and move a few of the 100 samples' bins: 0.01 each at most).
     stage = json.loads((finished / "metrics/forgetting_quality.json").read_text())

@@ -1,11 +1,11 @@
 import copy
 import re
-from pathlib import Path
 
 import pytest
 
 from remi.errors import ParamsError
-from remi.pipeline.params import load_params, overlay, validate
+from remi.pipeline.params import apply_profile, load_params, overlay, validate
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize(("section", "key", "value", "message"), [
@@ -41,8 +41,6 @@ def test_unknown_and_missing_keys_are_reported(params):
 
 def test_default_params_and_the_tiny_profile_are_valid(params):
     import yaml
-
-    from tests.conftest import REPO
 
     typed = validate(params)
     assert typed.remi.lambda_kl == params["remi"]["lambda_kl"] and typed.model.model_dump() == params["model"]
@@ -123,8 +121,6 @@ def test_every_profile_is_valid_over_the_default_params():
     """In the fast run: a profile broken by a params change would otherwise surface only in the slow tests."""
     import yaml
 
-    from tests.conftest import REPO
-
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     profiles = sorted((REPO / "profiles").glob("*.yaml"))
     assert len(profiles) >= 5
@@ -132,7 +128,7 @@ def test_every_profile_is_valid_over_the_default_params():
         validate(overlay(base, yaml.safe_load(profile.read_text())))
 
 
-PROFILES = sorted(path.name for path in (Path(__file__).parent.parent / "profiles").glob("*.yaml"))
+PROFILES = sorted(path.name for path in (REPO / "profiles").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -140,9 +136,6 @@ def test_a_profile_applied_keeps_every_comment_and_sets_exactly_the_overlay(tmp_
     """params.yaml's comments document every key: `remi profile` must not lose them, and the file it writes must
     hold the same values as the overlay that was validated."""
     import yaml
-
-    from remi.pipeline.params import apply_profile
-    from tests.conftest import REPO
 
     params = tmp_path / "params.yaml"
     params.write_bytes((REPO / "params.yaml").read_bytes())
@@ -155,3 +148,33 @@ def test_a_profile_applied_keeps_every_comment_and_sets_exactly_the_overlay(tmp_
     assert len(comments) > 50 and all(comment in written for comment in comments)
     # The first line names the profile: by its absolute path, as it lies outside this params file's project.
     assert written.startswith(f"# remi profile {REPO / 'profiles' / profile}: its values replace this file's")
+
+
+def test_profiles_applied_in_turn_are_named_in_order_and_set_both_overlays(tmp_path):
+    import yaml
+
+    project = tmp_path / "project"
+    (project / "profiles").mkdir(parents=True)
+    params = project / "params.yaml"
+    params.write_bytes((REPO / "params.yaml").read_bytes())
+    for name in ("tiny.yaml", "letter.yaml"):
+        (project / "profiles" / name).write_bytes((REPO / "profiles" / name).read_bytes())
+        apply_profile(params, project / "profiles" / name)
+    first, second = params.read_text().splitlines()[:2]
+    assert first.startswith("# remi profile profiles/letter.yaml: ")
+    assert second.startswith("# remi profile profiles/tiny.yaml: ")
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    tiny, letter = (yaml.safe_load((REPO / "profiles" / name).read_text()) for name in ("tiny.yaml", "letter.yaml"))
+    assert yaml.safe_load(params.read_text()) == overlay(overlay(base, tiny), letter)
+
+
+def test_a_profile_the_comment_keeping_reader_refuses_changes_nothing(tmp_path):
+    """PyYAML takes the last of a key given twice; the round trip that keeps the comments refuses it. Either way
+    the user gets one message, not a traceback, and params.yaml stays as it was."""
+    params = tmp_path / "params.yaml"
+    params.write_bytes((REPO / "params.yaml").read_bytes())
+    profile = tmp_path / "twice.yaml"
+    profile.write_text("train:\n  epochs: 2\n  epochs: 3\n")
+    with pytest.raises(ParamsError, match=r"(?s)cannot be read keeping comments.*duplicate key"):
+        apply_profile(params, profile)
+    assert params.read_bytes() == (REPO / "params.yaml").read_bytes()

@@ -17,9 +17,9 @@ of the per-sample means with retraining's) and the spread across seeds (in logit
 retrain-vs-retrain's alongside),
 and the quality of two counterfactual populations: the variant's runs moved onto an independent
 retrained population's per-sample means (only the spread differs), and the retrained runs moved onto
-the variant's means (only the location differs). A third counterfactual asks whether any rule that places
+the variant's means (only the location differs). A third counterfactual asks whether a rule that places
 each forget sample by what ReMI can see could do better: the population's runs moved onto the per-sample
-means that the target's statistic and the shadows' mean predict, fitted to retraining itself
+means that the target's statistic and the shadows' mean predict, linearly, fitted to retraining itself
 (`predicted_location`).
 
 One more row takes the first M shadows as if they were unlearned models. ReMI's per-example reference
@@ -165,12 +165,13 @@ def online_out_population(params: Params, forget_ids: torch.Tensor, labels: torc
 
 
 def predicted_location(target: np.ndarray, shadows: np.ndarray, retrained: np.ndarray) -> np.ndarray:
-    """Per forget sample, retraining's mean statistic as well as a rule that places each sample by what ReMI
-    sees can predict it: the least-squares fit of `retrained`'s (models, samples) per-sample means on the
-    target's statistic, the mean of the `shadows`' (models, samples) and a constant. A per-sample stop rule
-    or target built from these two cannot place the samples better than a fit to retraining itself, so the
-    quality at this location bounds it. Fit it to the second retrained population, not to the reference one
-    that the quality is scored against: that fit would take up the reference's own noise and flatter it."""
+    """Per forget sample, retraining's mean statistic as well as a linear rule over two things ReMI sees can
+    predict it: the least-squares fit of `retrained`'s (models, samples) per-sample means on the target's
+    statistic, the mean of the `shadows`' (models, samples) and a constant. A per-sample stop rule or target
+    linear in these two cannot place the samples better than this fit to retraining itself, so the quality at
+    this location, at a population's own spread, is the best case of such a rule. Fit it to the second
+    retrained population, not to the reference one that the quality is scored against: that fit would take up
+    the reference's own noise and flatter it."""
     inputs = np.stack([target, shadows.mean(0), np.ones_like(target)], axis=1)
     weights, *_ = np.linalg.lstsq(inputs, retrained.mean(0), rcond=None)
     return inputs @ weights
@@ -182,7 +183,7 @@ def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarr
     retrained population, whose per-sample means stand for "where retraining sits" in the counterfactual
     that keeps the population's own spread (its means are not `reference`'s, which would flatter it);
     `predicted` is the per-sample location of `predicted_location`, for the counterfactual that moves the
-    population there."""
+    population there (keeping its own spread)."""
     def quality(candidate: np.ndarray) -> float:
         return forgetting_quality(per_example_epsilon(candidate, reference, settings.delta), settings.bin_width)
 
@@ -205,7 +206,8 @@ def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarr
 def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float, prediction_fit: float,
             online_note: str, online_references: bool) -> str:
     references = (" The variants' ReMI took the online shadows as its references, each on the samples it never "
-                  "trained on (`--online-references`)." if online_references else "")
+                  "trained on (`--online-references`); the predicted location still comes from the target and the "
+                  "shadows." if online_references else "")
     lines = ["# Forgetting quality, taken apart", "",
              f"`remi fq-anatomy` on the pipeline's {dataset} artifacts; {hardware()}. M = {count} models per "
              f"population (largest certifiable epsilon {resolution:.2f}), the forgetting-quality stage's seeds; "
@@ -217,8 +219,8 @@ def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolut
              "move one population so that only the other property differs from retraining. The last moves the "
              "population's runs onto the per-sample means that the target's statistic and the shadows' mean "
              "predict (a least-squares fit to the second retrained population; its correlation with retraining's "
-             f"means is {prediction_fit:.3f}): no per-sample rule built from what ReMI sees places the samples "
-             f"better (remi/audit/forgetting_anatomy.py).{references}", "",
+             f"means is {prediction_fit:.3f}): the best case of a per-sample target linear in those two, at the "
+             f"population's own spread (remi/audit/forgetting_anatomy.py).{references}", "",
              "| population | forgetting quality | distance to retraining | offset | correlation "
              "| spread across seeds | quality with retraining's location | quality with retraining's spread "
              "| quality at the predicted location |",

@@ -92,6 +92,7 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
 
 
 def _read_params_text(path: Path) -> bytes:
+    """A params file's (or a profile's) bytes, refused as a ParamsError if missing, not a regular file or too big."""
     if not path.exists():
         hint = ": run from inside the project." if path.name == "params.yaml" else "."
         raise ParamsError(f"{path} not found{hint}")
@@ -117,28 +118,44 @@ def overlay(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def apply_profile(params_path: Path, profile_path: Path) -> None:
     """Rewrite a params file with a profile overlaid; the result is validated first. The file keeps its
-    comments, which document every key, and a first line names the profile whose values replaced its own."""
+    comments, which document every key, and a first line names the profile whose values replaced its own (each
+    profile applied adds its line above the last one's, so the lines say in which order they were applied)."""
     params_text, profile_text = _read_params_text(params_path), _read_params_text(profile_path)
     merged = overlay(parse_params(params_text, str(params_path)), parse_params(profile_text, str(profile_path)))
     validate(merged)
-    # The profile named from the project (the CLI hands over the absolute path of what the user typed).
-    shown = os.path.relpath(profile_path.resolve(), params_path.resolve().parent)
-    note = (f"# remi profile {shown if not shown.startswith('..') else profile_path.resolve()}: its values replace "
-            "this file's; the comments stay this file's.\n")
-    text = note + overlay_keeping_comments(params_text, profile_text)
+    text = _profile_note(params_path, profile_path) + overlay_keeping_comments(params_text, profile_text)
+    # Written only if it reads back as what was validated: the round trip reads YAML 1.2, the params reader 1.1.
+    if parse_params(text, str(params_path)) != merged:
+        raise ParamsError(f"{profile_path} cannot be applied keeping {params_path}'s comments: a value would read "
+                          f"back differently. {params_path} is unchanged; write the profile's values as plain "
+                          "numbers, strings and lists.")
     atomic_write(params_path, lambda tmp: tmp.write_text(text))
+
+
+def _profile_note(params_path: Path, profile_path: Path) -> str:
+    """The params file's first line after `remi profile`: the profile named from the project if it lies inside
+    (the CLI hands over the absolute path of what the user typed), shown safely (a path may hold a newline)."""
+    relative = Path(os.path.relpath(profile_path.resolve(), params_path.resolve().parent))
+    named = str(profile_path.resolve() if relative.parts[:1] == ("..",) else relative)
+    named = named if named.isprintable() else repr(named)
+    return f"# remi profile {named}: its values replace this file's; the comments stay this file's.\n"
 
 
 def overlay_keeping_comments(base_text: bytes, overrides_text: bytes) -> str:
     """`overlay` on YAML texts, keeping the base text's comments, order and layout: each value the overrides
     set replaces the base's in place (lists keep the overrides' flow or block style), and keys new to the base
-    go at the end of their section. Both texts must already have passed `parse_params` (no aliases, bounded)."""
-    from ruamel.yaml import YAML  # DVC's YAML library, round-trip mode: PyYAML drops comments
+    go at the end of their section (below any comment that heads the next section there; no profile adds a key
+    today). Both texts must already have passed `parse_params` (no aliases, bounded)."""
+    from ruamel.yaml import YAML, YAMLError  # DVC's YAML library, round-trip mode: PyYAML drops comments
     from ruamel.yaml.comments import CommentedMap
 
     round_trip = YAML()
     round_trip.width = 4096  # never re-wrap a long value
-    base, overrides = round_trip.load(base_text), round_trip.load(overrides_text)
+    try:
+        base, overrides = round_trip.load(base_text), round_trip.load(overrides_text)
+    except YAMLError as error:  # stricter than the params reader: a key given twice, for one
+        raise ParamsError(f"params.yaml or the profile cannot be read keeping comments: {str(error)[:500]}"
+                          ) from error
 
     def merge(into: CommentedMap, values: CommentedMap) -> None:
         for key, value in values.items():
