@@ -110,7 +110,8 @@ def executor_for(blocks: int, *shared: Any) -> str:
         print(f"note: {shortage}; the blocks train in this process. For worker processes, enlarge it "
               f"({ENLARGE_SHARED_MEMORY}).", file=sys.stderr)
         return "local"
-    if worker_count() is None and workers < min(blocks, by_cpus):  # set by REMI_WORKERS: as asked
+    # Said only when memory, not the CPUs or REMI_WORKERS (a number set is as asked), chose fewer workers.
+    if worker_count() is None and workers < min(blocks, by_cpus):
         print(f"note: {workers} worker processes, not {min(blocks, by_cpus)}: the free memory holds {workers} at "
               f"{WORKER_MEMORY >> 30} GiB each. {WORKERS_ENV} sets the number.", file=sys.stderr)
     return "processes"
