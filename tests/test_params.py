@@ -159,13 +159,30 @@ def test_profiles_applied_in_turn_are_named_in_order_and_set_both_overlays(tmp_p
     assert yaml.safe_load(params.read_text()) == overlay(overlay(base, tiny), letter)
 
 
-def test_a_profile_the_comment_keeping_reader_refuses_changes_nothing(tmp_path):
-    """PyYAML takes the last of a key given twice; the round trip that keeps the comments refuses it. Either way
-    the user gets one message, not a traceback, and params.yaml stays as it was."""
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    """PyYAML alone would keep the last of the two silently, so an edit made above an old line would not take
+    effect (and DVC would refuse the file only later, when `dvc repro` reads it)."""
+    lines = (REPO / "params.yaml").read_text().splitlines(keepends=True)
+    section = next(number for number, line in enumerate(lines) if line.startswith("train:"))
+    epochs = next(number for number, line in enumerate(lines) if number > section and line.startswith("  epochs:"))
+    twice = tmp_path / "params.yaml"
+    twice.write_text("".join([*lines[:section + 1], "  epochs: 1\n", *lines[section + 1:]]))
+    # 1-based lines: the added one follows `train:`, and the original moved down by one.
+    with pytest.raises(ParamsError, match=rf"{re.escape(str(twice))} gives the key epochs twice, at lines "
+                                          rf"{section + 2} and {epochs + 2}: keep one of them"):
+        load_params(twice)
+    sections = tmp_path / "sections.yaml"
+    sections.write_text("".join(lines) + "train:\n  epochs: 1\n")
+    with pytest.raises(ParamsError, match="gives the key train twice"):
+        load_params(sections)
+
+
+def test_a_profile_with_a_key_given_twice_changes_nothing(tmp_path):
+    """The user gets one message, not a traceback, and params.yaml stays as it was."""
     params = tmp_path / "params.yaml"
     params.write_bytes((REPO / "params.yaml").read_bytes())
     profile = tmp_path / "twice.yaml"
     profile.write_text("train:\n  epochs: 2\n  epochs: 3\n")
-    with pytest.raises(ParamsError, match=r"(?s)cannot be read keeping comments.*duplicate key"):
+    with pytest.raises(ParamsError, match=r"twice.yaml gives the key epochs twice, at lines 2 and 3"):
         apply_profile(params, profile)
     assert params.read_bytes() == (REPO / "params.yaml").read_bytes()

@@ -1,7 +1,7 @@
 """Read params.yaml (and profiles) safely and validate them into typed `Params` before any training.
 
 What a valid value is lives in remi/params_schema.py; this module turns a file into a mapping (bounded
-size, no YAML aliases) and pydantic's errors into one readable message.
+size, no YAML aliases, no key given twice) and pydantic's errors into one readable message.
 """
 
 import io
@@ -62,21 +62,44 @@ def validate(params: dict[str, Any], source: str = "params.yaml") -> Params:
         raise ParamsError(f"Invalid {source}:\n  - " + "\n  - ".join(problems)) from None
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors' aliases: a handful of nested aliases expand to billions of nodes."""
+class _StrictLoader(yaml.SafeLoader):
+    """YAML without anchors' aliases (a handful of nested aliases expand to billions of nodes) and without a key
+    given twice in one mapping (PyYAML would keep the last silently, so an edit above an old line would not
+    take effect; DVC's reader refuses the same file, but only once `dvc repro` reads it)."""
+
+    def __init__(self, text: bytes | str, source: str) -> None:
+        super().__init__(text)
+        self.source = source  # the file named in errors
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise ParamsError(f"params.yaml uses a YAML alias (*{event.anchor}) at line "
+            raise ParamsError(f"{self.source} uses a YAML alias (*{event.anchor}) at line "
                               f"{event.start_mark.line + 1}: write the values out instead.")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, dict | list):  # unhashable: the base class gives its own error
+                break
+            if key in first_line:
+                raise ParamsError(f"{self.source} gives the key {shown_key(key)} twice, at lines {first_line[key]} "
+                                  f"and {line}: keep one of them.")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
 
 def parse_params(text: bytes | str, source: str = "params.yaml") -> dict[str, Any]:
-    """The params mapping in `text`, parsed without aliases; not yet validated."""
+    """The params mapping in `text`, parsed without aliases or repeated keys; not yet validated."""
     try:
-        params = yaml.load(text, Loader=_NoAliasLoader)
+        loader = _StrictLoader(text, source)
+        try:
+            params = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as error:
         raise ParamsError(f"{source} is not valid YAML: {str(error)[:500]}") from error
     except RecursionError as error:
@@ -153,7 +176,7 @@ def overlay_keeping_comments(base_text: bytes, overrides_text: bytes) -> str:
     round_trip.width = 4096  # never re-wrap a long value
     try:
         base, overrides = round_trip.load(base_text), round_trip.load(overrides_text)
-    except YAMLError as error:  # stricter than the params reader: a key given twice, for one
+    except YAMLError as error:  # another parser than the params reader's: what it refuses becomes one message
         raise ParamsError(f"params.yaml or the profile cannot be read keeping comments: {str(error)[:500]}"
                           ) from error
 
