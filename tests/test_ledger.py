@@ -301,6 +301,35 @@ def test_a_cancel_cut_short_and_a_hand_placed_request_are_reconciled(project):
     assert "data version" in (project / "data/rejected/wrong-data.report.txt").read_text()
 
 
+def test_a_request_file_put_back_under_a_rejected_or_cancelled_id_is_set_aside_with_a_report(project):
+    """Corrected and put back into data/requests/ by hand: deleting it, as the intake did, dropped the request with
+    nothing said. What a cut-short rejection or cancel left there is still finished quietly."""
+    requests, rejected = project / "data/requests", project / "data/rejected"
+    requests.mkdir(parents=True)
+    body = {"request_id": "wrong-data", "dataset": "fashion_mnist", "dataset_digest": "other", "sample_ids": [7]}
+    (requests / "wrong-data.json").write_text(json.dumps(body))
+    assert _ingest() == ["wrong-data"]
+    (requests / "wrong-data.json").write_text(json.dumps(body | {"dataset_digest": "abc"}))  # corrected
+    assert _ingest() == ["wrong-data"] and not (requests / "wrong-data.json").exists()
+    [report] = rejected.glob("wrong-data.*.report.txt")
+    assert "already rejected; a new request needs a new request_id" in report.read_text()
+    [kept] = rejected.glob("wrong-data.*.json")
+    assert json.loads(kept.read_text())["dataset_digest"] == "abc"
+    (rejected / "wrong-data.json").rename(requests / "wrong-data.json")  # killed after `rejected`, before the move
+    assert _ingest() == [] and (rejected / "wrong-data.json").exists() and len(list(rejected.glob("*.json"))) == 2
+    request = intake.add_request(envelope(project))
+    _ingest()
+    accepted = requests / f"{request}.json"
+    validated = json.loads(accepted.read_text())
+    intake.cancel_request(request)
+    accepted.write_text(json.dumps(validated | {"sample_ids": [3]}))  # other samples under the cancelled id
+    assert _ingest() == [request] and not accepted.exists()
+    [report] = rejected.glob(f"{request}.*.report.txt")
+    assert "already cancelled" in report.read_text()
+    assert [event for r, event in _log(project) if r in (request, "wrong-data")] == [
+        "received", "rejected", "received", "validated", "cancelled"]
+
+
 def test_an_inbox_file_with_a_very_long_name_is_rejected_under_a_bounded_one_and_blocks_nothing(project):
     """Its report and temp file add to the name: kept whole, they would pass 255 bytes, fail every cycle."""
     inbox = project / "data/inbox"
@@ -314,6 +343,28 @@ def test_an_inbox_file_with_a_very_long_name_is_rejected_under_a_bounded_one_and
     assert (project / "data/rejected" / f"{name}.report.txt").exists()
     assert request_states(read_events())[request].state == "validated"  # the other request went on
     assert request_states(read_events())[name].state == "rejected"
+
+
+def test_inbox_names_that_are_not_utf8_or_printable_are_rejected_under_readable_names_and_block_nothing(project):
+    """An upload from a Latin-1 system, and a name with a newline: reused as they are, the first stopped every cycle
+    with a traceback (its report could not be written in UTF-8), the second would break the cycle's output."""
+    inbox = project / "data/inbox"
+    request = intake.add_request(envelope(project))
+    latin = Path(os.fsdecode(os.fsencode(inbox) + b"/r\xe9q.json"))
+    latin.write_text("{not json")
+    misnamed = envelope(inbox, "line\nbreak.json")  # a valid envelope, not named after its id
+    stray = Path(os.fsdecode(os.fsencode(inbox) + b"/r\xe9q.txt"))
+    stray.write_text("")
+    names = [intake.entry_name(latin), intake.entry_name(misnamed)]
+    assert all(name.isprintable() and name.encode() for name in names)
+    assert sorted(_ingest()) == sorted(names)
+    rejected = project / "data/rejected"
+    assert (rejected / f"{names[0]}.json").read_text() == "{not json"
+    assert "\\udce9" in (rejected / f"{names[0]}.report.txt").read_text()  # the path, escaped
+    [report] = rejected.glob(f"{names[1]}.*.report.txt")
+    assert "named after its subject_request_id" in report.read_text()
+    assert request_states(read_events())[request].state == "validated"  # the other request went on
+    assert intake.stray_inbox_entries() == ["r\\udce9q.txt"]
 
 
 def test_inbox_entries_not_named_like_an_envelope_are_reported_and_left_alone(project):

@@ -35,12 +35,21 @@ MAX_NAME_BYTES = 100  # of an inbox entry's name as we reuse it: the files deriv
 
 def entry_name(path: Path) -> str:
     """The name an inbox entry is rejected or set aside under (and, when unreadable, recorded under): its stem,
-    or for a long one its first bytes and a digest of the whole, since the rejected files, their reports and
-    their temp files add up to ~60 bytes to it and a file name has at most 255."""
-    raw = os.fsencode(path.stem)  # a name need not be UTF-8
-    if len(raw) <= MAX_NAME_BYTES:
+    or its first bytes' printable characters and a digest of the whole when the stem is long (the rejected
+    files, their reports and their temp files add up to ~60 bytes to it and a file name has at most 255), not
+    UTF-8 (an upload from a Latin-1 system: its stray bytes would stop the report's writing and the cycle's
+    output) or not printable (a newline would break the cycle's output into lines)."""
+    raw = os.fsencode(path.stem)
+    if len(raw) <= MAX_NAME_BYTES and raw.decode(errors="replace") == path.stem and path.stem.isprintable():
         return path.stem
-    return f"{raw[:MAX_NAME_BYTES - 17].decode(errors='ignore')}-{hashlib.sha256(raw).hexdigest()[:16]}"
+    readable = "".join(c for c in raw[:MAX_NAME_BYTES - 17].decode(errors="ignore") if c.isprintable())
+    return f"{readable}-{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
+def utf8_safe(text: str) -> str:
+    """`text` as UTF-8 can hold it: a path whose file name is not UTF-8 carries its stray bytes as lone
+    surrogates, which a UTF-8 report or terminal refuses; they are written as escapes instead."""
+    return text.encode(errors="backslashreplace").decode()
 
 
 def _write_durably(path: Path, body: dict[str, object]) -> None:
@@ -103,7 +112,7 @@ def _set_aside(path: Path, report: str) -> None:
     """Move an inbox file to data/rejected/ with its report, without a ledger event (the request id
     is unknown, or already has its own history)."""
     name = f"{entry_name(path)}.{now().strftime('%Y%m%dT%H%M%SZ')}"
-    atomic_write(REJECTED_DIR / f"{name}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
+    atomic_write(REJECTED_DIR / f"{name}.report.txt", lambda tmp: tmp.write_text(utf8_safe(report) + "\n"))
     _move_to_rejected(path, name)
 
 
@@ -115,6 +124,7 @@ def _reject(book: LedgerWriter, path: Path, request: str, report: str) -> None:
         _set_aside(path, f"{report}\n(and {request} was already rejected)")
         return
     if book.state(request) != "rejected":
+        report = utf8_safe(report)
         atomic_write(REJECTED_DIR / f"{request}.report.txt", lambda tmp: tmp.write_text(report + "\n"))
         book.append(request, "rejected", report=report[:SHOWN_REPORT_CHARS])
     if path != REQUESTS_DIR / f"{request}.json":
@@ -184,7 +194,8 @@ def _same_request(envelope: Envelope, accepted: Path) -> bool:
 def _reconcile_accepted(book: LedgerWriter, dataset: Dataset, target_train: torch.Tensor) -> list[str]:
     """data/requests/ agrees with the ledger after any crash: files the ledger does not know (put there by
     hand) are recorded, ones stuck at `received` validated (or rejected, as the inbox's are, if they fail
-    validation), cancelled or rejected ones removed; the ids rejected."""
+    validation), what a cut-short cancel or rejection left finished; a file put back under a cancelled or
+    rejected id is set aside with a report. The ids rejected or set aside."""
     try:
         present = read_requests(REQUESTS_DIR)
     except RequestError as error:
@@ -193,8 +204,16 @@ def _reconcile_accepted(book: LedgerWriter, dataset: Dataset, target_train: torc
     rejected = []
     for request in present:
         state = book.state(request.request_id)
-        if state in ("cancelled", "rejected"):
-            request.path.unlink()
+        if state == "cancelled" and _validated_md5(book, request.request_id) == file_md5(request.path):
+            request.path.unlink()  # a cancel cut short before the file left the forget set
+            continue
+        if state == "rejected" and not (REJECTED_DIR / f"{request.request_id}.json").exists():
+            _move_to_rejected(request.path, request.request_id)  # a kill came after `rejected`, before the move
+            continue
+        if state in ("cancelled", "rejected"):  # put back by hand, perhaps corrected: reported, never deleted
+            _set_aside(request.path, f"{request.path}: request {request.request_id} is already {state}; a new "
+                                     "request needs a new request_id")
+            rejected.append(request.request_id)
             continue
         if state is None:
             book.append(request.request_id, "received", submitted_time=now().isoformat(), adopted=True)
@@ -257,5 +276,5 @@ def stray_inbox_entries() -> list[str]:
     (`X.JSON`), or one a sender is still writing under a temporary name, which moving would break."""
     if not INBOX_DIR.is_dir():
         return []
-    return sorted(path.name for path in INBOX_DIR.iterdir()
+    return sorted(utf8_safe(path.name) for path in INBOX_DIR.iterdir()
                   if path.suffix != ".json" and path.name != ".gitkeep" and temp_writer(path.name) is None)
