@@ -9,6 +9,8 @@ from remi.pipeline.release import (
     ALIAS,
     REQUEST_IDS_PART_CHARS,
     RegistryRefused,
+    RegistryUnreadable,
+    candidate_requests,
     honoured_requests,
     register_candidate,
     request_tags,
@@ -129,3 +131,25 @@ def test_two_concurrent_gates_end_on_the_model_honouring_more_requests(store):
     outcome = dict(results.get(timeout=5) for _ in workers)
     candidate = client.get_model_version_by_alias(NAME, ALIAS)
     assert candidate.tags["erasure_requests"] == "5" and int(candidate.version) == outcome[5]
+
+
+def test_a_registry_that_cannot_answer_stops_the_release_instead_of_reading_as_no_candidate(store, monkeypatch):
+    """Read as "no candidate yet", a failing server would skip the forward-only check, and the alias could move to a
+    model that drops released requests. A loopback port with nothing listening stands for a server that is down."""
+    import socket
+
+    uri, model_uri, client = store
+    register_candidate(uri, model_uri, NAME, _tags("aaa", 2))
+    with socket.socket() as probe:  # a free port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with pytest.raises(RegistryUnreadable, match=rf"could not say which version of {NAME} is @{ALIAS}"):
+        candidate_requests(down, NAME)
+    with pytest.raises(RegistryUnreadable):
+        register_candidate(down, model_uri, NAME, _tags("bbb", 1))
+    assert _versions(client) == [1]
+    assert candidate_requests(uri, "never-registered") is None  # no such model: no candidate, not an error
+    client.create_registered_model("no-alias-yet")
+    assert candidate_requests(uri, "no-alias-yet") is None

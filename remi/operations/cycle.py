@@ -14,8 +14,9 @@ Exit codes (docs/operations.md):
     5  the gate refused the model (and no compaction released the retrained one), or the registry did (it
        would leave out a request that the current @candidate honours): the pending requests stay pending
        for the next cycle
-    6  infrastructure: the pull failed (nothing recorded), the pipeline failed before the gate, or the push
-       failed after it (the requests stay `applied`: the next cycle pushes, then records their outcome)
+    6  infrastructure: the pull failed or the registry could not say which version is @candidate (nothing
+       recorded), the pipeline failed before the gate, or the push failed after it (the requests stay
+       `applied`: the next cycle pushes, then records their outcome)
     7  another cycle is running (see --wait)
 """
 
@@ -37,7 +38,7 @@ from remi.operations.sequential import InfrastructureError, prepare_starting_mod
 from remi.pipeline import tracking
 from remi.pipeline.layout import metrics_path, split_path, unlearned_dir
 from remi.pipeline.params import load_params
-from remi.pipeline.release import ALIAS, candidate_requests
+from remi.pipeline.release import ALIAS, RegistryUnreadable, candidate_requests
 from remi.pipeline.runner import run_pipeline
 from remi.runtime.files import file_md5, read_json
 from remi.runtime.locks import LockTimeout, file_lock
@@ -159,7 +160,11 @@ def _cycle(ledger: Path) -> Outcome:
     if remote and dvc("pull", "--run-cache", "--allow-missing") != 0:
         print(f"dvc pull from remote {remote!r} failed; nothing was changed.", file=sys.stderr)
         return Outcome.INFRASTRUCTURE
-    _check_ledger_follows_registry(ledger, params.gate.registered_model)
+    try:
+        _check_ledger_follows_registry(ledger, params.gate.registered_model)
+    except RegistryUnreadable as error:
+        print(error, file=sys.stderr)
+        return Outcome.INFRASTRUCTURE
     dataset = load_dataset(params.data.dataset, params.data.raw_dir)
     rejected = ingest_inbox(dataset, make_splits(len(dataset), params.splits)["target_train"], ledger)
     for request in rejected:

@@ -85,13 +85,28 @@ def _version_with_identity(client, name: str, tags: dict[str, str]) -> int | Non
     return min(int(v.version) for v in versions) if versions else None
 
 
+class RegistryUnreadable(RuntimeError):
+    """The registry could not say which version is @candidate (unreachable, refused, failing): the forward-only
+    checks cannot run, so nothing may be released or applied until it can."""
+
+
+# What the registry answers when there is no candidate yet: no such registered model, or no such alias on it.
+NO_CANDIDATE_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
 def _current_candidate(client, name: str):
+    """The @candidate version of `name`, None when there is none yet. Any other failure is raised: read as "no
+    candidate", a timeout would let a model that drops released requests take the alias."""
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(name, ALIAS)
-    except MlflowException:  # no such model yet, or no alias yet
-        return None
+    except MlflowException as error:
+        if error.error_code in NO_CANDIDATE_CODES:
+            return None
+        raise RegistryUnreadable(f"The model registry could not say which version of {name} is @{ALIAS} "
+                                 f"({error.error_code}: {str(error)[:300]}); nothing was registered or released. "
+                                 "Check the tracking server (MLFLOW_TRACKING_URI) and run again.") from error
 
 
 def candidate_requests(tracking_uri: str, registered_name: str) -> tuple[int, set[str]] | None:
