@@ -428,3 +428,29 @@ def test_a_ledger_behind_the_registry_stops_the_cycle_before_anything_changes(pr
     intake.cancel_request(intake.add_request(envelope(project, "e.json", subject_request_id=elsewhere)))
     with pytest.raises(UserError, match=f"not hold as accepted: {elsewhere}"):
         run_cycle()
+
+
+def test_a_registry_that_cannot_answer_stops_the_cycle_before_anything_changes(project, monkeypatch, capsys):
+    """Read as "no candidate yet", a server that is down would let the cycle apply requests and a model that
+    drops released ones take the alias; the cycle stops as for a failed pull (exit 6), the inbox untouched."""
+    import socket
+
+    import yaml
+
+    from remi.operations.cycle import run_cycle
+    from tests.conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["forget"]["mode"] = "requests"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    with socket.socket() as probe:  # a free loopback port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{probe.getsockname()[1]}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    waiting = intake.add_request(envelope(project))
+    ledger = (project / "data/ledger.jsonl").read_bytes()
+    assert run_cycle() == Outcome.INFRASTRUCTURE
+    assert "could not say which version" in capsys.readouterr().err
+    assert (project / "data/ledger.jsonl").read_bytes() == ledger  # nothing ingested, nothing applied
+    assert (project / "data/inbox" / f"{waiting}.json").exists()
