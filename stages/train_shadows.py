@@ -19,7 +19,7 @@ from remi.attacks.shadow_models import shadow_blocks, shadow_fingerprint, train_
 from remi.data.datasets import load_dataset
 from remi.data.splits import load_split
 from remi.errors import UserError
-from remi.networks.checkpoints import load_shadow_outputs, save_model, torch_bytes
+from remi.networks.checkpoints import ArtifactError, load_model, load_shadow_outputs, save_model, torch_bytes
 from remi.networks.training import accuracy
 from remi.pipeline import tracking
 from remi.pipeline.entry_point import stage_main
@@ -89,12 +89,21 @@ def _shadow_number(directory: Path) -> int:
 
 
 def _is_saved(directory: Path, fingerprint: str) -> bool:
-    """Whether `directory` holds the shadow `fingerprint` describes; an unreadable record (edited by hand)
-    means it does not, and the shadow trains again."""
+    """Whether `directory` holds the shadow `fingerprint` describes, with files that load; an unreadable record
+    (edited by hand), or a model or outputs file missing or damaged (bit rot; a stale shadow's removal cut short,
+    which leaves the record without the rest), means it does not, and the shadow trains again: reused, it would
+    fail every later stage, whatever `dvc repro --force` was asked."""
     try:
-        return read_json(directory / FINGERPRINT)["fingerprint"] == fingerprint
+        if read_json(directory / FINGERPRINT)["fingerprint"] != fingerprint:
+            return False
     except (OSError, ValueError, TypeError, KeyError):
         return False
+    try:
+        load_model(directory)
+        load_shadow_outputs(directory)
+    except ArtifactError:
+        return False
+    return True
 
 
 def _save(shadow_set, params, dataset, shadow_id, model, outputs, fingerprint, stage_run_id) -> None:

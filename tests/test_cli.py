@@ -133,9 +133,15 @@ def test_ui_on_a_port_in_use_says_so_before_printing_a_link(tmp_path):
     assert "MLflow UI:" not in result.stdout
 
 
-def test_summary_before_any_run_says_what_to_do(tmp_path):
-    result = remi("summary", cwd=_project(tmp_path))
-    assert result.returncode == 2 and "run `remi run` first" in result.stderr
+def test_summary_before_any_run_or_of_a_damaged_audit_says_what_to_do(tmp_path):
+    project = _project(tmp_path)
+    for form in ([], ["--markdown"]):
+        result = remi("summary", *form, cwd=project)
+        assert result.returncode == 2 and "run `remi run` first" in result.stderr, result.stderr
+    (project / "metrics").mkdir(exist_ok=True)
+    (project / "metrics/audit.json").write_text('<<<<<<< HEAD\n{"a": 1}\n=======\n')  # a merge's conflict markers
+    result = remi("summary", "--markdown", cwd=project)
+    assert result.returncode == 2 and "is not the JSON file `remi run` (its audit stage) writes" in result.stderr
 
 
 def test_benchmark_networks_times_every_profile(tmp_path):

@@ -20,7 +20,7 @@ from remi.networks.checkpoints import (
 )
 from remi.pipeline.layout import run_record_path
 from remi.pipeline.release import release_method
-from remi.pipeline.tracking import upstream_tags
+from remi.pipeline.tracking import code_identity, upstream_tags
 from remi.runtime.files import atomic_write, read_user_file, replace_dir, sweep_stale_temps, write_json
 from remi.runtime.locks import LockTimeout, file_lock
 from tests.conftest import REPO
@@ -172,6 +172,15 @@ def test_a_damaged_lineage_record_says_how_to_restore_it(tmp_path, monkeypatch, 
         upstream_tags(["unlearn/remi"])
     with pytest.raises(UserError, match=damaged):
         release_method("remi", "unused")
+
+
+def test_a_run_records_its_code_as_unknown_where_no_git_program_is_installed(tmp_path, monkeypatch):
+    """A slim image can run DVC without the git program; the run records what it cannot know instead of dying."""
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
+    identity = code_identity(tmp_path)
+    assert identity["git_commit"] == "unknown" and identity["git_dirty"] == "false"
+    assert identity["dvc_lock_md5"] != "none"
 
 
 def test_a_lineage_record_gives_its_run_id_and_a_missing_one_none(tmp_path, monkeypatch):

@@ -21,12 +21,20 @@ def test_cleanup_marks_the_runs_of_dead_processes_killed_and_keeps_live_ones(tmp
     dead = client.create_run(experiment, tags=process_tags() | {"process.pid": str(dead_pid)}).info.run_id
     alive = client.create_run(experiment, tags=process_tags()).info.run_id  # this test's own process
     foreign = client.create_run(experiment, tags=process_tags() | {"process.host": "elsewhere"}).info.run_id
+    # Another container with this host's name (`--network host`), or a boot ago: its pid means nothing here.
+    namespace = process_tags(dead_pid) | {"process.namespace": "another-boot:4026531836"}
+    other_container = client.create_run(experiment, tags=namespace).info.run_id
+    before_recorded = {key: value for key, value in process_tags(dead_pid).items() if key != "process.namespace"}
+    old_tags = client.create_run(experiment, tags=before_recorded).info.run_id  # by the host alone, as before
     result = subprocess.run([REMI, "reap-runs"], cwd=REPO, capture_output=True,
                             text=True, env=os.environ | {"MLFLOW_TRACKING_URI": uri}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Marked 1 run(s) KILLED" in result.stdout
-    status = {run_id: client.get_run(run_id).info.status for run_id in (dead, alive, foreign)}
-    assert status == {dead: "KILLED", alive: "RUNNING", foreign: "RUNNING"}
+    assert "Marked 2 run(s) KILLED" in result.stdout
+    status = {run_id: client.get_run(run_id).info.status for run_id in (dead, alive, foreign, other_container,
+                                                                        old_tags)}
+    assert status == {dead: "KILLED", alive: "RUNNING", foreign: "RUNNING", other_container: "RUNNING",
+                      old_tags: "KILLED"}
+    assert process_tags()["process.namespace"] != "unknown"  # /proc says it here, so the check above is real
 
 
 def test_a_bad_mlflow_environment_is_one_clear_error(tmp_path, monkeypatch):
@@ -52,8 +60,12 @@ def test_remi_run_checks_the_environment_before_dvc_touches_anything(tmp_path):
                                  ("REMI_PROGRESS", "of", "is not one of live, items, off"),
                                  ("REMI_DEVICE", "tpu", "REMI_DEVICE"),
                                  ("REMI_EXECUTOR", "slurm", "is not an executor"),
-                                 ("REMI_WORKERS", "-1", "is not a whole number of worker processes")):
-        env = os.environ | {name: value, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'never.db'}"}
+                                 ("REMI_WORKERS", "-1", "is not a whole number of worker processes"),
+                                 ("REMI_RAY_CPUS", "0", "REMI_RAY_CPUS='0' must be a number > 0"),
+                                 ("REMI_RAY_GPUS", "half", "REMI_RAY_GPUS='half' must be a number >= 0")):
+        # The Ray settings count only with the ray executor (Ray itself need not be installed to refuse them).
+        executor = {"REMI_EXECUTOR": "ray"} if name.startswith("REMI_RAY") else {}
+        env = os.environ | executor | {name: value, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'never.db'}"}
         result = subprocess.run([REMI, "run", "--dry"], cwd=REPO, capture_output=True, text=True, env=env,
                                 timeout=120)
         assert result.returncode == 2 and message in result.stderr, (name, result.stderr[-2000:])

@@ -128,6 +128,20 @@ def test_adding_a_shadow_trains_only_its_block(pipeline):
     assert after[0] == before[0] and after[1] == before[1]  # the full block was kept as it was
 
 
+def test_a_damaged_shadow_trains_again_instead_of_being_reused(pipeline):
+    """Its record still matches, so it was reused: every later stage failed on it, and `dvc repro --force`, which the
+    error message advises, reused it again."""
+    work, run = pipeline
+    outputs = work / "models/shadows/shadow_000/outputs.pt"
+    outputs.write_bytes(outputs.read_bytes()[:100])  # bit rot, or a copy cut short
+    result, ran = repro(run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train_shadows" in ran
+    shadows = json.loads((work / "metrics/train_shadows.json").read_text())
+    assert (shadows["shadows_trained"], shadows["shadows_reused"]) == (2, 2)  # shadow_000's block of 2
+    assert len(outputs.read_bytes()) > 100
+
+
 def test_new_erasure_request_reruns_only_prepare_unlearn_and_audit(pipeline):
     work, run = pipeline
     target_train = json.loads((work / "data/splits/target_train.json").read_text())

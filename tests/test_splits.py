@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from remi.data.erasure_requests import RequestError, read_requests
-from remi.data.splits import SPLIT_NAMES, make_splits, retain_ids, select_forget
+from remi.data.splits import SPLIT_NAMES, load_split, make_splits, retain_ids, select_forget
 from remi.data.validation import validate_forget, validate_requests, validate_split_index
 from remi.errors import UserError, ValidationFailed
 from remi.params_schema import Forget, Splits
@@ -78,6 +78,25 @@ def test_request_for_another_data_version_is_rejected(tmp_path):
     with pytest.raises(ValidationFailed, match="exact data version"):
         validate_requests([_request(tmp_path, [1, 2], digest="old")], torch.arange(10),
                           "fashion_mnist", "new")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('<<<<<<< HEAD\n{"sample_ids": [1]}\n', "is not the JSON file the prepare stage"),  # a merge's markers
+    ('{"ids": [1, 2]}', "holds no list of sample IDs"),
+    ('{"sample_ids": [1, -2]}', "holds no list of sample IDs"),  # -2 would pick the second-last sample
+    ('{"sample_ids": [1, 2.5]}', "holds no list of sample IDs"),
+    ('[1, 2]', "holds no list of sample IDs"),
+])
+def test_a_damaged_split_file_says_how_to_restore_it(tmp_path, text, message):
+    split = tmp_path / "forget.json"
+    split.write_text(text)
+    with pytest.raises(UserError, match=message) as error:
+        load_split(split)
+    assert "dvc repro --force prepare" in str(error.value)
+    split.write_text('{"sample_ids": [0, 7]}')
+    assert load_split(split).tolist() == [0, 7]
+    with pytest.raises(UserError, match="not found"):
+        load_split(tmp_path / "missing.json")
 
 
 def test_forget_set_must_leave_a_retain_set():

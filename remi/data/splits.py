@@ -1,6 +1,5 @@
 """Disjoint sample-ID splits drawn from a seed, and the forget set."""
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +7,7 @@ import torch
 
 from remi.errors import ParamsError, UserError
 from remi.params_schema import Forget, Splits
+from remi.runtime.files import read_json_output
 
 SPLIT_NAMES = ("target_train", "out", "audit_holdout", "test", "shadow_pool")
 
@@ -59,8 +59,15 @@ def split_record(dataset_name: str, digest: str, split: str, ids: torch.Tensor, 
 
 
 def load_split(path: str | Path) -> torch.Tensor:
-    """Sample IDs of one split file written by the prepare stage."""
-    return torch.tensor(json.loads(Path(path).read_text())["sample_ids"], dtype=torch.long)
+    """Sample IDs of one split file written by the prepare stage. A missing or damaged one (a merge's conflict
+    markers, an edit) is a UserError saying how to restore it; so is a negative ID, which would index from the
+    dataset's end and pick other samples with nothing to say so."""
+    restore = f"restore it with `dvc checkout {path}` or re-create it with `dvc repro --force prepare`"
+    record = read_json_output(Path(path), f"the prepare stage ({restore})")
+    ids = record.get("sample_ids") if isinstance(record, dict) else None
+    if not isinstance(ids, list) or not all(type(i) is int and i >= 0 for i in ids):  # bool is an int subclass
+        raise UserError(f"{path} holds no list of sample IDs (whole numbers from 0): {restore}.")
+    return torch.tensor(ids, dtype=torch.long)
 
 
 def retain_ids(target_train: torch.Tensor, forget: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from remi.pipeline.layout import OUTPUT_ROOTS, TARGET_PURGE_RECORD, metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.summary import summary_text
 from remi.runtime.device import compute_device, threads_override
-from remi.runtime.executors import executor_name, worker_count
+from remi.runtime.executors import check_executor_settings, worker_count
 from remi.runtime.files import sweep_stale_temps
 from remi.runtime.process_identity import process_tags
 from remi.runtime.progress import mode_override
@@ -89,7 +89,7 @@ def check_environment() -> None:
     threads_override()
     mode_override()
     compute_device()
-    executor_name()
+    check_executor_settings()
     worker_count()
 
 
@@ -113,6 +113,7 @@ def run_pipeline(dvc_arguments: list[str]) -> int:
     if code == 0:
         keep_or_restore_lock()
     gate = metrics_path("gate")
-    if code == 0 or (gate.exists() and gate.stat().st_mtime >= started):
+    # Only where there is an audit to sum up: `remi run <stage>` may succeed with none there yet.
+    if metrics_path("audit").exists() and (code == 0 or (gate.exists() and gate.stat().st_mtime >= started)):
         print("\n" + summary_text(), flush=True)
     return code

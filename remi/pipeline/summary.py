@@ -9,7 +9,7 @@ from remi.errors import UserError
 from remi.pipeline.layout import AUDIT_REPORT_DIR, LINEAGE_DIR, metrics_path
 from remi.pipeline.params import load_params
 from remi.pipeline.tracking import experiment_url
-from remi.runtime.files import read_json
+from remi.runtime.files import read_json, read_json_output
 
 Row = tuple[str, dict[str, float | None]]
 
@@ -54,7 +54,7 @@ def _gate_line(method: str, registered_model: str) -> str:
     gate_file = metrics_path("gate")
     if not gate_file.exists():
         return "Gate: not run yet (`remi run` runs it after the audit)."
-    gate = read_json(gate_file)
+    gate = read_json_output(gate_file, "`remi run` (its gate stage)")
     if gate.get("registry_refused"):
         return f"Gate: the registry refused the model; it was left as it was. {gate['registry_refused']}"
     if gate.get("compaction"):
@@ -67,12 +67,18 @@ def _gate_line(method: str, registered_model: str) -> str:
     return f"Gate: FAILED for {method} ({', '.join(failed)}); the registry was left as it was."
 
 
-def summary_text() -> str:
-    params = load_params()
+def _audit_figures() -> dict[str, float]:
+    """metrics/audit.json, or a UserError saying to run the pipeline (missing) or re-run it (damaged: a merge left
+    conflict markers in it, say; it is tracked by git)."""
     audit_file = metrics_path("audit")
     if not audit_file.exists():
         raise UserError(f"{audit_file} does not exist yet: run `remi run` first.")
-    audit, method = read_json(audit_file), params.gate.method
+    return read_json_output(audit_file, "`remi run` (its audit stage)")
+
+
+def summary_text() -> str:
+    params = load_params()
+    audit, method = _audit_figures(), params.gate.method
     target_record = LINEAGE_DIR / "target.json"
     experiment = read_json(target_record)["experiment_id"] if target_record.exists() else "0"
     prepared = read_json(metrics_path("prepare")) if metrics_path("prepare").exists() else {}
@@ -89,6 +95,6 @@ def summary_text() -> str:
 def print_summary(markdown: bool = False) -> None:
     if markdown:
         params = load_params()
-        print(markdown_table(read_json(metrics_path("audit")), params.audit.attacks, params.gate.method), end="")
+        print(markdown_table(_audit_figures(), params.audit.attacks, params.gate.method), end="")
     else:
         print(summary_text())

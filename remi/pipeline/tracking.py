@@ -72,7 +72,10 @@ def code_identity(root: Path | None = None) -> dict[str, str]:
     root = root or project_root()
 
     def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        try:
+            result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        except OSError:  # no git program (a slim image: DVC reads the repository without it)
+            return ""
         return result.stdout.strip() if result.returncode == 0 else ""
 
     lock = root / "dvc.lock"

@@ -35,6 +35,7 @@ machines need this package installed (or shipped with Ray's runtime_env) and the
 
 import ctypes
 import dataclasses
+import importlib.util
 import math
 import multiprocessing
 import os
@@ -66,6 +67,8 @@ from remi.runtime.device import (
 EXECUTOR_ENV = "REMI_EXECUTOR"
 RAY_CPUS_ENV = "REMI_RAY_CPUS"
 RAY_GPUS_ENV = "REMI_RAY_GPUS"
+RAY_MISSING = (f"{EXECUTOR_ENV}=ray needs Ray: pip install -e '.[ray]' (or unset {EXECUTOR_ENV} to train in this "
+               "process).")
 WORKERS_ENV = "REMI_WORKERS"
 PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 EXECUTORS = ("auto", "local", "processes", "ray")
@@ -263,6 +266,16 @@ def _run_in_worker(item: Any) -> Any:
     return _worker["function"](item, **_worker["shared"])
 
 
+def check_executor_settings() -> None:
+    """The executor's settings, read as its stage will read them, so `remi run` can refuse them before DVC
+    removes any stage's outputs: REMI_EXECUTOR, and with ray, Ray installed and its per-task resources."""
+    if executor_name() != "ray":
+        return
+    _task_resources()
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(RAY_MISSING)
+
+
 def _task_resources() -> tuple[float, float]:
     cpus = _number_from_env(RAY_CPUS_ENV, default=1.0, smallest=0.0, inclusive=False)
     gpus = _number_from_env(RAY_GPUS_ENV, default=0.0, smallest=0.0, inclusive=True)
@@ -297,8 +310,7 @@ def _map_on_ray(function: Callable[..., Result], items: Sequence[Any], shared: d
     try:
         import ray
     except ImportError:
-        raise UserError(f"{EXECUTOR_ENV}=ray needs Ray: pip install -e '.[ray]' (or unset {EXECUTOR_ENV} to "
-                        f"train in this process).") from None
+        raise UserError(RAY_MISSING) from None
     environment = task_environment(cpus, gpus)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry, as for MLflow and DVC
     started_here = not ray.is_initialized()
@@ -340,6 +352,12 @@ def _init_ray(ray: Any) -> None:
             ray.init(address=address)
         else:
             ray.init(address="local", include_dashboard=False)
+    except (ValueError, ConnectionError) as error:  # a malformed address, or no cluster answering there
+        if not address:
+            raise
+        raise UserError(f"RAY_ADDRESS={address[:200]!r}: no Ray cluster could be reached there "
+                        f"({type(error).__name__}: {str(error)[:200]}). Give the address `ray start --head` printed, "
+                        "or unset RAY_ADDRESS for a private instance.") from error
     finally:
         # ray.init replaces the SIGTERM handler with its own sys.exit; the stage's handler ends MLflow
         # runs as FAILED and exits 143 (remi.pipeline.entry_point).

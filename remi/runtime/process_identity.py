@@ -1,7 +1,10 @@
 """Who runs a process, so another process can tell later whether it is still alive.
 
 A process id alone is reused by the kernel; with the host name and the process's start time
-(in clock ticks since boot, from /proc) it names one process for good.
+(in clock ticks since boot, from /proc) it names one process for good. Its id means something only in
+its own process namespace and boot, which the host name does not tell apart: containers that share the
+host's name (`--network host`, two runners on one machine) or a reboot would read each other's live
+processes as gone, so those are recorded too.
 """
 
 import os
@@ -9,6 +12,7 @@ import socket
 from pathlib import Path
 
 HOST_TAG, PID_TAG, STARTED_TAG = "process.host", "process.pid", "process.start_ticks"
+NAMESPACE_TAG = "process.namespace"  # the boot and the process namespace its id belongs to
 
 
 def start_ticks(pid: int) -> str | None:
@@ -21,13 +25,28 @@ def start_ticks(pid: int) -> str | None:
     return stat[stat.rindex(")") + 2 :].split()[19]
 
 
+def process_namespace() -> str:
+    """This boot's id and this process namespace's inode, "unknown" where /proc cannot say."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return "unknown"
+
+
 def process_tags(pid: int | None = None) -> dict[str, str]:
     pid = pid or os.getpid()
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), STARTED_TAG: start_ticks(pid) or "unknown"}
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), STARTED_TAG: start_ticks(pid) or "unknown",
+            NAMESPACE_TAG: process_namespace()}
 
 
 def is_local(tags: dict[str, str]) -> bool:
-    return tags.get(HOST_TAG) == socket.gethostname()
+    """Whether the tagged process's id can be looked up here: same host, and, where both sides know it, same boot
+    and process namespace (tags written before the namespace was recorded go by the host alone)."""
+    if tags.get(HOST_TAG) != socket.gethostname():
+        return False
+    theirs, ours = tags.get(NAMESPACE_TAG, "unknown"), process_namespace()
+    return "unknown" in (theirs, ours) or theirs == ours
 
 
 def is_gone(tags: dict[str, str]) -> bool:
