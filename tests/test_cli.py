@@ -426,9 +426,12 @@ def test_fq_anatomy_takes_forgetting_quality_apart_into_location_and_spread(fini
         assert 0 < row["forgetting_quality"] <= 1 and row["distance_to_retraining"] > 0 and row["spread"] > 0
         assert -1 <= row["correlation_with_retraining"] <= 1  # a number, on every row (not NaN)
         assert 0 < row["quality_at_predicted_location"] <= 1
+        assert 0 < row["quality_at_location_predicted_with_neighbours"] <= 1
     # Fitted to a retrained population, the prediction follows retraining's per-sample means (easy samples are
-    # confident under every model); a prediction from unrelated inputs would not.
+    # confident under every model); a prediction from unrelated inputs would not. The retain set's neighbours are
+    # four inputs more to the same least-squares fit: never a worse fit to the population it was fitted to.
     assert 0.5 < numbers["predicted_location_correlation"] <= 1
+    assert 0.5 < numbers["location_predicted_with_neighbours_correlation"] <= 1
     # The stage's own estimate for ReMI, from the same seeds and recipe (a thread count chosen by the load
     # may round differently and move a few of the 100 samples' bins: 0.01 each at most).
     stage = json.loads((finished / "metrics/forgetting_quality.json").read_text())

@@ -60,7 +60,7 @@ def test_anatomy_tells_one_shift_of_every_sample_from_sample_by_sample_misses():
     reference, independent = (means + rng.normal(0, 1, (8, 500)) for _ in range(2))
     shifted = means + 3 + rng.normal(0, 1, (8, 500))  # every sample 3 units more confident
     shuffled = means + rng.normal(0, 4, 500) + rng.normal(0, 1, (8, 500))  # sample by sample, no shift
-    shift, scatter = (anatomy(population, reference, independent, independent.mean(0), settings)
+    shift, scatter = (anatomy(population, reference, independent, {"predicted_location": independent.mean(0)}, settings)
                       for population in (shifted, shuffled))
     # A shift: nearly all of the distance is the offset, and the per-sample means still follow retraining's.
     assert 2.8 < shift["offset_from_retraining"] < 3.2
@@ -71,10 +71,10 @@ def test_anatomy_tells_one_shift_of_every_sample_from_sample_by_sample_misses():
     assert scatter["correlation_with_retraining"] < 0.95
 
 
-def test_the_predicted_location_is_as_good_as_what_the_target_and_the_shadows_know():
+def test_the_predicted_location_is_as_good_as_what_its_inputs_know():
     """Where retraining's per-sample means follow the target's statistic and the shadows' mean, the prediction
     finds them and a population moved there scores as if at retraining's own location; where they carry what
-    neither input knows, it cannot, and the counterfactual says so."""
+    neither input knows, it cannot, and the counterfactual says so, unless a further input carries it."""
     from remi.audit.forgetting_anatomy import anatomy, predicted_location
     from remi.params_schema import ForgettingQuality
 
@@ -84,11 +84,16 @@ def test_the_predicted_location_is_as_good_as_what_the_target_and_the_shadows_kn
     shadows = shadow_means + rng.normal(0, 0.1, (8, 500))
     unlearned = target + rng.normal(0, 1, (8, 500))  # a method that stays where the target is
     for hidden, explained in ((0.0, True), (6.0, False)):
-        means = 0.4 * target + 0.6 * shadow_means - 1 + rng.normal(0, hidden, 500)  # hidden: what neither knows
+        unknown = rng.normal(0, hidden, 500)  # what neither the target nor the shadows know
+        means = 0.4 * target + 0.6 * shadow_means - 1 + unknown
         reference, second = (means + rng.normal(0, 1, (8, 500)) for _ in range(2))
-        predicted = predicted_location(target, shadows, second)
+        # A further input that carries it (as the retain set's neighbours might): the fit takes it up.
+        predicted = {"predicted_location": predicted_location(target, shadows, second),
+                     "with_more": predicted_location(target, shadows, second, more=unknown[:, None])}
         row = anatomy(unlearned, reference, second, predicted, settings)
-        correlation = np.corrcoef(predicted, reference.mean(0))[0, 1]
+        correlation = np.corrcoef(predicted["predicted_location"], reference.mean(0))[0, 1]
+        assert np.corrcoef(predicted["with_more"], reference.mean(0))[0, 1] > 0.98
+        assert row["quality_at_with_more"] >= row["quality_with_retrainings_location"] - 0.02
         if explained:
             assert correlation > 0.98
             # At least as good: the fit averages out the second population's noise in its means.

@@ -17,10 +17,11 @@ of the per-sample means with retraining's) and the spread across seeds (in logit
 retrain-vs-retrain's alongside),
 and the quality of two counterfactual populations: the variant's runs moved onto an independent
 retrained population's per-sample means (only the spread differs), and the retrained runs moved onto
-the variant's means (only the location differs). A third counterfactual asks whether a rule that places
+the variant's means (only the location differs). Two more ask whether a rule that places
 each forget sample by what ReMI can see could do better: the population's runs moved onto the per-sample
 means that the target's statistic and the shadows' mean predict, linearly, fitted to retraining itself
-(`predicted_location`).
+(`predicted_location`), and onto those that the same two and the retain set's nearest neighbours of each
+sample predict (`retain_neighbour_features`).
 
 One more row takes the first M shadows as if they were unlearned models. ReMI's per-example reference
 and its unseen-model teachers are these shadows, so the row is what a perfect imitation of them would
@@ -36,11 +37,13 @@ with the online shadows as ReMI's references, each on the samples it never train
 teachers closer to retraining, come closer to it (`remi ablation --online-references`)?
 """
 
+import copy
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from remi.attacks.signals import logit_scaled_confidence
 from remi.audit.ablation_variants import chosen_variants
@@ -64,11 +67,15 @@ from remi.pipeline.params import load_params, validate
 from remi.pipeline.tasks import load_task
 from remi.runtime.device import compute_device, configure_threads, hardware
 from remi.runtime.files import write_bytes, write_json
+from remi.unlearning.base import Samples, UnlearningTask
+from remi.unlearning.neighbour_target import margins_and_votes
+from remi.unlearning.remi import frozen_features, split_head
 
 STEM = "forgetting_quality_anatomy"
 SHADOWS_ROW = "shadows as unlearned models ({count}: other data, never the forget set)"
 ONLINE_ROW = "online shadows that never trained on the sample ({count} each; {samples} samples)"
 SAME_SAMPLES_ROW = "retrain vs retrain (the same {samples} samples)"
+NEIGHBOURS_LOCATION = "location_predicted_with_neighbours"  # the target, the shadows and the retain set's neighbours
 
 
 def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None,
@@ -93,7 +100,10 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     print(f"{2 * count} retrained models in {time.perf_counter() - started:.0f} s", flush=True)
     remi_task = load_task(params, dataset, "remi", device)
     shadow_statistics = model_statistics(remi_task.references, forget)
-    predicted = predicted_location(model_statistics([remi_task.original], forget)[0], shadow_statistics, second)
+    target_statistic = model_statistics([remi_task.original], forget)[0]
+    predicted = {"predicted_location": predicted_location(target_statistic, shadow_statistics, second),
+                 NEIGHBOURS_LOCATION: predicted_location(target_statistic, shadow_statistics, second,
+                                                         retain_neighbour_features(remi_task, forget))}
     rows = {"retrain vs retrain": anatomy(second, reference, second, predicted, settings)}
     first_shadows = shadow_statistics[:count]
     rows[SHADOWS_ROW.format(count=len(first_shadows))] = anatomy(first_shadows, reference, second, predicted,
@@ -102,10 +112,11 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     samples = int(enough.sum())
     online_row = samples >= len(forget_ids) / 2  # on fewer it would describe an unusual few, not the forget set
     if online_row:
+        on_enough = {name: location[enough] for name, location in predicted.items()}
         rows[SAME_SAMPLES_ROW.format(samples=samples)] = anatomy(second[:, enough], reference[:, enough],
-                                                                 second[:, enough], predicted[enough], settings)
+                                                                 second[:, enough], on_enough, settings)
         rows[ONLINE_ROW.format(count=count, samples=samples)] = anatomy(online, reference[:, enough],
-                                                                        second[:, enough], predicted[enough], settings)
+                                                                        second[:, enough], on_enough, settings)
     for name, overrides in chosen.items():
         variant = validate(params.model_dump() | {"remi": params.remi.model_dump() | overrides})
         task = load_task(variant, dataset, "remi", device, online_references=online_references)
@@ -116,12 +127,14 @@ def run_forgetting_anatomy(variants: list[str] | None, models: int | None = None
     # Another M than the stage's writes beside the stage-M report instead of over it.
     stem = (STEM if models is None else f"{STEM}_m{count}") + ("_online_references" if online_references else "")
     numbers, report_path = metrics_path(stem), REPORTS_DIR / f"{stem}.md"
-    prediction_fit = float(np.corrcoef(predicted, reference.mean(0))[0, 1])
+    prediction_fit = {name: float(np.corrcoef(location, reference.mean(0))[0, 1])
+                      for name, location in predicted.items()}
     references = "online shadows" if online_references else "shadows"
     write_json(numbers, {"dataset": params.data.dataset, "models_per_population": count,
                          "remi_references": references,
                          "largest_certifiable_epsilon": resolution,
-                         "predicted_location_correlation": prediction_fit,
+                         "predicted_location_correlation": prediction_fit["predicted_location"],
+                         f"{NEIGHBOURS_LOCATION}_correlation": prediction_fit[NEIGHBOURS_LOCATION],
                          "rows": rows})
     online_note = ("" if online_row else
                    f"No online-shadow row: {samples} of {len(forget_ids)} forget samples have {count} of the "
@@ -164,26 +177,47 @@ def online_out_population(params: Params, forget_ids: torch.Tensor, labels: torc
     return np.take_along_axis(statistic, never_trained_first, axis=0)[:count, enough], enough
 
 
-def predicted_location(target: np.ndarray, shadows: np.ndarray, retrained: np.ndarray) -> np.ndarray:
-    """Per forget sample, retraining's mean statistic as well as a linear rule over two things ReMI sees can
+def predicted_location(target: np.ndarray, shadows: np.ndarray, retrained: np.ndarray,
+                       more: np.ndarray | None = None) -> np.ndarray:
+    """Per forget sample, retraining's mean statistic as well as a linear rule over things ReMI sees can
     predict it: the least-squares fit of `retrained`'s (models, samples) per-sample means on the target's
-    statistic, the mean of the `shadows`' (models, samples) and a constant. A per-sample stop rule or target
-    linear in these two cannot place the samples better than this fit to retraining itself, so the quality at
-    this location, at a population's own spread, is the best case of such a rule. Fit it to the second
-    retrained population, not to the reference one that the quality is scored against: that fit would take up
-    the reference's own noise and flatter it."""
-    inputs = np.stack([target, shadows.mean(0), np.ones_like(target)], axis=1)
+    statistic, the mean of the `shadows`' (models, samples), `more` (samples, features), if given, and a
+    constant. A per-sample stop rule or target linear in these cannot place the samples better than this fit to
+    retraining itself, so the quality at this location, at a population's own spread, is the best case of such a
+    rule. Fit it to the second retrained population, not to the reference one that the quality is scored
+    against: that fit would take up the reference's own noise and flatter it."""
+    columns = [target, shadows.mean(0), *([] if more is None else more.T), np.ones_like(target)]
+    inputs = np.stack(columns, axis=1)
     weights, *_ = np.linalg.lstsq(inputs, retrained.mean(0), rcond=None)
     return inputs @ weights
 
 
-def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarray, predicted: np.ndarray,
-            settings: ForgettingQuality) -> dict[str, float]:
+def retain_neighbour_features(task: UnlearningTask, forget: Samples) -> np.ndarray:
+    """(samples, 4): what the retain set's nearest neighbours say of each forget sample, the features a target read
+    from the retain set would have (ReMI holds the retain set; a retrained model's confidence on a sample depends on
+    which retain samples lie near it): its margin (how much nearer the retain samples of its class lie than the
+    others') and whether its k nearest vote its label, in input space and in the target's last hidden features
+    (where the network has learnt what is near). A sample whose class has no retain sample left has an infinite
+    margin; it takes the largest finite one."""
+    frozen, _ = split_head(copy.deepcopy(task.original).eval(), 1)
+    columns = []
+    with torch.no_grad():
+        for space in (nn.Identity(), frozen):
+            margins, votes_right = margins_and_votes((frozen_features(space, task.retain[0]), task.retain[1]),
+                                                     (frozen_features(space, forget[0]), forget[1]))
+            margin = margins.double().numpy()
+            finite = np.isfinite(margin)
+            columns += [np.where(finite, margin, margin[finite].max(initial=0.0)), votes_right.double().cpu().numpy()]
+    return np.stack(columns, axis=1)
+
+
+def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarray,
+            predicted: dict[str, np.ndarray], settings: ForgettingQuality) -> dict[str, float]:
     """`population` (models, samples) against the retrained `reference`; `independent` is a second
     retrained population, whose per-sample means stand for "where retraining sits" in the counterfactual
     that keeps the population's own spread (its means are not `reference`'s, which would flatter it);
-    `predicted` is the per-sample location of `predicted_location`, for the counterfactual that moves the
-    population there (keeping its own spread)."""
+    `predicted` names per-sample locations from `predicted_location`, for the counterfactuals that move the
+    population there (keeping its own spread): figure `quality_at_<name>` each."""
     def quality(candidate: np.ndarray) -> float:
         return forgetting_quality(per_example_epsilon(candidate, reference, settings.delta), settings.bin_width)
 
@@ -199,15 +233,15 @@ def anatomy(population: np.ndarray, reference: np.ndarray, independent: np.ndarr
         "spread": float(population.std(0).mean()),
         "quality_with_retrainings_location": quality(population - centre + independent.mean(0)),
         "quality_with_retrainings_spread": quality(independent - independent.mean(0) + centre),
-        "quality_at_predicted_location": quality(population - centre + predicted),
+        **{f"quality_at_{name}": quality(population - centre + location) for name, location in predicted.items()},
     }
 
 
-def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float, prediction_fit: float,
-            online_note: str, online_references: bool) -> str:
+def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolution: float,
+            prediction_fit: dict[str, float], online_note: str, online_references: bool) -> str:
     references = (" The variants' ReMI took the online shadows as its references, each on the samples it never "
-                  "trained on (`--online-references`); the predicted location still comes from the target and the "
-                  "shadows." if online_references else "")
+                  "trained on (`--online-references`); the predicted locations still come from the target, the "
+                  "shadows and the retain set." if online_references else "")
     lines = ["# Forgetting quality, taken apart", "",
              f"`remi fq-anatomy` on the pipeline's {dataset} artifacts; {hardware()}. M = {count} models per "
              f"population (largest certifiable epsilon {resolution:.2f}), the forgetting-quality stage's seeds; "
@@ -216,19 +250,22 @@ def _report(rows: dict[str, dict[str, float]], dataset: str, count: int, resolut
              "difference of per-sample means to retraining's (logit-scaled confidence); offset: the same "
              "differences' signed mean (a shift of every sample alike); correlation: of the per-sample means with "
              "retraining's; spread: mean per-sample standard deviation across the M runs. The next two columns "
-             "move one population so that only the other property differs from retraining. The last moves the "
-             "population's runs onto the per-sample means that the target's statistic and the shadows' mean "
-             "predict (a least-squares fit to the second retrained population; its correlation with retraining's "
-             f"means is {prediction_fit:.3f}): the best case of a per-sample target linear in those two, at the "
-             f"population's own spread (remi/audit/forgetting_anatomy.py).{references}", "",
+             "move one population so that only the other property differs from retraining. The last two move the "
+             "population's runs onto the per-sample means that a least-squares fit to the second retrained "
+             "population predicts: from the target's statistic and the shadows' mean (correlation with "
+             f"retraining's means {prediction_fit['predicted_location']:.3f}), and from those and the retain set's "
+             "nearest neighbours of each sample, their margin and vote in input space and in the target's last "
+             f"hidden features ({prediction_fit[NEIGHBOURS_LOCATION]:.3f}): the best case of a per-sample target "
+             "linear in those, at the population's own spread (remi/audit/forgetting_anatomy.py)."
+             f"{references}", "",
              "| population | forgetting quality | distance to retraining | offset | correlation "
              "| spread across seeds | quality with retraining's location | quality with retraining's spread "
-             "| quality at the predicted location |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| quality at the predicted location | ... with the retain set's neighbours |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['forgetting_quality']:.3f} | {r['distance_to_retraining']:.2f} | "
               f"{r['offset_from_retraining']:+.2f} | {r['correlation_with_retraining']:.3f} | {r['spread']:.2f} | "
               f"{r['quality_with_retrainings_location']:.3f} | {r['quality_with_retrainings_spread']:.3f} | "
-              f"{r['quality_at_predicted_location']:.3f} |"
+              f"{r['quality_at_predicted_location']:.3f} | {r[f'quality_at_{NEIGHBOURS_LOCATION}']:.3f} |"
               for name, r in rows.items()]
     if online_note:
         lines += ["", online_note]

@@ -24,15 +24,16 @@ QUERY_CHUNK = 512  # query rows per distance block: (512 x retain) floats, whate
 def neighbour_separation(retain: Samples, forget: Samples, out: Samples) -> dict[str, float]:
     """The stop rule's targets from the retain set's nearest neighbours: forget-vs-out AUC of the margin (for
     both the signal's and the estimator's AUC) and the accuracy gap of the k-nearest-neighbour vote."""
-    forget_margin, forget_correct = _margins_and_votes(retain, forget)
-    out_margin, out_correct = _margins_and_votes(retain, out)
+    forget_margin, forget_correct = margins_and_votes(retain, forget)
+    out_margin, out_correct = margins_and_votes(retain, out)
     auc = rank_auc(forget_margin, out_margin)
     return {"signal_auc": auc, "leakage_auc": auc,
             "accuracy_gap": (forget_correct.float().mean() - out_correct.float().mean()).item()}
 
 
-def _margins_and_votes(retain: Samples, queries: Samples) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per query: its margin over the retain set, and whether its k nearest retain samples vote its label."""
+def margins_and_votes(retain: Samples, queries: Samples) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query: its margin over the retain set, and whether its k nearest retain samples vote its label (also
+    what `remi fq-anatomy` asks of the retain set, for a per-sample location)."""
     retain_x, retain_y = retain[0].flatten(1).float(), retain[1]
     query_x, query_y = queries[0].flatten(1).float().to(retain_x.device), queries[1].to(retain_y.device)
     margins, correct = [], []

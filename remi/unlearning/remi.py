@@ -110,7 +110,7 @@ def remi(task: UnlearningTask) -> nn.Module:
     check_references(task, p)
     per_example, aimed_by_shadows = p.signal_reference == "shadows", p.stop_target == "shadows"
     with torch.no_grad():
-        retain = _features(frozen, task.retain[0]), task.retain[1]
+        retain = frozen_features(frozen, task.retain[0]), task.retain[1]
         check_out_ids, spare_out_ids = torch.randperm(len(task.out[1]), generator=generator).split(
             [min(CHECK_SAMPLES, len(task.out[1])), max(len(task.out[1]) - CHECK_SAMPLES, 0)])
         anchor_out_ids = spare_out_ids if len(spare_out_ids) else check_out_ids
@@ -124,9 +124,9 @@ def remi(task: UnlearningTask) -> nn.Module:
                              if per_example or p.lambda_unseen > 0 or aimed_by_shadows else None)
         check_out_references = (reference_logits(task, check_x)
                                 if per_example or aimed_by_shadows or raised_teacher else None)
-        forget = (_features(frozen, forget_x), forget_y,
+        forget = (frozen_features(frozen, forget_x), forget_y,
                   expected_signal(forget_references if per_example else None, forget_y, forget_unseen))
-        check_out = (_features(frozen, check_x), check_y,
+        check_out = (frozen_features(frozen, check_x), check_y,
                      expected_signal(check_out_references if per_example else None, check_y, check_out_unseen))
         check_out_logits = head(check_out[0])
         raise_by = (p.unseen_raise * strength_gap(check_out_logits, check_out_references, check_y, check_out_unseen)
@@ -322,7 +322,7 @@ def split_head(model: nn.Module, last_layers: int) -> tuple[nn.Module, nn.Module
 
 def anchor_samples(frozen: nn.Module, head: nn.Module, out: Samples) -> Anchored:
     """Out samples for the anchor term: (features, labels, the original model's logit-scaled confidence)."""
-    features = _features(frozen, out[0])
+    features = frozen_features(frozen, out[0])
     return features, out[1], logit_scaled_confidence(head(features), out[1])
 
 
@@ -337,7 +337,9 @@ def _pick(samples: Samples, indices: torch.Tensor) -> Samples:
     return samples[0][indices.to(samples[0].device)], samples[1][indices.to(samples[1].device)]
 
 
-def _features(frozen: nn.Module, inputs: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def frozen_features(frozen: nn.Module, inputs: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """The frozen prefix's outputs on `inputs`, a chunk at a time (a whole split's convolution maps at once can take
+    gigabytes)."""
     return torch.cat([frozen(part) for part in inputs.split(chunk)])
 
 
