@@ -90,8 +90,11 @@ class RegistryUnreadable(RuntimeError):
     checks cannot run, so nothing may be released or applied until it can."""
 
 
-# What the registry answers when there is no candidate yet: no such registered model, or no such alias on it.
-NO_CANDIDATE_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+# What the registry answers when there is no candidate yet: no such registered model, or no such alias on it; and,
+# from a server with basic-auth, a denial, which is what it answers for a model that does not exist yet (it checks
+# the permission on the model first). Read as no candidate, a denial stays closed: a user who may not read a model
+# may not add a version to it either, so that gate's registration fails.
+NO_CANDIDATE_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED")
 
 
 def _current_candidate(client, name: str):
