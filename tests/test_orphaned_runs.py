@@ -21,19 +21,23 @@ def test_cleanup_marks_the_runs_of_dead_processes_killed_and_keeps_live_ones(tmp
     dead = client.create_run(experiment, tags=process_tags() | {"process.pid": str(dead_pid)}).info.run_id
     alive = client.create_run(experiment, tags=process_tags()).info.run_id  # this test's own process
     foreign = client.create_run(experiment, tags=process_tags() | {"process.host": "elsewhere"}).info.run_id
-    # Another container with this host's name (`--network host`), or a boot ago: its pid means nothing here.
-    namespace = process_tags(dead_pid) | {"process.namespace": "another-boot:4026531836"}
-    other_container = client.create_run(experiment, tags=namespace).info.run_id
+    # Another container with this host's name (`--network host`): the same kernel and boot, other process ids.
+    boot = process_tags()["process.namespace"].split(":")[0]
+    other_container = client.create_run(experiment, tags=process_tags(dead_pid) | {
+        "process.namespace": f"{boot}:1"}).info.run_id
+    # A run of an earlier boot (the machine crashed): its process is gone, whatever its pid names now.
+    earlier_boot = client.create_run(experiment, tags=process_tags() | {
+        "process.namespace": "an-earlier-boot:1"}).info.run_id
     before_recorded = {key: value for key, value in process_tags(dead_pid).items() if key != "process.namespace"}
     old_tags = client.create_run(experiment, tags=before_recorded).info.run_id  # by the host alone, as before
     result = subprocess.run([REMI, "reap-runs"], cwd=REPO, capture_output=True,
                             text=True, env=os.environ | {"MLFLOW_TRACKING_URI": uri}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Marked 2 run(s) KILLED" in result.stdout
+    assert "Marked 3 run(s) KILLED" in result.stdout
     status = {run_id: client.get_run(run_id).info.status for run_id in (dead, alive, foreign, other_container,
-                                                                        old_tags)}
+                                                                        earlier_boot, old_tags)}
     assert status == {dead: "KILLED", alive: "RUNNING", foreign: "RUNNING", other_container: "RUNNING",
-                      old_tags: "KILLED"}
+                      earlier_boot: "KILLED", old_tags: "KILLED"}
     assert process_tags()["process.namespace"] != "unknown"  # /proc says it here, so the check above is real
 
 

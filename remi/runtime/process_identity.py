@@ -2,9 +2,10 @@
 
 A process id alone is reused by the kernel; with the host name and the process's start time
 (in clock ticks since boot, from /proc) it names one process for good. Its id means something only in
-its own process namespace and boot, which the host name does not tell apart: containers that share the
-host's name (`--network host`, two runners on one machine) or a reboot would read each other's live
-processes as gone, so those are recorded too.
+its own boot and process namespace, which the host name does not tell apart, so both are recorded too:
+containers that share the host's name (`--network host`, two runners on one machine) share its kernel,
+hence its boot, but not its process ids, and must not read each other's live processes as gone; a process
+of an earlier boot is gone, whatever its id names now.
 """
 
 import os
@@ -40,17 +41,13 @@ def process_tags(pid: int | None = None) -> dict[str, str]:
             NAMESPACE_TAG: process_namespace()}
 
 
-def is_local(tags: dict[str, str]) -> bool:
-    """Whether the tagged process's id can be looked up here: same host, and, where both sides know it, same boot
-    and process namespace (tags written before the namespace was recorded go by the host alone)."""
-    if tags.get(HOST_TAG) != socket.gethostname():
+def is_gone(tags: dict[str, str]) -> bool:
+    """True if the process these tags name (on this host) has exited; False if alive or unknowable: on another
+    host, or in another process namespace of this boot (tags written before the namespace was recorded go by the
+    host alone)."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
         return False
     theirs, ours = tags.get(NAMESPACE_TAG, "unknown"), process_namespace()
-    return "unknown" in (theirs, ours) or theirs == ours
-
-
-def is_gone(tags: dict[str, str]) -> bool:
-    """True if the process these tags name (on this host) has exited; False if alive or unknowable."""
-    if not is_local(tags) or not tags.get(PID_TAG, "").isdigit():
-        return False
+    if "unknown" not in (theirs, ours) and theirs != ours:
+        return theirs.split(":")[0] != ours.split(":")[0]  # an earlier boot's process is gone; another namespace's
     return start_ticks(int(tags[PID_TAG])) != tags.get(STARTED_TAG)
