@@ -179,7 +179,7 @@ def test_a_run_records_its_code_as_unknown_where_no_git_program_is_installed(tmp
     (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
     monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
     identity = code_identity(tmp_path)
-    assert identity["git_commit"] == "unknown" and identity["git_dirty"] == "false"
+    assert identity["git_commit"] == "unknown" and identity["git_dirty"] == "unknown"
     assert identity["dvc_lock_md5"] != "none"
 
 

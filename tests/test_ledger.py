@@ -316,7 +316,8 @@ def test_a_request_file_put_back_under_a_rejected_or_cancelled_id_is_set_aside_w
     [kept] = rejected.glob("wrong-data.*.json")
     assert json.loads(kept.read_text())["dataset_digest"] == "abc"
     (rejected / "wrong-data.json").rename(requests / "wrong-data.json")  # killed after `rejected`, before the move
-    assert _ingest() == [] and (rejected / "wrong-data.json").exists() and len(list(rejected.glob("*.json"))) == 2
+    assert _ingest() == ["wrong-data"] and (rejected / "wrong-data.json").exists()  # moved there, and said again
+    assert len(list(rejected.glob("*.json"))) == 2
     request = intake.add_request(envelope(project))
     _ingest()
     accepted = requests / f"{request}.json"

@@ -197,8 +197,8 @@ def retain_neighbour_features(task: UnlearningTask, forget: Samples) -> np.ndarr
     from the retain set would have (ReMI holds the retain set; a retrained model's confidence on a sample depends on
     which retain samples lie near it): its margin (how much nearer the retain samples of its class lie than the
     others') and whether its k nearest vote its label, in input space and in the target's last hidden features
-    (where the network has learnt what is near). A sample whose class has no retain sample left has an infinite
-    margin; it takes the largest finite one."""
+    (where the network has learnt what is near). A sample whose class has no retain sample left has a margin of
+    minus infinity; it takes the smallest finite one."""
     frozen, _ = split_head(copy.deepcopy(task.original).eval(), 1)
     columns = []
     with torch.no_grad():
@@ -206,8 +206,9 @@ def retain_neighbour_features(task: UnlearningTask, forget: Samples) -> np.ndarr
             margins, votes_right = margins_and_votes((frozen_features(space, task.retain[0]), task.retain[1]),
                                                      (frozen_features(space, forget[0]), forget[1]))
             margin = margins.double().numpy()
-            finite = np.isfinite(margin)
-            columns += [np.where(finite, margin, margin[finite].max(initial=0.0)), votes_right.double().cpu().numpy()]
+            finite = margin[np.isfinite(margin)]
+            columns += [np.clip(margin, finite.min(initial=np.inf), finite.max(initial=-np.inf)),
+                        votes_right.double().cpu().numpy()]
     return np.stack(columns, axis=1)
 
 

@@ -208,7 +208,10 @@ def _reconcile_accepted(book: LedgerWriter, dataset: Dataset, target_train: torc
             request.path.unlink()  # a cancel cut short before the file left the forget set
             continue
         if state == "rejected" and not (REJECTED_DIR / f"{request.request_id}.json").exists():
-            _move_to_rejected(request.path, request.request_id)  # a kill came after `rejected`, before the move
+            # A kill came after `rejected`, before the move; or the rejected file was moved back as it was: reported
+            # again either way, so a resubmission is never dropped without a word.
+            _move_to_rejected(request.path, request.request_id)
+            rejected.append(request.request_id)
             continue
         if state in ("cancelled", "rejected"):  # put back by hand, perhaps corrected: reported, never deleted
             _set_aside(request.path, f"{request.path}: request {request.request_id} is already {state}; a new "

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from remi.errors import UserError
-from remi.runtime.process_identity import is_gone, process_tags
+from remi.runtime.process_identity import is_alive_here, process_tags
 
 STACK_DIR = Path(".stack")
 BUCKET = "remi"
@@ -221,7 +221,7 @@ def _stop_process_group(pid: int) -> None:
 
 def _stop(state: dict[str, Any]) -> None:
     for name in ("mlflow", "s3"):
-        if f"{name}_pid" in state and not is_gone(state[f"{name}_process"]):
+        if f"{name}_pid" in state and is_alive_here(state[f"{name}_process"]):
             _stop_process_group(state[f"{name}_pid"])
     if "postgres_dir" in state:
         cluster = Path(state["postgres_dir"]) / "cluster"

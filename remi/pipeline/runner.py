@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+from remi.errors import UserError
 from remi.pipeline import tracking
 from remi.pipeline.dvc_locks import clear_cut_short_rwlock, keep_or_restore_lock
 from remi.pipeline.layout import OUTPUT_ROOTS, TARGET_PURGE_RECORD, metrics_path
@@ -113,7 +114,12 @@ def run_pipeline(dvc_arguments: list[str]) -> int:
     if code == 0:
         keep_or_restore_lock()
     gate = metrics_path("gate")
-    # Only where there is an audit to sum up: `remi run <stage>` may succeed with none there yet.
+    # Only where there is an audit to sum up: `remi run <stage>` may succeed with none there yet. The summary only
+    # reads what the stages wrote: a damaged file there (a merge's conflict markers) is said, not made the exit code.
     if metrics_path("audit").exists() and (code == 0 or (gate.exists() and gate.stat().st_mtime >= started)):
-        print("\n" + summary_text(), flush=True)
+        try:
+            print("\n" + summary_text(), flush=True)
+        except (UserError, ValueError) as error:
+            print(f"\nWARNING: no summary ({str(error)[:300]}); `remi summary` prints it once the file is whole.",
+                  file=sys.stderr)
     return code

@@ -71,19 +71,22 @@ def code_identity(root: Path | None = None) -> dict[str, str]:
     """Git commit, dirty flag and dvc.lock hash: the code and data state a run came from."""
     root = root or project_root()
 
-    def git(*args: str) -> str:
+    def git(*args: str) -> str | None:
+        """git's output; None where git cannot answer (no git program, as in a slim image where DVC reads the
+        repository without it, or no repository)."""
         try:
             result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        except OSError:  # no git program (a slim image: DVC reads the repository without it)
-            return ""
-        return result.stdout.strip() if result.returncode == 0 else ""
+        except OSError:
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
 
     lock = root / "dvc.lock"
+    # Pipeline outputs committed to git (dvc.lock, metrics, reports) do not make the code dirty.
+    changes = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!metrics",
+                  ":!reports", ":!**/.gitignore")
     return {
         "git_commit": git("rev-parse", "HEAD") or "unknown",
-        # Pipeline outputs committed to git (dvc.lock, metrics, reports) do not make the code dirty.
-        "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                  ":!dvc.lock", ":!metrics", ":!reports", ":!**/.gitignore"))).lower(),
+        "git_dirty": "unknown" if changes is None else str(bool(changes)).lower(),
         "dvc_lock_md5": file_md5(lock) if lock.exists() else "none",
     }
 

@@ -51,3 +51,15 @@ def is_gone(tags: dict[str, str]) -> bool:
     if "unknown" not in (theirs, ours) and theirs != ours:
         return theirs.split(":")[0] != ours.split(":")[0]  # an earlier boot's process is gone; another namespace's
     return start_ticks(int(tags[PID_TAG])) != tags.get(STARTED_TAG)
+
+
+def is_alive_here(tags: dict[str, str]) -> bool:
+    """True only if the process these tags name runs now and is this process's to signal: same host, same boot
+    and process namespace (where both sides know them), same start time. A process `is_gone` cannot judge is not
+    alive here: its id may name another process in this namespace."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False
+    theirs, ours = tags.get(NAMESPACE_TAG, "unknown"), process_namespace()
+    if "unknown" not in (theirs, ours) and theirs != ours:
+        return False
+    return start_ticks(int(tags[PID_TAG])) == tags.get(STARTED_TAG)
