@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from remi.runtime.process_identity import process_tags
+from remi.runtime.process_identity import is_alive_here, process_tags
 from tests.conftest import REMI, REPO
 
 
@@ -74,3 +74,12 @@ def test_remi_run_checks_the_environment_before_dvc_touches_anything(tmp_path):
                                 timeout=120)
         assert result.returncode == 2 and message in result.stderr, (name, result.stderr[-2000:])
         assert "Running stage" not in result.stdout and not (tmp_path / "never.db").exists()
+
+
+def test_only_a_live_process_of_this_namespace_is_alive_here():
+    """`remi stack stop` signals what this says is alive: a pid of another namespace may name another process here."""
+    ours = process_tags()
+    assert is_alive_here(ours)
+    assert not is_alive_here(ours | {"process.namespace": f"{ours['process.namespace'].split(':')[0]}:1"})
+    assert not is_alive_here(ours | {"process.start_ticks": "0"})  # the pid now names another process
+    assert not is_alive_here(ours | {"process.host": "elsewhere"})

@@ -41,25 +41,29 @@ def process_tags(pid: int | None = None) -> dict[str, str]:
             NAMESPACE_TAG: process_namespace()}
 
 
+def _namespace_match(tags: dict[str, str]) -> bool | None:
+    """Whether the tagged process's id can be looked up here: None if it cannot be judged at all (another host, no
+    pid), False if it belongs to another boot or process namespace (where both sides know them), else True (tags
+    written before the namespace was recorded go by the host alone)."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return None
+    theirs, ours = tags.get(NAMESPACE_TAG, "unknown"), process_namespace()
+    return "unknown" in (theirs, ours) or theirs == ours
+
+
 def is_gone(tags: dict[str, str]) -> bool:
     """True if the process these tags name (on this host) has exited; False if alive or unknowable: on another
-    host, or in another process namespace of this boot (tags written before the namespace was recorded go by the
-    host alone)."""
-    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+    host, or in another process namespace of this boot."""
+    match = _namespace_match(tags)
+    if match is None:
         return False
-    theirs, ours = tags.get(NAMESPACE_TAG, "unknown"), process_namespace()
-    if "unknown" not in (theirs, ours) and theirs != ours:
-        return theirs.split(":")[0] != ours.split(":")[0]  # an earlier boot's process is gone; another namespace's
+    if not match:  # an earlier boot's process is gone; another namespace's of this boot is not ours to judge
+        return tags[NAMESPACE_TAG].split(":")[0] != process_namespace().split(":")[0]
     return start_ticks(int(tags[PID_TAG])) != tags.get(STARTED_TAG)
 
 
 def is_alive_here(tags: dict[str, str]) -> bool:
     """True only if the process these tags name runs now and is this process's to signal: same host, same boot
-    and process namespace (where both sides know them), same start time. A process `is_gone` cannot judge is not
-    alive here: its id may name another process in this namespace."""
-    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
-        return False
-    theirs, ours = tags.get(NAMESPACE_TAG, "unknown"), process_namespace()
-    if "unknown" not in (theirs, ours) and theirs != ours:
-        return False
-    return start_ticks(int(tags[PID_TAG])) == tags.get(STARTED_TAG)
+    and process namespace, same start time. A process `is_gone` cannot judge is not alive here: its id may name
+    another process in this namespace."""
+    return bool(_namespace_match(tags)) and start_ticks(int(tags[PID_TAG])) == tags.get(STARTED_TAG)
